@@ -1,0 +1,5 @@
+import sys
+
+from dspfx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,503 @@
+"""Filter design and exact (time-varying) recursive filtering.
+
+Coefficient convention: every coefficient tensor holds its coefficients in the last dimension,
+``b = [b0, b1, ...]`` (numerator) and ``a = [a0, a1, ...]`` (denominator) of
+
+    H(z) = (b0 + b1 z^-1 + ...) / (a0 + a1 z^-1 + ...),
+
+and the designs here return ``a`` normalised so that ``a[..., 0] == 1``.
+
+Designs follow the RBJ Audio-EQ-Cookbook (Robert Bristow-Johnson) for the biquads and the
+first-order bilinear designs, in the exact forms JUCE uses (``IIR::Coefficients::makeLowShelf``,
+``makeHighShelf``, ``makePeakFilter``, ``makeFirstOrderLowPass/HighPass``), which are what
+pedalboard's ``PeakFilter``, ``LowShelfFilter``, ``HighShelfFilter``, ``LowpassFilter`` and
+``HighpassFilter`` render with.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import reduce
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "BIQUAD_MODES",
+    "ONE_POLE_MODES",
+    "biquad_coefficients",
+    "one_pole_coefficients",
+    "frequency_response",
+    "iir",
+]
+
+BIQUAD_MODES: tuple[str, ...] = (
+    "lowpass",
+    "highpass",
+    "bandpass",
+    "notch",
+    "allpass",
+    "peak",
+    "lowshelf",
+    "highshelf",
+)
+ONE_POLE_MODES: tuple[str, ...] = ("lowpass", "highpass")
+
+#: Lowest cutoff a biquad design uses (Hz); JUCE computes w0 from max(cutoff, 2 Hz).
+MIN_CUTOFF_HZ = 2.0
+#: A biquad cutoff is kept at least this far below Nyquist (Hz), like pedalboard.
+NYQUIST_MARGIN_HZ = 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_sample_rate(sample_rate: float) -> float:
+    if isinstance(sample_rate, Tensor):
+        if sample_rate.numel() != 1:
+            raise ValueError(
+                f"sample_rate must be a single number in Hz, got a tensor shaped {tuple(sample_rate.shape)}"
+            )
+        sample_rate = float(sample_rate)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
+        raise TypeError(f"sample_rate must be a number in Hz, got {type(sample_rate).__name__}")
+    sample_rate = float(sample_rate)
+    if not math.isfinite(sample_rate) or sample_rate <= 0.0:
+        raise ValueError(f"sample_rate must be a positive number in Hz, got {sample_rate}")
+    return sample_rate
+
+
+def _design_inputs(**values: Tensor | float) -> list[Tensor]:
+    """Convert design parameters to tensors of one floating dtype/device and broadcast them.
+
+    The dtype is the promoted dtype of the tensor arguments (python numbers do not take part);
+    torch's default dtype when there are no floating tensors.
+    """
+    tensors = [v for v in values.values() if isinstance(v, Tensor)]
+    for key, v in values.items():
+        if isinstance(v, Tensor):
+            if v.is_complex():
+                raise TypeError(f"{key} must be real, got dtype {v.dtype}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{key} must be a tensor or a real number, got {type(v).__name__}")
+    float_dtypes = [t.dtype for t in tensors if t.is_floating_point()]
+    dtype = reduce(torch.promote_types, float_dtypes) if float_dtypes else torch.get_default_dtype()
+    device = tensors[0].device if tensors else None
+    converted = [torch.as_tensor(v, dtype=dtype, device=device) for v in values.values()]
+    try:
+        return list(torch.broadcast_tensors(*converted))
+    except RuntimeError as exc:
+        shapes = ", ".join(f"{k}={tuple(t.shape)}" for k, t in zip(values, converted))
+        raise ValueError(f"design parameters do not broadcast together: {shapes}") from exc
+
+
+def _check_mode(mode: str, valid: Sequence[str], what: str) -> str:
+    if not isinstance(mode, str) or mode not in valid:
+        raise ValueError(f"unknown {what} mode {mode!r}; valid modes are: {', '.join(valid)}")
+    return mode
+
+
+# --------------------------------------------------------------------------------------------
+# designs
+# --------------------------------------------------------------------------------------------
+
+
+def biquad_coefficients(
+    mode: str,
+    cutoff_hz: Tensor | float,
+    q: Tensor | float,
+    gain_db: Tensor | float,
+    sample_rate: float,
+) -> tuple[Tensor, Tensor]:
+    """Second-order (biquad) filter coefficients from the RBJ Audio-EQ-Cookbook.
+
+    With ``w0 = 2*pi*fc/sample_rate``, ``alpha = sin(w0) / (2*q)`` and, for ``peak``/shelves,
+    ``A = 10 ** (gain_db / 40)``:
+
+    - ``lowpass``, ``highpass``: 12 dB/octave, resonance set by ``q`` (0.7071: Butterworth).
+    - ``bandpass``: constant 0 dB peak gain (``b = [alpha, 0, -alpha]``).
+    - ``notch``: zero at the cutoff; ``allpass``: unit magnitude, phase turn at the cutoff.
+    - ``peak``: ``gain_db`` at the cutoff (``b = [1 + alpha*A, -2cos, 1 - alpha*A]``,
+      ``a = [1 + alpha/A, -2cos, 1 - alpha/A]``).
+    - ``lowshelf``, ``highshelf``: the cookbook's Q form (the ``2*sqrt(A)*alpha`` term), reaching
+      ``gain_db`` far into the shelf and ``gain_db / 2`` at the cutoff.
+
+    These equal JUCE's ``makePeakFilter``/``makeLowShelf``/``makeHighShelf`` used by
+    pedalboard's ``PeakFilter``/``LowShelfFilter``/``HighShelfFilter``. Like JUCE/pedalboard, the
+    cutoff is clamped into ``[2 Hz, sample_rate/2 - 100 Hz]`` before computing ``w0``
+    (``torch.clamp``: outside that range the gradient w.r.t. the cutoff is zero, never NaN/Inf).
+
+    ``gain_db`` is ignored (but still broadcast) by the modes without gain. ``q`` must be > 0.
+
+    Args:
+        mode: one of ``BIQUAD_MODES``.
+        cutoff_hz: cutoff/centre frequency in Hz, tensor or float.
+        q: quality factor, tensor or float.
+        gain_db: gain in dB for ``peak``/``lowshelf``/``highshelf``, tensor or float.
+        sample_rate: sample rate in Hz.
+
+    Returns:
+        ``(b, a)``, each shaped ``broadcast(cutoff_hz, q, gain_db).shape + (3,)``, with
+        ``a[..., 0] == 1``; dtype is the promoted dtype of the tensor inputs (default dtype when
+        all are python numbers), device that of the tensor inputs. Differentiable.
+
+    Raises:
+        ValueError: unknown mode (the message lists the valid modes), non-broadcastable inputs,
+            a non-positive python ``q``, or a sample rate too low to leave a valid cutoff range.
+    """
+    _check_mode(mode, BIQUAD_MODES, "biquad")
+    sample_rate = _check_sample_rate(sample_rate)
+    if isinstance(q, (int, float)) and not isinstance(q, bool) and not q > 0:
+        raise ValueError(f"q must be > 0, got {q}")
+    upper = sample_rate / 2.0 - NYQUIST_MARGIN_HZ
+    if upper <= MIN_CUTOFF_HZ:
+        raise ValueError(
+            f"sample_rate {sample_rate} Hz is too low for a biquad: the cutoff range "
+            f"[{MIN_CUTOFF_HZ}, sample_rate/2 - {NYQUIST_MARGIN_HZ}] Hz is empty"
+        )
+    cutoff_hz, q, gain_db = _design_inputs(cutoff_hz=cutoff_hz, q=q, gain_db=gain_db)
+
+    fc = torch.clamp(cutoff_hz, min=MIN_CUTOFF_HZ, max=upper)
+    w0 = (2.0 * math.pi / sample_rate) * fc
+    cos_w0 = torch.cos(w0)
+    sin_w0 = torch.sin(w0)
+    alpha = sin_w0 / (2.0 * q)
+    one = torch.ones_like(cos_w0)
+    two_cos = 2.0 * cos_w0
+
+    if mode == "lowpass":
+        b1 = 1.0 - cos_w0
+        b = (0.5 * b1, b1, 0.5 * b1)
+        a = (1.0 + alpha, -two_cos, 1.0 - alpha)
+    elif mode == "highpass":
+        b1 = 1.0 + cos_w0
+        b = (0.5 * b1, -b1, 0.5 * b1)
+        a = (1.0 + alpha, -two_cos, 1.0 - alpha)
+    elif mode == "bandpass":
+        b = (alpha, torch.zeros_like(alpha), -alpha)
+        a = (1.0 + alpha, -two_cos, 1.0 - alpha)
+    elif mode == "notch":
+        b = (one, -two_cos, one)
+        a = (1.0 + alpha, -two_cos, 1.0 - alpha)
+    elif mode == "allpass":
+        b = (1.0 - alpha, -two_cos, 1.0 + alpha)
+        a = (1.0 + alpha, -two_cos, 1.0 - alpha)
+    else:
+        big_a = torch.pow(10.0, gain_db / 40.0)
+        if mode == "peak":
+            b = (1.0 + alpha * big_a, -two_cos, 1.0 - alpha * big_a)
+            a = (1.0 + alpha / big_a, -two_cos, 1.0 - alpha / big_a)
+        else:
+            beta = 2.0 * torch.sqrt(big_a) * alpha
+            a_plus = big_a + 1.0
+            a_minus = big_a - 1.0
+            if mode == "lowshelf":
+                b = (
+                    big_a * (a_plus - a_minus * cos_w0 + beta),
+                    2.0 * big_a * (a_minus - a_plus * cos_w0),
+                    big_a * (a_plus - a_minus * cos_w0 - beta),
+                )
+                a = (
+                    a_plus + a_minus * cos_w0 + beta,
+                    -2.0 * (a_minus + a_plus * cos_w0),
+                    a_plus + a_minus * cos_w0 - beta,
+                )
+            else:  # highshelf
+                b = (
+                    big_a * (a_plus + a_minus * cos_w0 + beta),
+                    -2.0 * big_a * (a_minus + a_plus * cos_w0),
+                    big_a * (a_plus + a_minus * cos_w0 - beta),
+                )
+                a = (
+                    a_plus - a_minus * cos_w0 + beta,
+                    2.0 * (a_minus - a_plus * cos_w0),
+                    a_plus - a_minus * cos_w0 - beta,
+                )
+    b_t = torch.stack(b, dim=-1)
+    a_t = torch.stack(a, dim=-1)
+    a0 = a_t[..., :1]
+    return b_t / a0, torch.cat([torch.ones_like(a0), a_t[..., 1:] / a0], dim=-1)
+
+
+def one_pole_coefficients(
+    mode: str, cutoff_hz: Tensor | float, sample_rate: float
+) -> tuple[Tensor, Tensor]:
+    """First-order bilinear lowpass/highpass coefficients (pedalboard/JUCE first-order filters).
+
+    With ``n = tan(pi * cutoff_hz / sample_rate)``:
+
+    - ``lowpass``:  ``b = [n, n] / (n + 1)``
+    - ``highpass``: ``b = [1, -1] / (n + 1)``
+    - both: ``a = [1, (n - 1) / (n + 1)]``
+
+    (JUCE ``makeFirstOrderLowPass``/``makeFirstOrderHighPass``, used by pedalboard's
+    ``LowpassFilter``/``HighpassFilter``; -3 dB at the cutoff.) No clamping is applied: the
+    cutoff must lie in ``(0, sample_rate / 2)``.
+
+    Args:
+        mode: ``"lowpass"`` or ``"highpass"``.
+        cutoff_hz: cutoff frequency in Hz, tensor (any shape) or float.
+        sample_rate: sample rate in Hz.
+
+    Returns:
+        ``(b, a)``, each shaped ``cutoff_hz.shape + (2,)``, ``a[..., 0] == 1``; dtype/device of
+        ``cutoff_hz`` (default dtype for a python number). Differentiable.
+
+    Raises:
+        ValueError: unknown mode, or a python ``cutoff_hz`` outside ``(0, sample_rate / 2)``.
+    """
+    _check_mode(mode, ONE_POLE_MODES, "one-pole")
+    sample_rate = _check_sample_rate(sample_rate)
+    if isinstance(cutoff_hz, (int, float)) and not isinstance(cutoff_hz, bool):
+        if not 0.0 < cutoff_hz < sample_rate / 2.0:
+            raise ValueError(
+                f"cutoff_hz must lie in (0, sample_rate/2) = (0, {sample_rate / 2.0}) Hz, got {cutoff_hz}"
+            )
+    (fc,) = _design_inputs(cutoff_hz=cutoff_hz)
+    n = torch.tan((math.pi / sample_rate) * fc)
+    inv = 1.0 / (n + 1.0)
+    if mode == "lowpass":
+        b = torch.stack([n * inv, n * inv], dim=-1)
+    else:
+        b = torch.stack([inv, -inv], dim=-1)
+    a = torch.stack([torch.ones_like(n), (n - 1.0) * inv], dim=-1)
+    return b, a
+
+
+# --------------------------------------------------------------------------------------------
+# analysis
+# --------------------------------------------------------------------------------------------
+
+
+def frequency_response(
+    b: Tensor,
+    a: Tensor,
+    freqs_hz: Tensor | Sequence[float] | float,
+    sample_rate: float,
+) -> Tensor:
+    """Complex frequency response ``H(e^{jw})`` of static filter coefficients.
+
+    ``H = sum_k b_k e^{-jwk} / sum_k a_k e^{-jwk}`` with ``w = 2*pi*f/sample_rate`` (same as
+    ``scipy.signal.freqz(b, a, worN=freqs_hz, fs=sample_rate)``).
+
+    Args:
+        b: numerator, shaped ``(..., nb)``.
+        a: denominator, shaped ``(..., na)``; need not be normalised.
+        freqs_hz: frequencies in Hz, 1-D (or a scalar), tensor or sequence.
+        sample_rate: sample rate in Hz.
+
+    Returns:
+        Complex tensor shaped ``broadcast(b.shape[:-1], a.shape[:-1]) + (len(freqs_hz),)``;
+        complex128 for float64 coefficients, else complex64. Differentiable w.r.t. ``b``, ``a``
+        and a tensor ``freqs_hz``.
+    """
+    sample_rate = _check_sample_rate(sample_rate)
+    b = torch.as_tensor(b)
+    a = torch.as_tensor(a, device=b.device)
+    if b.ndim < 1 or a.ndim < 1 or b.shape[-1] < 1 or a.shape[-1] < 1:
+        raise ValueError(
+            f"b and a must hold coefficients in their last dimension, got shapes "
+            f"{tuple(b.shape)} and {tuple(a.shape)}"
+        )
+    float_dtypes = [t.dtype for t in (b, a) if t.is_floating_point()]
+    dtype = reduce(torch.promote_types, float_dtypes) if float_dtypes else torch.get_default_dtype()
+    b = b.to(dtype)
+    a = a.to(dtype)
+    freqs = torch.as_tensor(freqs_hz, dtype=dtype, device=b.device)
+    if freqs.ndim == 0:
+        freqs = freqs.reshape(1)
+    if freqs.ndim != 1:
+        raise ValueError(f"freqs_hz must be 1-D, got shape {tuple(freqs.shape)}")
+    try:
+        torch.broadcast_shapes(b.shape[:-1], a.shape[:-1])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"b {tuple(b.shape)} and a {tuple(a.shape)} leading dimensions do not broadcast"
+        ) from exc
+    w = (2.0 * math.pi / sample_rate) * freqs
+
+    def _poly(coef: Tensor) -> Tensor:
+        k = torch.arange(coef.shape[-1], dtype=dtype, device=coef.device)
+        phase = w.unsqueeze(-1) * k  # (F, n)
+        basis = torch.polar(torch.ones_like(phase), -phase)  # e^{-j w k}
+        return torch.matmul(coef.to(basis.dtype), basis.transpose(0, 1))  # (..., F)
+
+    return _poly(b) / _poly(a)
+
+
+# --------------------------------------------------------------------------------------------
+# filtering
+# --------------------------------------------------------------------------------------------
+
+
+#: Numerators with more taps than this (and static in time) use conv1d in iir().
+_SHIFTED_SUM_MAX_TAPS = 16
+
+
+def _sample_wise_lpc():
+    """torchlpc's exact time-varying all-pole filter (imported lazily: it pulls in numba)."""
+    from torchlpc import sample_wise_lpc
+
+    return sample_wise_lpc
+
+
+def _as_coefficients(coef: Tensor, name: str, x: Tensor) -> Tensor:
+    """Check a coefficient tensor against x and view it as (B|1, C|1, T|1, n)."""
+    if not isinstance(coef, Tensor):
+        coef = torch.as_tensor(coef, dtype=x.dtype, device=x.device)
+    if coef.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {coef.dtype}")
+    if coef.ndim < 1 or coef.ndim > 4 or coef.shape[-1] < 1:
+        raise ValueError(
+            f"{name} must be shaped (..., n) with ... broadcastable to x's (batch, channels, "
+            f"samples) = {tuple(x.shape)} and n >= 1, got shape {tuple(coef.shape)}"
+        )
+    lead = (1,) * (4 - coef.ndim) + tuple(coef.shape[:-1])
+    for size, target, dim_name in zip(lead, x.shape, ("batch", "channels", "samples")):
+        if size not in (1, target):
+            raise ValueError(
+                f"{name} shaped {tuple(coef.shape)} does not broadcast to x shaped "
+                f"{tuple(x.shape)}: its {dim_name} dimension is {size}, expected 1 or {target}; "
+                f"coefficients are shaped (batch|1, channels|1, samples|1, n)"
+            )
+    if coef.dtype != x.dtype:
+        coef = coef.to(x.dtype)
+    return coef.reshape(lead + (coef.shape[-1],))
+
+
+def _as_history(h: Tensor, name: str, x: Tensor, order: int) -> Tensor:
+    batch, channels, _ = x.shape
+    if not isinstance(h, Tensor):
+        raise TypeError(f"state {name} must be a tensor, got {type(h).__name__}")
+    expected = (batch, channels, order)
+    try:
+        ok = h.ndim <= 3 and tuple(torch.broadcast_shapes(h.shape, expected)) == expected
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"state {name} shaped {tuple(h.shape)} does not fit: expected (batch, channels, "
+            f"order) = {expected} (most recent sample first)"
+        )
+    return h.to(x.dtype).expand(batch, channels, order)
+
+
+def iir(
+    x: Tensor,
+    b: Tensor,
+    a: Tensor,
+    state: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Exact, possibly time-varying, recursive (IIR) filter with explicit state.
+
+    Direct form I, per sample ``n`` (``a0 = a[..., 0]``, 1 for the designs in this module):
+
+        a0[n] y[n] = sum_{k>=0} b_k[n] x[n-k] - sum_{k>=1} a_k[n] y[n-k]
+
+    The FIR numerator is a vectorised sum over shifted copies of the input padded with the input
+    history (static ``b`` broadcasts over time without being materialised); the all-pole
+    denominator runs in ``torchlpc.sample_wise_lpc`` (compiled recursion with exact gradients
+    w.r.t. input, coefficients and initial state). No python loop over samples.
+
+    Args:
+        x: ``(batch, channels, samples)`` real tensor.
+        b: numerator, ``(..., nb)``; ``...`` broadcasts to ``(batch, channels, samples)``, i.e.
+            ``b`` is shaped ``(B|1, C|1, T|1, nb)`` (missing leading dims count as 1); ``T == 1``
+            means static coefficients, ``T == samples`` one set per sample.
+        a: denominator, ``(..., na)`` likewise; ``a[..., 0]`` divides everything (so it needs
+            not be 1, but must not be 0). For stability the poles must stay inside the unit
+            circle; this is not checked.
+        state: ``(x_history, y_history)`` shaped ``(batch, channels, nb - 1)`` and
+            ``(batch, channels, na - 1)``, most recent sample first (``x_history[..., 0]`` is
+            ``x[-1]``); ``None`` means zeros.
+
+    Returns:
+        ``(y, state)``: ``y`` shaped like ``x``; ``state`` the histories after the block in the
+        same layout, so that filtering a signal block by block with the carried state equals
+        filtering it at once (blocks shorter than the filter order included).
+        Coefficients are cast to ``x.dtype``.
+
+    Raises:
+        ValueError: ``x`` is not 3-D, coefficient or state shapes do not fit.
+        TypeError: non-tensor or complex inputs.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
+    if x.ndim != 3:
+        raise ValueError(
+            f"x must be shaped (batch, channels, samples), got {x.ndim}-D shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a real floating-point tensor, got dtype {x.dtype}")
+    batch, channels, n_samples = x.shape
+    b4 = _as_coefficients(b, "b", x)
+    a4 = _as_coefficients(a, "a", x)
+    nb, na = b4.shape[-1], a4.shape[-1]
+    fir_order, ar_order = nb - 1, na - 1
+
+    if state is None:
+        x_hist = x.new_zeros(batch, channels, fir_order)
+        y_hist = x.new_zeros(batch, channels, ar_order)
+    else:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(
+                "state must be a pair (x_history, y_history) shaped (batch, channels, nb - 1) and "
+                f"(batch, channels, na - 1), got {type(state).__name__}"
+            )
+        x_hist = _as_history(state[0], "x_history", x, fir_order)
+        y_hist = _as_history(state[1], "y_history", x, ar_order)
+
+    if n_samples == 0:
+        return x, (x_hist, y_hist)
+
+    # ---- FIR part: fir[n] = sum_k b_k[n] x[n-k], with x[n-k] for n-k < 0 from the history.
+    if fir_order > 0:
+        x_ext = torch.cat([x_hist.flip(-1), x], dim=-1)  # (B, C, fir_order + T)
+    else:
+        x_ext = x
+    # A sum of nb shifted, scaled copies: static coefficients (T == 1) broadcast over time without
+    # being materialised. For the short numerators used here this is faster than conv1d (which
+    # measured 3-5x slower for 3 taps on 10 s of audio on CPU) and identical in value.
+    # Long static numerators go through conv1d instead.
+    if nb > _SHIFTED_SUM_MAX_TAPS and b4.shape[2] == 1:
+        groups = batch * channels
+        weight = b4.flip(-1).expand(batch, channels, 1, nb).reshape(groups, 1, nb)
+        fir = F.conv1d(
+            x_ext.reshape(1, groups, x_ext.shape[-1]), weight, groups=groups
+        ).reshape(batch, channels, n_samples)
+    else:
+        fir = x * b4[..., 0]
+        for k in range(1, nb):
+            start = fir_order - k
+            fir = torch.addcmul(fir, x_ext[..., start : start + n_samples], b4[..., k])
+
+    # ---- normalise by a0 (exact no-op for a0 == 1) and run the all-pole part.
+    a0 = a4[..., 0]
+    fir = fir / a0
+    if ar_order > 0:
+        ar = (a4[..., 1:] / a4[..., :1]).expand(batch, channels, n_samples, ar_order)
+        y = _sample_wise_lpc()(
+            fir.reshape(batch * channels, n_samples),
+            ar.reshape(batch * channels, n_samples, ar_order).contiguous(),
+            y_hist.reshape(batch * channels, ar_order).contiguous(),
+        ).reshape(batch, channels, n_samples)
+    else:
+        y = fir
+
+    # ---- new state, most recent sample first.
+    if fir_order == 0:
+        new_x_hist = x_hist
+    else:
+        new_x_hist = x_ext[..., x_ext.shape[-1] - fir_order :].flip(-1)
+    if ar_order == 0:
+        new_y_hist = y_hist
+    elif n_samples >= ar_order:
+        new_y_hist = y[..., n_samples - ar_order :].flip(-1)
+    else:
+        y_ext = torch.cat([y_hist.flip(-1), y], dim=-1)
+        new_y_hist = y_ext[..., y_ext.shape[-1] - ar_order :].flip(-1)
+    return y, (new_x_hist, new_y_hist)

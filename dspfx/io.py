@@ -1,0 +1,527 @@
+"""File input/output for dspfx.
+
+Sections:
+
+* shape helpers: :func:`as_batch`, :func:`check_finite` (used across the project);
+* atomic writes: :func:`atomic_path`, :func:`atomic_write` (any writer: audio, chain files, plots);
+* audio files (over ``soundfile``): :func:`read_audio`, :func:`write_audio`, :func:`resample`;
+* chain files (safetensors + JSON spec, never pickle): :func:`save`, :func:`load`.
+
+Audio is ``(channels, samples)`` in files and ``(batch, channels, samples)`` inside the
+library; the public edges here also accept ``(samples,)`` and say what they did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+if TYPE_CHECKING:
+    from dspfx.unit import Unit
+
+__all__ = [
+    "as_batch",
+    "check_finite",
+    "atomic_path",
+    "atomic_write",
+    "read_audio",
+    "write_audio",
+    "resample",
+    "save",
+    "load",
+]
+
+PathLike = Union[str, os.PathLike]
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+#: A 2-D array whose first dim is larger than this while its second is not looks like
+#: ``(samples, channels)`` (soundfile's layout) rather than ``(channels, samples)``.
+MAX_PLAUSIBLE_CHANNELS = 16
+
+
+# --- shape helpers ---
+
+
+def _as_tensor(audio: ArrayLike, name: str) -> torch.Tensor:
+    """Tensor view of ``audio`` (ndarray shares memory when it can); floating dtypes only."""
+    if isinstance(audio, np.ndarray):
+        if not (np.issubdtype(audio.dtype, np.floating)):
+            raise TypeError(f"{name} must be a floating-point array, got numpy dtype {audio.dtype}")
+        if audio.dtype == np.float16:
+            audio = audio.astype(np.float32)
+        if not audio.flags.writeable:
+            audio = audio.copy()
+        return torch.from_numpy(audio)
+    if isinstance(audio, torch.Tensor):
+        if not audio.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {audio.dtype}")
+        return audio
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(audio).__name__}")
+
+
+def _check_not_transposed(shape: tuple[int, ...], given: tuple[int, ...]) -> None:
+    """Reject ``(channels, samples) = shape`` that looks like ``(samples, channels)``."""
+    channels, samples = shape
+    if channels > MAX_PLAUSIBLE_CHANNELS and samples <= MAX_PLAUSIBLE_CHANNELS:
+        raise ValueError(
+            f"audio has shape {given}, read as (channels={channels}, samples={samples}); "
+            f"this looks like (samples, channels). dspfx uses (channels, samples): "
+            f"pass the transpose (audio.transpose(-1, -2), or audio.T for 2-D)"
+        )
+
+
+def as_batch(audio: ArrayLike) -> tuple[torch.Tensor, str]:
+    """Normalise audio to the library's ``(batch, channels, samples)`` layout.
+
+    Args:
+        audio: floating-point tensor or ndarray shaped ``(samples,)``, ``(channels, samples)``
+            or ``(batch, channels, samples)``. A 2-D input is always ``(channels, samples)``;
+            one whose first dim is > 16 while its second is <= 16 is rejected as a likely
+            ``(samples, channels)`` array (transpose it first).
+
+    Returns:
+        ``(tensor, note)``: the audio as a ``(batch, channels, samples)`` tensor of the same
+        dtype and device (a view sharing memory where possible; float16 ndarrays become
+        float32), and a short note of what was done, e.g. ``"(samples,) -> (1, 1, samples)"``.
+
+    Raises:
+        TypeError: not a tensor/ndarray, or not floating point.
+        ValueError: 0-D or more than 3-D input, or a 2-D input that looks transposed.
+    """
+    x = _as_tensor(audio, "audio")
+    shape = tuple(x.shape)
+    if x.ndim == 1:
+        return x.reshape(1, 1, -1), "(samples,) -> (1, 1, samples)"
+    if x.ndim == 2:
+        _check_not_transposed(shape, shape)
+        return x.unsqueeze(0), "(channels, samples) -> (1, channels, samples)"
+    if x.ndim == 3:
+        return x, "(batch, channels, samples) unchanged"
+    raise ValueError(
+        f"audio has shape {shape} ({x.ndim}-D); expected (samples,), (channels, samples) "
+        f"or (batch, channels, samples)"
+    )
+
+
+def check_finite(audio: ArrayLike, name: str = "audio") -> None:
+    """Raise if ``audio`` holds NaN or Inf values.
+
+    Args:
+        audio: tensor or ndarray of any shape.
+        name: what to call it in the message (e.g. a file name).
+
+    Raises:
+        ValueError: naming how many values are NaN and Inf and the index of the first one.
+    """
+    if isinstance(audio, torch.Tensor):
+        x = audio.detach()
+        if not x.is_floating_point() and not x.is_complex():
+            return
+        bad = ~torch.isfinite(x)
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            return
+        n_nan = int(torch.isnan(x).sum())
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+    else:
+        x = np.asarray(audio)
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
+            return
+        bad = ~np.isfinite(x)
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            return
+        n_nan = int(np.isnan(x).sum())
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"{name} contains {n_bad} non-finite value{'s' if n_bad != 1 else ''} "
+        f"({n_nan} NaN, {n_bad - n_nan} Inf) out of {x.size if isinstance(x, np.ndarray) else x.numel()}; "
+        f"first at index {first}; expected finite samples"
+    )
+
+
+# --- atomic writes ---
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # fallback: read it by setting it (not thread-safe, rarely reached)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Context manager giving a temporary path to write instead of ``path``.
+
+    The temporary file is created (empty) in the same directory with the same suffix, so
+    writers that pick a format from the extension (soundfile, matplotlib) behave as for
+    ``path``. When the block exits normally the file is flushed to disk and moved onto
+    ``path`` with :func:`os.replace` (atomic on POSIX and Windows); it gets the permissions of
+    the file it replaces, or the usual ``0o666 & ~umask`` for a new file. When the block
+    raises, the temporary file is removed and ``path`` (if it existed) is untouched.
+
+    Example::
+
+        with atomic_path("out.wav") as tmp:
+            soundfile.write(tmp, data, 48000)
+
+    Args:
+        path: destination file. Its directory must exist.
+
+    Yields:
+        The temporary file's path.
+
+    Raises:
+        FileNotFoundError: the destination directory does not exist.
+        IsADirectoryError: ``path`` is a directory.
+    """
+    dest = Path(os.fspath(path))
+    parent = dest.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"cannot write {str(dest)!r}: directory {str(parent)!r} does not exist")
+    if dest.is_dir():
+        raise IsADirectoryError(f"cannot write {str(dest)!r}: it is a directory, expected a file path")
+    fd, tmp_name = tempfile.mkstemp(suffix=dest.suffix, prefix=f".{dest.name}.", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        try:
+            mode = os.stat(dest).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: PathLike, write_fn: Callable[[Path], Any]) -> Path:
+    """Write a file atomically: ``write_fn(tmp_path)`` writes it, then it replaces ``path``.
+
+    See :func:`atomic_path` for the guarantees (same directory and suffix, original untouched
+    and temporary removed on any exception).
+
+    Args:
+        path: destination file; its directory must exist.
+        write_fn: called once with the temporary path; writes the complete file there.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+    """
+    with atomic_path(path) as tmp:
+        write_fn(tmp)
+    return Path(os.fspath(path))
+
+
+# --- audio files ---
+
+# Extensions whose soundfile format name differs from the upper-cased extension.
+_FORMAT_ALIASES = {"AIF": "AIFF", "AIFC": "AIFF", "OGA": "OGG", "OPUS": "OGG"}
+# Subtypes that store values outside [-1, 1] as they are (the others clip or wrap).
+_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+
+
+def _check_sample_rate(sample_rate: Any, name: str = "sample_rate") -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
+        raise TypeError(f"{name} must be a positive integer in Hz, got {sample_rate!r}")
+    if isinstance(sample_rate, float) and not sample_rate.is_integer():
+        raise ValueError(f"{name} must be a whole number of Hz, got {sample_rate!r}")
+    if sample_rate <= 0:
+        raise ValueError(f"{name} must be positive (Hz), got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def _format_for(path: Path) -> str:
+    ext = path.suffix[1:].upper()
+    fmt = _FORMAT_ALIASES.get(ext, ext)
+    if not ext or fmt not in sf.available_formats():
+        raise ValueError(
+            f"cannot write {str(path)!r}: unknown audio file extension {path.suffix!r}; "
+            f"expected one of .wav, .flac, .ogg, .aiff, .mp3 (soundfile formats: "
+            f"{', '.join(sorted(sf.available_formats()))})"
+        )
+    return fmt
+
+
+def resample(audio: ArrayLike, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """Resample audio along its last axis with a polyphase filter.
+
+    Uses :func:`scipy.signal.resample_poly` with the reduced ratio
+    ``up / down = target_sr / orig_sr`` (divided by their gcd; e.g. 44100 -> 48000 is
+    160 / 147) and scipy's default Kaiser-windowed (beta 5) FIR anti-aliasing filter. Computed
+    in float64 with numpy; **not differentiable** (the result carries no gradient).
+
+    Args:
+        audio: floating-point tensor or ndarray of any shape ``(..., samples)``.
+        orig_sr: its sample rate in Hz.
+        target_sr: wanted sample rate in Hz.
+
+    Returns:
+        Tensor ``(..., ceil(samples * up / down))`` on the input's device, with its dtype
+        (float32 for half-precision input); a copy even when the rates are equal.
+    """
+    x = _as_tensor(audio, "audio")
+    orig_sr = _check_sample_rate(orig_sr, "orig_sr")
+    target_sr = _check_sample_rate(target_sr, "target_sr")
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"audio has shape {tuple(x.shape)}; expected (..., samples) with samples > 0")
+    if orig_sr == target_sr:
+        return x.detach().clone()
+    g = math.gcd(orig_sr, target_sr)
+    up, down = target_sr // g, orig_sr // g
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    y = resample_poly(x.detach().cpu().to(torch.float64).numpy(), up, down, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(y)).to(device=x.device, dtype=dtype)
+
+
+def read_audio(
+    path: PathLike,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, int]:
+    """Read an audio file (any format soundfile reads: WAV, FLAC, OGG, AIFF, MP3, ...).
+
+    Args:
+        path: the file.
+        sample_rate: when given and different from the file's rate, the audio is resampled to
+            it with :func:`resample` (``scipy.signal.resample_poly`` with the reduced up/down
+            ratio, e.g. 160/147 for 44.1 -> 48 kHz).
+        mono: average all channels into one.
+        dtype: floating-point torch dtype of the result.
+
+    Returns:
+        ``(audio, sample_rate)``: a tensor shaped ``(channels, samples)`` (``(1, samples)``
+        when ``mono``), values as stored (integer formats scaled to [-1, 1)), and its rate in
+        Hz (``sample_rate`` when given, else the file's).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a directory, an empty file, not audio / unreadable (with soundfile's
+            reason), no samples, or NaN/Inf in the data.
+    """
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    target_sr = None if sample_rate is None else _check_sample_rate(sample_rate)
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise FileNotFoundError(f"audio file not found: {str(p)!r}")
+    if p.is_dir():
+        raise ValueError(f"cannot read audio from {str(p)!r}: it is a directory, expected a file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"cannot read audio from {str(p)!r}: the file is empty (0 bytes)")
+    try:
+        data, file_sr = sf.read(p, dtype="float64", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise ValueError(f"cannot read audio from {str(p)!r}: it contains no samples")
+    data = data.T  # (channels, samples)
+    check_finite(data, name=f"audio file {str(p)!r}")
+    if mono:
+        data = data.mean(axis=0, keepdims=True)
+    audio = torch.from_numpy(np.ascontiguousarray(data))
+    out_sr = int(file_sr)
+    if target_sr is not None and target_sr != out_sr:
+        audio = resample(audio, out_sr, target_sr)
+        out_sr = target_sr
+    return audio.to(dtype), out_sr
+
+
+def write_audio(
+    path: PathLike,
+    audio: ArrayLike,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+) -> Path:
+    """Write audio to a file, atomically (see :func:`atomic_path`).
+
+    The format comes from the extension (``.wav``, ``.flac``, ``.ogg``, ``.aiff``, ...).
+
+    Args:
+        path: destination; its directory must exist.
+        audio: floating-point tensor or ndarray shaped ``(samples,)``, ``(channels, samples)``
+            or ``(1, channels, samples)``. A 2-D array is never transposed silently: one
+            whose first dim is > 16 while its second is <= 16 is rejected as a likely
+            ``(samples, channels)`` array.
+        sample_rate: in Hz.
+        subtype: soundfile subtype (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...). Default:
+            ``"FLOAT"`` for ``.wav`` (values beyond +-1 survive), soundfile's default
+            otherwise (e.g. PCM_16 for FLAC).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        ValueError: bad shape, no samples, NaN/Inf, unknown extension or subtype, or peak
+            above 1.0 for a subtype that cannot hold it (integer PCM, lossy codecs: they would
+            clip or wrap around).
+        FileNotFoundError: the destination directory does not exist.
+    """
+    p = Path(os.fspath(path))
+    sr = _check_sample_rate(sample_rate)
+    x = _as_tensor(audio, "audio")
+    shape = tuple(x.shape)
+    accepted = "(samples,), (channels, samples) or (1, channels, samples)"
+    if x.ndim == 1:
+        x = x.unsqueeze(0)
+    elif x.ndim == 2:
+        _check_not_transposed(shape, shape)
+    elif x.ndim == 3 and shape[0] == 1:
+        x = x[0]
+        _check_not_transposed(tuple(x.shape), shape)
+    elif x.ndim == 3:
+        raise ValueError(
+            f"audio has shape {shape}: a batch of {shape[0]} signals; write_audio writes one. "
+            f"Expected {accepted}; write each item (audio[i]) to its own file"
+        )
+    else:
+        raise ValueError(f"audio has shape {shape} ({x.ndim}-D); expected {accepted}")
+    if x.shape[-1] == 0:
+        raise ValueError(f"audio has shape {shape} with no samples; expected at least one sample")
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float32)
+    data = x.detach().cpu().numpy()
+    check_finite(data, name="audio")
+
+    fmt = _format_for(p)
+    if subtype is None:
+        subtype = "FLOAT" if fmt == "WAV" else sf.default_subtype(fmt)
+        if fmt == "OGG" and p.suffix.lower() == ".opus":
+            subtype = "OPUS"
+    subtype = subtype.upper()
+    if not sf.check_format(fmt, subtype):
+        raise ValueError(
+            f"cannot write {str(p)!r}: subtype {subtype!r} is not available for {fmt}; "
+            f"expected one of {sorted(sf.available_subtypes(fmt))}"
+        )
+    peak = float(np.max(np.abs(data)))
+    if subtype not in _FLOAT_SUBTYPES and peak > 1.0:
+        raise ValueError(
+            f"cannot write {str(p)!r} as {subtype}: audio peaks at {peak:.4g} > 1.0 and would "
+            f"clip or wrap around; scale it, clip it, or use subtype='FLOAT' (.wav)"
+        )
+
+    def _write(tmp: Path) -> None:
+        try:
+            sf.write(tmp, np.ascontiguousarray(data.T), sr, subtype=subtype, format=fmt)
+        except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"cannot write audio to {str(p)!r}: {exc}") from exc
+
+    return atomic_write(p, _write)
+
+
+# --- chain files --------------------------------------------------------------------------------
+#
+# A chain file is one safetensors file. Its metadata holds the unit's spec as JSON (unit names,
+# options, knob values in physical units); its tensors hold everything learned that is not a knob
+# (tables, impulse responses, network weights). Loading never runs code: no pickle anywhere.
+# A ``.json`` path holds the spec alone, for units that have nothing but knobs.
+
+CHAIN_FORMAT = "dspfx.unit/1"
+
+
+def _learned_tensors(unit: Unit) -> dict[str, torch.Tensor]:
+    """State-dict entries that are not knobs (knobs travel in the spec)."""
+    return {
+        key: value.detach().cpu().contiguous()
+        for key, value in unit.state_dict().items()
+        if not (key.startswith("raw_knobs.") or ".raw_knobs." in key)
+    }
+
+
+def save(unit: Unit, path: str | os.PathLike) -> Path:
+    """Write a unit (or a whole chain) to ``path``: a ``.safetensors`` file, or a ``.json`` spec.
+
+    The write is atomic: a temporary file beside ``path`` is renamed into place, so an existing
+    file is never left half-written. Returns the path written.
+    """
+    from dspfx import __version__
+    from dspfx.unit import Unit
+
+    if not isinstance(unit, Unit):
+        raise TypeError(f"save() takes a dspfx Unit, got {type(unit).__name__}")
+    path = Path(path)
+    spec = unit.spec()
+    tensors = _learned_tensors(unit)
+    if path.suffix == ".json":
+        if tensors:
+            raise ValueError(
+                f"{unit.label} holds learned tensors ({', '.join(list(tensors)[:4])}...) that a .json spec "
+                f"cannot keep; save it as .safetensors instead (got {path})"
+            )
+        text = json.dumps(spec, indent=2) + "\n"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+        return path
+    if path.suffix != ".safetensors":
+        raise ValueError(f"chain files end in .safetensors (or .json for a spec alone), got {path}")
+    from safetensors.torch import save_file
+
+    metadata = {"format": CHAIN_FORMAT, "spec": json.dumps(spec), "dspfx_version": __version__}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Unit:
+    """Read a unit written by :func:`save` (``.safetensors``) or a JSON spec file (``.json``)."""
+    from dspfx.chain import build
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no chain file at {path}")
+    if path.suffix == ".json":
+        try:
+            spec = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a JSON spec: {err}") from None
+        unit = build(spec)
+        return unit.to(device) if device is not None else unit
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as err:  # safetensors raises its own error type for a bad header
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    if metadata.get("format") != CHAIN_FORMAT or "spec" not in metadata:
+        raise ValueError(
+            f"{path} is a safetensors file but not a dspfx chain file (metadata format "
+            f"{metadata.get('format')!r}, expected {CHAIN_FORMAT!r})"
+        )
+    unit = build(json.loads(metadata["spec"]))
+    expected = set(_learned_tensors(unit))
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        raise ValueError(f"{path}: tensors do not match the spec (missing {missing}, unexpected {extra})")
+    if tensors:
+        unit.load_state_dict(tensors, strict=False)
+    return unit.to(device) if device is not None else unit

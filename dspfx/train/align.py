@@ -1,0 +1,171 @@
+"""Latency estimation and alignment of input/target captures.
+
+A re-amped capture (DI in, amp/pedal out) is usually delayed by the interface's round trip and
+the device itself. :func:`estimate_latency` finds that delay by cross-correlation and
+:func:`align` trims the pair so that sample ``n`` of the input lines up with sample ``n`` of the
+target. Neither is differentiable (the lag is an integer).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import scipy.fft
+import torch
+
+__all__ = ["estimate_latency", "align", "DEFAULT_MAX_LATENCY"]
+
+#: Upper bound of the default search range, in samples (one second at 48 kHz).
+DEFAULT_MAX_LATENCY = 48000
+
+
+def _time_axis_2d(x: object, name: str) -> np.ndarray:
+    """``x`` as float64 numpy ``(batch, samples)``: channels summed, leading dims added."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must be a real tensor, got dtype {x.dtype}")
+        arr = x.detach().to("cpu", torch.float64).numpy()
+    elif isinstance(x, np.ndarray):
+        arr = np.asarray(x, dtype=np.float64)
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor (or numpy array), got {type(x).__name__}")
+    if arr.ndim == 1:
+        arr = arr[None, None, :]
+    elif arr.ndim == 2:
+        arr = arr[None, :, :]
+    elif arr.ndim != 3:
+        raise ValueError(
+            f"{name} must be shaped (batch, channels, samples), (channels, samples) or "
+            f"(samples,), got shape {tuple(arr.shape)}"
+        )
+    if arr.shape[-1] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; cannot estimate latency")
+    summed = arr.sum(axis=1)
+    return summed - summed.mean(axis=-1, keepdims=True)
+
+
+def estimate_latency(
+    input: torch.Tensor, target: torch.Tensor, max_latency: int | None = None
+) -> int:
+    """Integer delay of ``target`` relative to ``input``, by FFT cross-correlation.
+
+    Finds ``L`` such that ``target[n] ~ f(input[n - L])``: ``L > 0`` means the target lags the
+    input (the usual capture latency), ``L < 0`` that it is ahead. Each signal is summed over
+    its channels and its mean removed; the cross-correlations
+    ``r[L] = sum_n target[n] input[n - L]`` of the batch items (input and target batches must
+    match, or one of them be 1) are added up, and ``L`` is the lag of the largest ``|r[L]|``
+    within ``[-max_latency, max_latency]``. Using ``|r|`` also finds the lag of a
+    polarity-inverted target (many amps invert).
+
+    The peak sits at the true lag whenever the target is the input passed through a memoryless
+    nonlinearity (any distortion correlated with its input, e.g. ``tanh``) and/or a filter whose
+    impulse response peaks at its first sample (one-pole low-pass, shelving and peaking EQ,
+    high-pass); for filters with a delayed impulse-response peak (steep low-passes, long
+    all-passes) it includes that delay, which is the alignment that matches the waveforms best.
+    For strictly periodic signals without onsets the lag is only defined up to the period.
+
+    Args:
+        input: ``(batch, channels, samples)`` (or ``(channels, samples)`` / ``(samples,)``),
+            the signal sent into the device.
+        target: same layout (its channel count and length may differ), the recorded output.
+        max_latency: largest ``|L|`` searched, in samples. Default:
+            ``min(min(len(input), len(target)) // 4, DEFAULT_MAX_LATENCY)`` where
+            ``DEFAULT_MAX_LATENCY = 48000`` (one second at 48 kHz). Lags are also limited to
+            those where the signals still overlap.
+
+    Returns:
+        ``L`` as a python int (samples).
+
+    Raises:
+        ValueError: if either signal is silent (all zeros or constant), has NaN/inf, or the
+            shapes are unusable.
+    """
+    x = _time_axis_2d(input, "input")
+    y = _time_axis_2d(target, "target")
+    if x.shape[0] != y.shape[0] and 1 not in (x.shape[0], y.shape[0]):
+        raise ValueError(
+            f"input and target batch sizes must match (or one be 1), got input "
+            f"{tuple(input.shape)} and target {tuple(target.shape)}"
+        )
+    for arr, name, orig in ((x, "input", input), (y, "target", target)):
+        if not np.any(arr):
+            raise ValueError(
+                f"{name} (shape {tuple(orig.shape)}) is silent (all zeros or constant after "
+                f"summing channels): cannot estimate latency"
+            )
+    n_x, n_y = x.shape[-1], y.shape[-1]
+    if max_latency is None:
+        max_latency = min(min(n_x, n_y) // 4, DEFAULT_MAX_LATENCY)
+    else:
+        try:
+            max_latency = operator.index(max_latency)
+        except TypeError:
+            raise TypeError(
+                f"max_latency must be an integer number of samples or None, got {max_latency!r}"
+            ) from None
+        if max_latency < 0:
+            raise ValueError(f"max_latency must be >= 0 samples, got {max_latency}")
+
+    n_fft = scipy.fft.next_fast_len(n_x + n_y - 1, real=True)
+    spectrum_x = scipy.fft.rfft(x, n_fft, axis=-1)
+    spectrum_y = scipy.fft.rfft(y, n_fft, axis=-1)
+    cross = np.sum(spectrum_y * np.conj(spectrum_x), axis=0)
+    correlation = scipy.fft.irfft(cross, n_fft)  # correlation[L mod n_fft] = r[L]
+
+    lo = -min(max_latency, n_x - 1)
+    hi = min(max_latency, n_y - 1)
+    lags = np.arange(lo, hi + 1)
+    values = np.abs(correlation[lags % n_fft])
+    return int(lags[int(np.argmax(values))])
+
+
+def align(
+    input: torch.Tensor, target: torch.Tensor, latency: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trim ``input`` and ``target`` so that they line up, given the target's delay.
+
+    For ``latency = L >= 0`` returns ``input[..., :n]`` and ``target[..., L:L + n]``; for
+    ``L < 0`` returns ``input[..., -L:-L + n]`` and ``target[..., :n]``, with ``n`` the largest
+    common length (``T - |L|`` for equal lengths ``T``). The results are views (slices) with the
+    original leading dims.
+
+    Args:
+        input: tensor ``(..., samples)``.
+        target: tensor ``(..., samples)``.
+        latency: delay of ``target`` relative to ``input`` in samples, e.g. from
+            :func:`estimate_latency`.
+
+    Returns:
+        ``(input, target)`` trimmed to the same number of samples.
+
+    Raises:
+        TypeError: if ``latency`` is not an integer.
+        ValueError: if ``|latency|`` leaves no overlap.
+    """
+    for x, name in ((input, "input"), (target, "target")):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 0:
+            raise ValueError(f"{name} must have a time axis, got a 0-d tensor")
+    try:
+        lag = operator.index(latency)
+    except TypeError:
+        raise TypeError(
+            f"latency must be an integer number of samples, got {latency!r}"
+        ) from None
+    n_x, n_y = input.shape[-1], target.shape[-1]
+    if lag >= 0:
+        n = min(n_x, n_y - lag)
+        start_x, start_y = 0, lag
+    else:
+        n = min(n_x + lag, n_y)
+        start_x, start_y = -lag, 0
+    if n <= 0:
+        raise ValueError(
+            f"latency {lag} leaves no overlap between input ({n_x} samples) and target "
+            f"({n_y} samples)"
+        )
+    return input[..., start_x : start_x + n], target[..., start_y : start_y + n]

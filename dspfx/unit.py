@@ -1,0 +1,625 @@
+"""The unit contract: :class:`Knob`, :class:`Unit` and :class:`Stream`.
+
+A *unit* is a synth, filter, effect or amp block whose knobs are trainable. Every knob is stored as
+one unconstrained ``nn.Parameter`` (the *raw* value) and mapped into the knob's declared range by a
+bounded smooth map, so gradient descent can never push a knob outside its range:
+
+- ``scale="linear"``: ``value = lo' + (hi' - lo') * sigmoid(raw)``
+- ``scale="log"``:    ``value = exp(log lo' + (log hi' - log lo') * sigmoid(raw))``
+
+where ``[lo', hi']`` is the declared range widened by a small margin (:data:`KNOB_MARGIN` of the
+span, in the scale's own space). The mapped value is then clamped to the declared range with a
+straight-through gradient. The margin makes every value of the range, its edges included, settable
+with a finite raw value (``mix = 0``, ``drive_db = 0`` render exactly); the clamp keeps the margin
+itself out of reach while leaving the gradient alive, so an optimiser sitting on an edge can still
+walk back in.
+
+Rendering (``unit(x, **controls)``) resolves each knob to a *control*: the knob's own value, or a
+value given by name in the call (a float, a per-batch ``(batch,)`` tensor, or frames
+``(batch, frames)``), upsampled to audio rate by :func:`dspfx.functional.upsample_control`. A
+network therefore drives exactly the code that a fit drives through knobs.
+
+Every unit's DSP lives in ``process(x, controls, state) -> (y, state)`` with an explicit state made
+by ``init_state(batch, channels)``; :class:`Stream` carries that state between blocks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dspfx.functional.control import as_control, upsample_control
+
+__all__ = ["KNOB_MARGIN", "Knob", "Unit", "Stream", "check_audio"]
+
+#: Fraction of a knob's span (in its scale's space) by which the raw map extends beyond the
+#: declared range on each side, so that the range's edges map from finite raw values.
+KNOB_MARGIN = 0.02
+
+# Values this close to an edge (relative to the span) are accepted and snapped onto the edge, so a
+# value read back in float32 (0.1 -> 0.10000000149) can be written again.
+_EDGE_TOLERANCE = 1e-6
+
+
+class Knob:
+    """A continuous, trainable, range-bounded control of a :class:`Unit`, declared on the class.
+
+    Args:
+        default: value a new unit starts with.
+        minimum, maximum: the declared range (inclusive). Values outside it are rejected.
+        scale: ``"linear"`` or ``"log"`` (log needs ``minimum > 0``); the space in which the raw
+            parameter moves and in which random restarts are drawn.
+        unit: unit of measure for tables and plots (``"Hz"``, ``"dB"``, ``"ms"``, ``""``).
+        doc: one line saying what the knob does.
+
+    Declared as a class attribute, ``unit.cutoff_hz`` reads the current physical value (a 0-d
+    tensor, differentiable) and ``unit.cutoff_hz = 500.0`` writes it (like ``unit.set``).
+    """
+
+    def __init__(
+        self,
+        default: float,
+        minimum: float,
+        maximum: float,
+        *,
+        scale: str = "linear",
+        unit: str = "",
+        doc: str = "",
+    ) -> None:
+        if scale not in ("linear", "log"):
+            raise ValueError(f"Knob scale must be 'linear' or 'log', got {scale!r}")
+        if not (math.isfinite(minimum) and math.isfinite(maximum)) or not minimum < maximum:
+            raise ValueError(f"Knob range must be finite with minimum < maximum, got [{minimum}, {maximum}]")
+        if scale == "log" and minimum <= 0:
+            raise ValueError(f"a log-scale Knob needs minimum > 0, got {minimum}")
+        if not minimum <= default <= maximum:
+            raise ValueError(f"Knob default {default} lies outside its range [{minimum}, {maximum}]")
+        self.default = float(default)
+        self.minimum = float(minimum)
+        self.maximum = float(maximum)
+        self.scale = scale
+        self.unit = unit
+        self.doc = doc
+        self.name = ""  # filled by __set_name__ or Unit.add_knob
+        lo, hi = self._to_scale(self.minimum), self._to_scale(self.maximum)
+        pad = KNOB_MARGIN * (hi - lo)
+        self._lo, self._hi = lo - pad, hi + pad  # widened range, in scale space
+
+    # -- descriptor protocol: unit.cutoff_hz reads / writes the physical value ------------------
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, unit: Unit | None, owner: type | None = None) -> Any:
+        if unit is None:
+            return self
+        return unit.knob_value(self.name)
+
+    def __set__(self, unit: Unit, value: float) -> None:
+        unit.set(**{self.name: value})
+
+    # -- the bounded map -----------------------------------------------------------------------
+    def _to_scale(self, value: float) -> float:
+        return math.log(value) if self.scale == "log" else value
+
+    def to_physical(self, raw: Tensor) -> Tensor:
+        """Map an unconstrained raw tensor to physical values inside ``[minimum, maximum]``.
+
+        Differentiable everywhere (straight-through at the edges). Networks can use this to turn
+        unconstrained outputs into valid controls for this knob.
+        """
+        s = self._lo + (self._hi - self._lo) * torch.sigmoid(raw)
+        value = torch.exp(s) if self.scale == "log" else s
+        clamped = value.clamp(self.minimum, self.maximum)
+        return value + (clamped - value).detach()
+
+    def to_raw(self, value: float) -> float:
+        """Inverse of :meth:`to_physical` for a value inside the declared range.
+
+        An edge value maps to the middle of the margin beyond it, so that after rounding in any
+        dtype the clamp lands exactly on the edge (``mix = 0`` is exactly dry).
+        """
+        pad = 0.5 * (self._hi - self._lo) * KNOB_MARGIN / (1 + 2 * KNOB_MARGIN)
+        if value <= self.minimum:
+            s = self._to_scale(self.minimum) - pad
+        elif value >= self.maximum:
+            s = self._to_scale(self.maximum) + pad
+        else:
+            s = self._to_scale(value)
+        p = (s - self._lo) / (self._hi - self._lo)
+        return math.log(p) - math.log1p(-p)
+
+    def check(self, value: Any, owner: str = "") -> float:
+        """Validate a value for this knob and return it as a float (edges snapped within 1e-6)."""
+        where = f"{owner}.{self.name}" if owner else self.name
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"knob {where} takes one value, got a tensor of shape {tuple(value.shape)}; "
+                    "pass time-varying values as a control in the call instead: unit(x, "
+                    f"{self.name}=...)"
+                )
+            value = value.item()
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"knob {where} takes a number, got {type(value).__name__} {value!r}") from None
+        if not math.isfinite(v):
+            raise ValueError(f"knob {where} must be finite, got {v}")
+        tol = _EDGE_TOLERANCE * (self.maximum - self.minimum)
+        if v < self.minimum - tol or v > self.maximum + tol:
+            raise ValueError(
+                f"knob {where} = {v:g}{self.unit and ' ' + self.unit} is out of range: "
+                f"expected {self.minimum:g} .. {self.maximum:g}{self.unit and ' ' + self.unit}"
+            )
+        return min(max(v, self.minimum), self.maximum)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description: default, range, scale, unit of measure, doc."""
+        return {
+            "default": self.default,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "scale": self.scale,
+            "unit": self.unit,
+            "doc": self.doc,
+        }
+
+    def copy(self, name: str) -> Knob:
+        k = Knob(self.default, self.minimum, self.maximum, scale=self.scale, unit=self.unit, doc=self.doc)
+        k.name = name
+        return k
+
+    def __repr__(self) -> str:
+        u = f" {self.unit}" if self.unit else ""
+        return f"Knob({self.default:g}{u}, {self.minimum:g}..{self.maximum:g}, {self.scale})"
+
+
+def check_audio(x: Any, name: str = "x", owner: str = "") -> Tensor:
+    """Check that ``x`` is a finite floating tensor shaped (batch, channels, samples)."""
+    who = f"{owner}: " if owner else ""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{who}{name} must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
+    if x.ndim != 3:
+        raise ValueError(
+            f"{who}{name} must be shaped (batch, channels, samples), got shape {tuple(x.shape)}; "
+            "add the missing dims, e.g. x.view(1, 1, -1) for a mono signal"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{who}{name} must be a floating tensor, got dtype {x.dtype}")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{who}{name} is empty (0 samples)")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        n = int(bad.sum())
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{who}{name} contains {n} NaN/Inf value(s), the first at index {first}")
+    return x
+
+
+class Unit(nn.Module):
+    """Base class of every dspfx unit (synths, effects, amp blocks, and the containers).
+
+    Subclasses declare ``name`` (registry key), ``category`` (``"synth"``, ``"effect"``, ``"amp"``
+    or ``"container"``), their knobs as :class:`Knob` class attributes, and implement
+    :meth:`process` (and :meth:`init_state` when they keep state). Every constructor argument
+    other than knob values is an *option* and must be stored on the instance under its own name,
+    so that :meth:`spec` can write it back.
+
+    Args:
+        sample_rate: the rate the unit renders at, in Hz.
+        **knobs: initial knob values by name (physical units).
+    """
+
+    name: ClassVar[str] = ""
+    category: ClassVar[str] = "effect"
+    #: Synths build audio from controls (``x=None``); everything else transforms its input.
+    is_synth: ClassVar[bool] = False
+    #: Names of the pedalboard classes this unit is the twin of (see :mod:`dspfx.reference`).
+    pedalboard_classes: ClassVar[tuple[str, ...]] = ()
+    _class_knobs: ClassVar[dict[str, Knob]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        knobs: dict[str, Knob] = {}
+        for base in reversed(cls.__mro__):
+            for key, value in vars(base).items():
+                if isinstance(value, Knob):
+                    knobs[key] = value
+        cls._class_knobs = knobs
+
+    def __init__(self, sample_rate: float = 48000, **knob_values: Any) -> None:
+        super().__init__()
+        if not isinstance(sample_rate, (int, float)) or isinstance(sample_rate, bool) or not sample_rate > 0:
+            raise ValueError(f"{type(self).__name__}: sample_rate must be a positive number, got {sample_rate!r}")
+        self.sample_rate = int(sample_rate) if float(sample_rate).is_integer() else float(sample_rate)
+        self._knobs: dict[str, Knob] = {}
+        self.raw_knobs = nn.ParameterDict()
+        # Zero-size buffer that follows .to(device/dtype), so stateless code knows where to work.
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+        for key, knob in self._class_knobs.items():
+            self.add_knob(key, knob)
+        unknown = [k for k in knob_values if k not in self._knobs]
+        if unknown:
+            raise TypeError(self._unknown_message(unknown[0], "knob or option"))
+        if knob_values:
+            self.set(**knob_values)
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.name or type(self).__name__
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._anchor.dtype
+
+    def _unknown_message(self, key: str, what: str) -> str:
+        import difflib
+
+        valid = list(self._knobs) + list(self.options())
+        close = difflib.get_close_matches(key, valid, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"{self.label}: unknown {what} {key!r}{hint} (valid: {', '.join(valid) or 'none'})"
+
+    # -- knobs ---------------------------------------------------------------------------------
+    def add_knob(self, key: str, knob: Knob) -> None:
+        """Add a knob to this instance (containers add per-branch knobs this way)."""
+        if key in self._knobs:
+            raise ValueError(f"{self.label}: knob {key!r} already exists")
+        if "." in key:
+            raise ValueError(f"{self.label}: knob names cannot contain '.', got {key!r}")
+        knob = knob.copy(key)
+        self._knobs[key] = knob
+        ref = self._anchor
+        self.raw_knobs[key] = nn.Parameter(torch.tensor(knob.to_raw(knob.default), dtype=ref.dtype, device=ref.device))
+
+    @property
+    def knob_specs(self) -> dict[str, Knob]:
+        """This unit's own knobs (not its children's), in declaration order."""
+        return dict(self._knobs)
+
+    def knob_value(self, key: str) -> Tensor:
+        """The physical value of one of this unit's own knobs, as a differentiable 0-d tensor."""
+        if key not in self._knobs:
+            raise KeyError(self._unknown_message(key, "knob"))
+        return self._knobs[key].to_physical(self.raw_knobs[key])
+
+    def children_units(self) -> dict[str, Unit]:
+        """Named child units (containers override this); knobs and controls are addressed through them by path."""
+        return {}
+
+    def _resolve(self, path: str) -> tuple[Unit, str]:
+        """Find the unit that owns the knob at ``path`` ("tone.treble")."""
+        unit: Unit = self
+        parts = path.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            children = unit.children_units()
+            if part not in children:
+                import difflib
+
+                prefix = ".".join(parts[:depth])
+                close = difflib.get_close_matches(part, list(children), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise KeyError(
+                    f"{self.label}: no child {part!r}{' under ' + repr(prefix) if prefix else ''} in path "
+                    f"{path!r}{hint} (children: {', '.join(children) or 'none'}; knobs: {', '.join(self.knobs())})"
+                )
+            unit = children[part]
+        if parts[-1] not in unit._knobs:
+            import difflib
+
+            valid = list(self.knobs())
+            close = difflib.get_close_matches(path, valid, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise KeyError(f"{self.label}: unknown knob {path!r}{hint} (knobs: {', '.join(valid) or 'none'})")
+        return unit, parts[-1]
+
+    def knobs(self) -> dict[str, float]:
+        """Physical values of every knob, this unit's and its children's (by path), as floats."""
+        out: dict[str, float] = {}
+        with torch.no_grad():
+            for key in self._knobs:
+                out[key] = float(self.knob_value(key))
+        for child_name, child in self.children_units().items():
+            for key, value in child.knobs().items():
+                out[f"{child_name}.{key}"] = value
+        return out
+
+    def knob_table(self) -> dict[str, Knob]:
+        """Knob declarations of this unit and its children, by path."""
+        out = {k: v for k, v in self._knobs.items()}
+        for child_name, child in self.children_units().items():
+            for key, knob in child.knob_table().items():
+                out[f"{child_name}.{key}"] = knob
+        return out
+
+    @torch.no_grad()
+    def set(self, **values: Any) -> Unit:
+        """Write knob values (physical units, by name or path); returns ``self``.
+
+        Raises ``ValueError`` for a value outside the knob's range and ``KeyError`` for an unknown
+        knob. The round trip ``unit.set(k=v); unit.knobs()[k]`` returns ``v`` up to float
+        precision of the parameter dtype.
+        """
+        resolved = []
+        for path, value in values.items():  # validate everything before writing anything
+            unit, key = self._resolve(path)
+            knob = unit._knobs[key]
+            resolved.append((unit, key, knob.check(value, owner=unit.label)))
+        for unit, key, v in resolved:
+            unit.raw_knobs[key].fill_(unit._knobs[key].to_raw(v))
+        return self
+
+    def freeze(self, *paths: str) -> Unit:
+        """Stop gradients of the named knobs (all knobs when none are named); returns ``self``."""
+        for path in paths or tuple(self.knobs()):
+            unit, key = self._resolve(path)
+            unit.raw_knobs[key].requires_grad_(False)
+        return self
+
+    def unfreeze(self, *paths: str) -> Unit:
+        """Undo :meth:`freeze` for the named knobs (all when none are named); returns ``self``."""
+        for path in paths or tuple(self.knobs()):
+            unit, key = self._resolve(path)
+            unit.raw_knobs[key].requires_grad_(True)
+        return self
+
+    def frozen(self) -> list[str]:
+        """Paths of the knobs whose gradients are stopped."""
+        out = [k for k in self._knobs if not self.raw_knobs[k].requires_grad]
+        for child_name, child in self.children_units().items():
+            out += [f"{child_name}.{k}" for k in child.frozen()]
+        return out
+
+    @torch.no_grad()
+    def randomize(self, generator: torch.Generator | None = None) -> Unit:
+        """Draw every unfrozen knob uniformly in its scale's space inside the declared range.
+
+        Used by :func:`dspfx.fit` for random restarts.
+        """
+        for key, knob in self._knobs.items():
+            p = self.raw_knobs[key]
+            if not p.requires_grad:
+                continue
+            u = float(torch.rand((), generator=generator))
+            lo, hi = knob._to_scale(knob.minimum), knob._to_scale(knob.maximum)
+            s = lo + (hi - lo) * (0.05 + 0.9 * u)
+            p.fill_(knob.to_raw(math.exp(s) if knob.scale == "log" else s))
+        for child in self.children_units().values():
+            child.randomize(generator)
+        return self
+
+    # -- options and spec ----------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        """Constructor options (everything in ``__init__``'s signature but ``sample_rate`` and knobs)."""
+        out = {}
+        for pname, param in inspect.signature(type(self).__init__).parameters.items():
+            if pname in ("self", "sample_rate") or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            if pname in self._class_knobs:
+                continue
+            out[pname] = getattr(self, pname)
+        return out
+
+    def spec(self) -> dict[str, Any]:
+        """A plain JSON-safe description: unit name, sample rate, options, knob values, frozen knobs.
+
+        :func:`dspfx.build` makes an equal unit back from it.
+        """
+        if not self.name:
+            raise TypeError(f"{type(self).__name__} has no registry name, so it cannot be written as a spec")
+        out: dict[str, Any] = {"unit": self.name, "sample_rate": self.sample_rate}
+        opts = self.options()
+        if opts:
+            out["options"] = opts
+        with torch.no_grad():
+            out["knobs"] = {k: float(self.knob_value(k)) for k in self._knobs}
+        frozen = [k for k in self._knobs if not self.raw_knobs[k].requires_grad]
+        if frozen:
+            out["frozen"] = frozen
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Unit:
+        """Build a unit of this class from :meth:`spec` output (see :func:`dspfx.build`)."""
+        unit = cls(sample_rate=spec.get("sample_rate", 48000), **dict(spec.get("options", {})))
+        unit.set(**dict(spec.get("knobs", {})))
+        if spec.get("frozen"):
+            unit.freeze(*spec["frozen"])
+        return unit
+
+    # -- pedalboard twins (see dspfx.reference) ----------------------------------------------
+    @classmethod
+    def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
+        """Make this unit with the settings of a pedalboard plugin (units listed as its twin)."""
+        raise TypeError(f"{cls.__name__} is not the twin of any pedalboard plugin")
+
+    def to_pedalboard(self) -> Any:
+        """The pedalboard plugin that renders like this unit (units with a twin override this)."""
+        raise TypeError(f"unit {self.label!r} has no pedalboard twin")
+
+    # -- rendering -----------------------------------------------------------------------------
+    @property
+    def latency_samples(self) -> int:
+        """Delay this unit adds to its input, in samples (0 unless a unit says otherwise)."""
+        return 0
+
+    def output_channels(self, channels: int) -> int:
+        """Channels this unit outputs for an input of ``channels`` (the same, unless it says otherwise)."""
+        return channels
+
+    def init_state(self, batch: int, channels: int) -> Any:
+        """The state :meth:`process` starts from: ``None`` for stateless units, else tensors."""
+        return None
+
+    def process(self, x: Tensor | None, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+        """Render one block: the unit's DSP. Override in every unit.
+
+        Args:
+            x: input audio (batch, channels, samples), or ``None`` for synths.
+            controls: one tensor per knob, physical units, shaped (batch|1, 1, samples|1)
+                (a trailing dims axis for multi-dimensional controls), ready to broadcast against x.
+            state: as returned by :meth:`init_state` or the previous block.
+        Returns:
+            (y, new_state) with y shaped (batch, channels, samples).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement process()")
+
+    def controls(
+        self, overrides: Mapping[str, Any], batch: int, n_samples: int
+    ) -> dict[str, Tensor]:
+        """Resolve this unit's own knobs to audio-rate control tensors (batch|1, 1, n|1).
+
+        ``overrides`` are physical values given in the call: floats, (batch,) tensors, or frames
+        (batch, frames) spread evenly over the block and upsampled linearly. Override values
+        are checked to lie inside the knob's range.
+        """
+        out: dict[str, Tensor] = {}
+        for key, knob in self._knobs.items():
+            if key in overrides:
+                c = as_control(overrides[key], batch, name=f"{self.label}.{key}", dtype=self.dtype, device=self.device)
+                _check_control_range(c, knob, f"{self.label}.{key}")
+                if c.shape[1] > 1:
+                    c = upsample_control(c, n_samples)
+                out[key] = c.squeeze(-1).unsqueeze(1)  # (batch|1, 1, frames|n)
+            else:
+                out[key] = self.knob_value(key).reshape(1, 1, 1)
+        return out
+
+    def split_controls(self, controls: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Split call controls into this unit's own and its children's (by first path part)."""
+        own: dict[str, Any] = {}
+        per_child: dict[str, dict[str, Any]] = {}
+        children = self.children_units()
+        for path, value in controls.items():
+            head, _, rest = path.partition(".")
+            if rest and head in children:
+                per_child.setdefault(head, {})[rest] = value
+            elif not rest and path in self._knobs:
+                own[path] = value
+            else:
+                self._resolve(path)  # raises a KeyError naming the valid paths
+                raise KeyError(f"{self.label}: {path!r} is not a control of this unit")
+        return own, per_child
+
+    def forward(self, x: Tensor | None = None, n_samples: int | None = None, **controls: Any) -> Tensor:
+        """Render offline: ``y = unit(x, **controls)``, y shaped (batch, channels, samples).
+
+        Named controls override knobs (see :meth:`controls`). Synths take ``x=None`` and
+        ``n_samples=``.
+        """
+        if self.is_synth:
+            if x is not None:
+                check_audio(x, owner=self.label)
+            batch, channels = (x.shape[0], x.shape[1]) if x is not None else (_control_batch(controls), 1)
+        else:
+            if x is None:
+                raise TypeError(f"{self.label} is an effect: it needs input audio x shaped (batch, channels, samples)")
+            check_audio(x, owner=self.label)
+            if n_samples is not None and n_samples != x.shape[-1]:
+                raise ValueError(f"{self.label}: n_samples={n_samples} differs from the input's {x.shape[-1]} samples")
+            batch, channels = x.shape[0], x.shape[1]
+        y, _ = self.render_block(x, controls, self.init_state(batch, channels), n_samples=n_samples)
+        return y
+
+    def render_block(
+        self, x: Tensor | None, controls: Mapping[str, Any], state: Any, n_samples: int | None = None
+    ) -> tuple[Tensor, Any]:
+        """Resolve controls (own and children's) for one block and call :meth:`process`."""
+        if x is not None:
+            batch, n = x.shape[0], x.shape[-1]
+        else:
+            batch = _control_batch(controls)
+            n = n_samples if n_samples is not None else self.default_length(controls)
+        own, per_child = self.split_controls(controls)
+        resolved: dict[str, Any] = self.controls(own, batch, n)
+        for child_name, child_controls in per_child.items():
+            resolved[child_name] = child_controls  # containers hand these on, unresolved
+        return self.process(x, resolved, state)
+
+    def default_length(self, controls: Mapping[str, Any]) -> int:
+        raise ValueError(f"{self.label}: give n_samples= (the number of samples to render)")
+
+    def __repr__(self) -> str:
+        head = f"{type(self).__name__}({self.extra_repr()})"
+        lines = [head]
+        for key, child in self.children_units().items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({key}): {body}")
+        return "\n".join(lines)
+
+    def extra_repr(self) -> str:
+        parts = [f"sample_rate={self.sample_rate}"]
+        parts += [f"{k}={v!r}" for k, v in self.options().items()]
+        with torch.no_grad():
+            parts += [f"{k}={float(self.knob_value(k)):.4g}" for k in self._knobs]
+        return ", ".join(parts)
+
+
+def _check_control_range(c: Tensor, knob: Knob, where: str) -> None:
+    with torch.no_grad():
+        lo, hi = float(c.min()), float(c.max())
+    tol = _EDGE_TOLERANCE * (knob.maximum - knob.minimum)
+    if lo < knob.minimum - tol or hi > knob.maximum + tol:
+        raise ValueError(
+            f"control {where} spans {lo:g} .. {hi:g}{knob.unit and ' ' + knob.unit}, outside the knob's "
+            f"range {knob.minimum:g} .. {knob.maximum:g}; map network outputs with the unit's "
+            f"knob_specs[{knob.name!r}].to_physical(raw)"
+        )
+
+
+def _control_batch(controls: Mapping[str, Any]) -> int:
+    batch = 1
+    for value in controls.values():
+        if isinstance(value, Tensor) and value.ndim >= 1:
+            batch = max(batch, int(value.shape[0]))
+    return batch
+
+
+class Stream:
+    """Render a unit block by block, carrying its state between blocks.
+
+    >>> stream = dspfx.Stream(unit, batch=1, channels=2)
+    >>> for block in blocks:                # each (1, 2, n), any n
+    ...     out = stream(block)
+
+    Rendering a signal in blocks of any size equals the offline render (static knobs).
+    Controls given to a call apply to that block only (frames spread over the block).
+    """
+
+    def __init__(self, unit: Unit, batch: int = 1, channels: int = 1) -> None:
+        if not isinstance(unit, Unit):
+            raise TypeError(f"Stream needs a dspfx Unit, got {type(unit).__name__}")
+        self.unit = unit
+        self.batch = batch
+        self.channels = channels
+        self.state = unit.init_state(batch, channels)
+        self.samples_done = 0
+
+    def reset(self) -> None:
+        """Start again from the initial state."""
+        self.state = self.unit.init_state(self.batch, self.channels)
+        self.samples_done = 0
+
+    def __call__(self, x: Tensor | None = None, n_samples: int | None = None, **controls: Any) -> Tensor:
+        if x is not None:
+            check_audio(x, owner=f"Stream({self.unit.label})")
+            if (x.shape[0], x.shape[1]) != (self.batch, self.channels):
+                raise ValueError(
+                    f"Stream({self.unit.label}) was made for (batch={self.batch}, channels={self.channels}), "
+                    f"got a block shaped {tuple(x.shape)}"
+                )
+        elif not self.unit.is_synth:
+            raise TypeError(f"Stream({self.unit.label}): an effect needs an input block")
+        y, self.state = self.unit.render_block(x, controls, self.state, n_samples=n_samples)
+        self.samples_done += y.shape[-1]
+        return y

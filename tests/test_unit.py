@@ -1,0 +1,213 @@
+"""The unit contract: knob maps, set/get, freeze, controls, streaming state."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dspfx
+from dspfx.unit import Knob, Stream, Unit, check_audio
+
+KNOBS = [
+    Knob(0.0, -60.0, 40.0, unit="dB"),
+    Knob(1000.0, 20.0, 20000.0, scale="log", unit="Hz"),
+    Knob(0.5, 0.0, 1.0),
+    Knob(0.7071, 0.1, 20.0, scale="log"),
+]
+
+
+@pytest.mark.parametrize("knob", KNOBS, ids=repr)
+@settings(max_examples=60, deadline=None)
+@given(raw=st.floats(-1e6, 1e6, allow_nan=False))
+def test_knob_map_stays_in_range_for_any_raw_value(knob, raw):
+    for dtype in (torch.float32, torch.float64):
+        v = float(knob.to_physical(torch.tensor(raw, dtype=dtype)))
+        assert knob.minimum <= v <= knob.maximum
+
+
+@pytest.mark.parametrize("knob", KNOBS, ids=repr)
+@settings(max_examples=60, deadline=None)
+@given(u=st.floats(0.0, 1.0))
+def test_knob_set_get_round_trip(knob, u):
+    lo, hi = knob._to_scale(knob.minimum), knob._to_scale(knob.maximum)
+    s = lo + (hi - lo) * u
+    value = math.exp(s) if knob.scale == "log" else s
+    value = min(max(value, knob.minimum), knob.maximum)
+    raw64 = torch.tensor(knob.to_raw(value), dtype=torch.float64)
+    assert float(knob.to_physical(raw64)) == pytest.approx(value, rel=1e-12, abs=1e-12)
+    raw32 = torch.tensor(knob.to_raw(value), dtype=torch.float32)
+    span = knob.maximum - knob.minimum
+    assert float(knob.to_physical(raw32)) == pytest.approx(value, rel=2e-6, abs=2e-6 * span)
+
+
+def test_knob_edges_render_exactly():
+    unit = dspfx.make("gain")
+    for edge in (-60.0, 40.0):
+        unit.set(gain_db=edge)
+        assert unit.knobs()["gain_db"] == edge
+    mix = dspfx.DryWet(dspfx.make("distortion"), mix=0.0)
+    assert mix.knobs()["mix"] == 0.0
+    x = torch.randn(1, 1, 64)
+    assert torch.equal(mix(x), x)  # mix = 0 is exactly dry
+
+
+def test_knob_gradient_lives_at_the_edge():
+    unit = dspfx.make("gain", gain_db=40.0)
+    y = unit(torch.ones(1, 1, 8)).sum()
+    y.backward()
+    g = unit.raw_knobs["gain_db"].grad
+    assert g is not None and float(g) > 0  # straight-through clamp keeps the gradient
+
+
+def test_out_of_range_and_bad_knob_values_raise():
+    unit = dspfx.make("biquad")
+    with pytest.raises(ValueError, match=r"cutoff_hz = 5 Hz is out of range: expected 20 \.\. 20000 Hz"):
+        unit.set(cutoff_hz=5.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        unit.set(q=float("nan"))
+    with pytest.raises(TypeError, match="takes a number"):
+        unit.set(q="high")
+    with pytest.raises(KeyError, match="did you mean cutoff_hz"):
+        unit.set(cutof_hz=100.0)
+    with pytest.raises(ValueError, match="out of range"):
+        dspfx.make("gain", gain_db=100.0)
+    # nothing is written when one value of a set() call is bad
+    unit.set(q=2.0)
+    with pytest.raises(ValueError):
+        unit.set(q=1.0, gain_db=99.0)
+    assert unit.knobs()["q"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_values_read_back_in_float32_can_be_written_again():
+    unit = dspfx.make("biquad", q=0.1)  # 0.1 is not a float32 number
+    unit.set(**unit.knobs())
+    assert unit.knobs()["q"] == pytest.approx(0.1, rel=1e-6)
+
+
+def test_descriptor_reads_and_writes_the_physical_value():
+    unit = dspfx.make("biquad", cutoff_hz=440.0)
+    assert float(unit.cutoff_hz.detach()) == pytest.approx(440.0, rel=1e-6)
+    unit.cutoff_hz = 880.0
+    assert unit.knobs()["cutoff_hz"] == pytest.approx(880.0, rel=1e-6)
+    assert isinstance(type(unit).cutoff_hz, Knob)
+
+
+def test_freeze_stops_gradients_and_unfreeze_restores_them():
+    chain = dspfx.Chain(a=dspfx.make("gain"), b=dspfx.make("distortion"))
+    chain.freeze("a.gain_db")
+    assert chain.frozen() == ["a.gain_db"]
+    chain(torch.randn(1, 1, 32)).pow(2).sum().backward()
+    assert chain.units["a"].raw_knobs["gain_db"].grad is None
+    assert chain.units["b"].raw_knobs["drive_db"].grad is not None
+    chain.unfreeze()
+    assert chain.frozen() == []
+
+
+def test_control_overrides_knob_in_every_accepted_shape():
+    unit = dspfx.make("gain", gain_db=0.0)
+    x = torch.ones(2, 1, 100)
+    assert torch.allclose(unit(x, gain_db=-20.0), 0.1 * x)
+    per_batch = unit(x, gain_db=torch.tensor([0.0, -20.0]))
+    assert torch.allclose(per_batch[:, 0, 0], torch.tensor([1.0, 0.1]))
+    ramp = unit(x, gain_db=torch.tensor([[0.0, -20.0], [-20.0, -20.0]]))  # (batch, frames)
+    # frames spread evenly: first sample at frame 0, last at frame 1, linear in dB between
+    assert float(ramp[0, 0, 0]) == pytest.approx(1.0)
+    assert float(ramp[0, 0, -1]) == pytest.approx(0.1)
+    assert float(ramp[0, 0, 50]) == pytest.approx(10 ** (-20 * 50 / 99 / 20), rel=1e-5)
+    assert torch.allclose(ramp[1], 0.1 * x[1])
+    assert unit.knobs()["gain_db"] == pytest.approx(0.0, abs=1e-5)  # the knob itself is untouched
+
+
+def test_bad_controls_raise_clear_errors():
+    unit = dspfx.make("gain")
+    x = torch.ones(2, 1, 16)
+    with pytest.raises(ValueError, match="outside the knob's range"):
+        unit(x, gain_db=80.0)
+    with pytest.raises(ValueError, match="NaN|Inf|finite"):
+        unit(x, gain_db=torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError):
+        unit(x, gain_db=torch.zeros(3))  # batch 3 for a batch-2 input
+    with pytest.raises(KeyError, match="did you mean gain_db"):
+        unit(x, gain_dB=0.0)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.ones(16), r"\(batch, channels, samples\), got shape \(16,\)"),
+        (torch.ones(1, 16), r"got shape \(1, 16\)"),
+        (torch.ones(1, 1, 1, 16), r"got shape \(1, 1, 1, 16\)"),
+        (torch.tensor([[[0.0, float("nan"), float("inf")]]]), "2 NaN/Inf value"),
+        (torch.ones(1, 1, 4, dtype=torch.int64), "floating"),
+        (torch.ones(1, 1, 0), "empty"),
+    ],
+)
+def test_units_reject_bad_audio(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        dspfx.make("distortion")(bad)
+
+
+def test_effect_without_input_raises():
+    with pytest.raises(TypeError, match="needs input audio"):
+        dspfx.make("gain")()
+
+
+def test_check_audio_accepts_good_audio():
+    x = torch.zeros(1, 2, 3)
+    assert check_audio(x) is x
+
+
+def test_stream_carries_state_and_checks_block_shape():
+    unit = dspfx.make("biquad", mode="lowpass", cutoff_hz=300.0).double()
+    x = torch.randn(1, 2, 1000, dtype=torch.float64)
+    stream = Stream(unit, batch=1, channels=2)
+    y = torch.cat([stream(x[..., i : i + 100]) for i in range(0, 1000, 100)], dim=-1)
+    assert torch.allclose(y, unit(x), atol=1e-12)
+    assert stream.samples_done == 1000
+    stream.reset()
+    assert torch.allclose(stream(x[..., :100]), unit(x[..., :100]), atol=1e-12)
+    with pytest.raises(ValueError, match="made for"):
+        stream(torch.randn(1, 1, 10, dtype=torch.float64))
+
+
+def test_units_follow_dtype_and_device_moves():
+    unit = dspfx.make("biquad", cutoff_hz=500.0).double()
+    assert unit.dtype == torch.float64
+    assert unit.knobs()["cutoff_hz"] == pytest.approx(500.0, rel=1e-6)  # raw was rounded in float32
+    unit.set(cutoff_hz=500.0)
+    y = unit(torch.randn(1, 1, 64, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    assert unit.knobs()["cutoff_hz"] == pytest.approx(500.0, rel=1e-12)
+
+
+def test_knob_declaration_errors():
+    with pytest.raises(ValueError, match="log-scale"):
+        Knob(1.0, 0.0, 2.0, scale="log")
+    with pytest.raises(ValueError, match="outside its range"):
+        Knob(5.0, 0.0, 2.0)
+    with pytest.raises(ValueError, match="minimum < maximum"):
+        Knob(1.0, 2.0, 2.0)
+    with pytest.raises(ValueError, match="scale"):
+        Knob(1.0, 0.0, 2.0, scale="exp")
+
+
+def test_subclass_knobs_are_collected_in_order_and_inherited():
+    class Base(Unit):
+        """doc"""
+
+        a = Knob(0.0, 0.0, 1.0)
+
+    class Child(Base):
+        """doc"""
+
+        b = Knob(1.0, 0.5, 2.0)
+
+        def process(self, x, controls, state):
+            return x * controls["a"] * controls["b"], state
+
+    unit = Child(a=0.5)
+    assert list(unit.knob_specs) == ["a", "b"]
+    assert unit.knobs() == pytest.approx({"a": 0.5, "b": 1.0})
+    assert torch.allclose(unit(torch.ones(1, 1, 4)), torch.full((1, 1, 4), 0.5))

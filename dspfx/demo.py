@@ -66,7 +66,7 @@ def run_demo(
     out_dir: str | Path = "demo-out",
     *,
     steps: int = 300,
-    duration_s: float = 3.0,
+    duration_s: float = 2.0,
     sample_rate: int = 48000,
     seed: int = 0,
     progress: bool | None = None,
@@ -93,7 +93,7 @@ def run_demo(
     chain = twin_chain(sample_rate).freeze(*FROZEN)
     start = chain.knobs()
     echo(f"dspfx demo: fitting a {len(chain)}-unit chain to {duration_s:g} s of pedalboard audio ({steps} steps)")
-    result = fit(chain, di, target, steps=steps, lr=0.05, loss="mrstft", esr_weight=1.0, progress=progress, seed=seed)
+    result = fit(chain, di, target, steps=steps, lr=0.05, loss="mrstft", progress=progress, seed=seed)
 
     fitted = chain(di).detach()
     write_audio(out / "input.wav", di[0], sample_rate)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 if TYPE_CHECKING:
     from dspfx.unit import Unit
@@ -127,6 +126,8 @@ def check_finite(audio: ArrayLike, name: str = "audio") -> None:
     if isinstance(audio, torch.Tensor):
         x = audio.detach()
         if not x.is_floating_point() and not x.is_complex():
+            return
+        if bool(torch.isfinite(x.sum())):  # one fast reduction: NaN/Inf would propagate
             return
         bad = ~torch.isfinite(x)
         n_bad = int(bad.sum())
@@ -284,6 +285,8 @@ def resample(audio: ArrayLike, orig_sr: int, target_sr: int) -> torch.Tensor:
         Tensor ``(..., ceil(samples * up / down))`` on the input's device, with its dtype
         (float32 for half-precision input); a copy even when the rates are equal.
     """
+    from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1 s to import
+
     x = _as_tensor(audio, "audio")
     orig_sr = _check_sample_rate(orig_sr, "orig_sr")
     target_sr = _check_sample_rate(target_sr, "target_sr")

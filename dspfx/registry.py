@@ -82,7 +82,9 @@ def _option_table(cls: type[Unit]) -> dict[str, Any]:
     for pname, param in inspect.signature(cls.__init__).parameters.items():
         if pname == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or pname in cls._class_knobs:
             continue
-        out[pname] = None if param.default is inspect.Parameter.empty else param.default
+        if param.default is inspect.Parameter.empty:
+            continue  # a required argument is a child unit (DryWet's wet), not an option
+        out[pname] = param.default
     return out
 
 
@@ -113,7 +115,7 @@ def units(category: str | None = None) -> list[dict[str, Any]]:
 
 def markdown_table() -> str:
     """The unit table of the README, generated from the registry."""
-    lines = ["| unit | category | knobs (default, range) | what it is |", "|---|---|---|---|"]
+    lines = ["| unit | category | options | knobs (default, range) | what it is |", "|---|---|---|---|---|"]
     for row in units():
         knobs = []
         for k, d in row["knobs"].items():
@@ -121,5 +123,9 @@ def markdown_table() -> str:
             log = ", log" if d["scale"] == "log" else ""
             knobs.append(f"`{k}` {d['default']:g}{u} ({d['minimum']:g}..{d['maximum']:g}{log})")
         summary = row["summary"].split(". ")[0].rstrip(".")
-        lines.append(f"| `{row['name']}` | {row['category']} | {'<br>'.join(knobs) or '-'} | {summary} |")
+        options = [f"`{k}={v!r}`" for k, v in row["options"].items() if k != "sample_rate"]
+        lines.append(
+            f"| `{row['name']}` | {row['category']} | {'<br>'.join(options) or '-'} | {'<br>'.join(knobs) or '-'} "
+            f"| {summary} |"
+        )
     return "\n".join(lines)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.functional.control import as_control, upsample_control
+from dspfx.io import check_finite
 
 __all__ = ["KNOB_MARGIN", "Knob", "Unit", "Stream", "check_audio"]
 
@@ -193,11 +194,7 @@ def check_audio(x: Any, name: str = "x", owner: str = "") -> Tensor:
         raise TypeError(f"{who}{name} must be a floating tensor, got dtype {x.dtype}")
     if x.shape[-1] == 0:
         raise ValueError(f"{who}{name} is empty (0 samples)")
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        n = int(bad.sum())
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{who}{name} contains {n} NaN/Inf value(s), the first at index {first}")
+    check_finite(x, f"{who}{name}")
     return x
 
 
@@ -323,12 +320,14 @@ class Unit(nn.Module):
             raise KeyError(f"{self.label}: unknown knob {path!r}{hint} (knobs: {', '.join(valid) or 'none'})")
         return unit, parts[-1]
 
+    def _knob_float(self, key: str) -> float:
+        # evaluated in float64, so a float32 unit reads back what was set to ~1e-7, not ~1e-6
+        with torch.no_grad():
+            return float(self._knobs[key].to_physical(self.raw_knobs[key].detach().double()))
+
     def knobs(self) -> dict[str, float]:
         """Physical values of every knob, this unit's and its children's (by path), as floats."""
-        out: dict[str, float] = {}
-        with torch.no_grad():
-            for key in self._knobs:
-                out[key] = float(self.knob_value(key))
+        out: dict[str, float] = {key: self._knob_float(key) for key in self._knobs}
         for child_name, child in self.children_units().items():
             for key, value in child.knobs().items():
                 out[f"{child_name}.{key}"] = value
@@ -421,8 +420,7 @@ class Unit(nn.Module):
         opts = self.options()
         if opts:
             out["options"] = opts
-        with torch.no_grad():
-            out["knobs"] = {k: float(self.knob_value(k)) for k in self._knobs}
+        out["knobs"] = {k: self._knob_float(k) for k in self._knobs}
         frozen = [k for k in self._knobs if not self.raw_knobs[k].requires_grad]
         if frozen:
             out["frozen"] = frozen
@@ -560,8 +558,7 @@ class Unit(nn.Module):
     def extra_repr(self) -> str:
         parts = [f"sample_rate={self.sample_rate}"]
         parts += [f"{k}={v!r}" for k, v in self.options().items()]
-        with torch.no_grad():
-            parts += [f"{k}={float(self.knob_value(k)):.4g}" for k in self._knobs]
+        parts += [f"{k}={self._knob_float(k):.4g}" for k in self._knobs]
         return ", ".join(parts)
 
 

@@ -139,7 +139,7 @@ def test_bad_controls_raise_clear_errors():
         (torch.ones(16), r"\(batch, channels, samples\), got shape \(16,\)"),
         (torch.ones(1, 16), r"got shape \(1, 16\)"),
         (torch.ones(1, 1, 1, 16), r"got shape \(1, 1, 1, 16\)"),
-        (torch.tensor([[[0.0, float("nan"), float("inf")]]]), "2 NaN/Inf value"),
+        (torch.tensor([[[0.0, float("nan"), float("inf")]]]), "2 non-finite values"),
         (torch.ones(1, 1, 4, dtype=torch.int64), "floating"),
         (torch.ones(1, 1, 0), "empty"),
     ],

@@ -95,6 +95,21 @@ def _design_inputs(**values: Tensor | float) -> list[Tensor]:
         raise ValueError(f"design parameters do not broadcast together: {shapes}") from exc
 
 
+def _broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy-style broadcast of shapes, or None when they do not broadcast.
+
+    (Plain python: ``torch.broadcast_shapes`` pulls in sympy on its first call.)
+    """
+    ndim = max((len(shape) for shape in shapes), default=0)
+    out = []
+    for dim in range(-ndim, 0):
+        sizes = {shape[dim] for shape in shapes if len(shape) >= -dim} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
 def _check_mode(mode: str, valid: Sequence[str], what: str) -> str:
     if not isinstance(mode, str) or mode not in valid:
         raise ValueError(f"unknown {what} mode {mode!r}; valid modes are: {', '.join(valid)}")
@@ -312,12 +327,10 @@ def frequency_response(
         freqs = freqs.reshape(1)
     if freqs.ndim != 1:
         raise ValueError(f"freqs_hz must be 1-D, got shape {tuple(freqs.shape)}")
-    try:
-        torch.broadcast_shapes(b.shape[:-1], a.shape[:-1])
-    except RuntimeError as exc:
+    if _broadcast_shape(b.shape[:-1], a.shape[:-1]) is None:
         raise ValueError(
             f"b {tuple(b.shape)} and a {tuple(a.shape)} leading dimensions do not broadcast"
-        ) from exc
+        )
     w = (2.0 * math.pi / sample_rate) * freqs
 
     def _poly(coef: Tensor) -> Tensor:
@@ -338,11 +351,78 @@ def frequency_response(
 _SHIFTED_SUM_MAX_TAPS = 16
 
 
-def _sample_wise_lpc():
-    """torchlpc's exact time-varying all-pole filter (imported lazily: it pulls in numba)."""
-    from torchlpc import sample_wise_lpc
+#: Up to this many samples in all (rows x time), the all-pole recursion of several rows runs as
+#: one flattened row (see _all_pole).
+_FLATTEN_MAX_SAMPLES = 65536
 
-    return sample_wise_lpc
+
+def _lpc_function():
+    """torchlpc's exact time-varying all-pole autograd Function (imported lazily: numba)."""
+    from torchlpc import LPC
+
+    return LPC
+
+
+def _all_pole(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
+    """All-pole recursion ``y[r, t] = u[r, t] - sum_{k=1..p} ar[r, t, k-1] * y[r, t-k]``.
+
+    Args:
+        u: ``(R, T)`` input.
+        ar: ``(R, T, p)`` denominator coefficients without ``a0`` (may be an expanded view).
+        y_hist: ``(R, p)`` outputs before the block, most recent first (``y[r, -1]`` first).
+
+    On CPU this is torchlpc's ``LPC`` Function (a compiled loop with exact gradients w.r.t. all
+    three inputs). It is called directly rather than through ``sample_wise_lpc``, whose first-order
+    path uses a scan kernel that allocates the whole signal on the C stack.
+
+    torchlpc parallelises over rows with a grain of one row, so any call with several rows opens
+    a parallel region; on a busy machine that costs milliseconds per call, which dominates short
+    blocks (streaming). Small problems therefore run as one flattened row in which each row is
+    preceded by its history under zero coefficients: bit-for-bit the same result for finite
+    signals (an Inf in one row would turn into NaN in the rows after it, as ``0 * inf``).
+
+    On other devices (no torchlpc kernel) a pure-torch parallel scan is used (``_all_pole_scan``).
+    """
+    rows, n_samples, order = ar.shape
+    if u.device.type != "cpu":
+        return _all_pole_scan(u, ar, y_hist)
+    lpc = _lpc_function()
+    if rows > 1 and rows * n_samples <= _FLATTEN_MAX_SAMPLES:
+        # Each row becomes [its history (oldest first), its block]; the history positions get
+        # zero coefficients, so the recursion reproduces them exactly (y = u - 0 * ...), and the
+        # block's samples then see exactly the values and operation order of the batched call.
+        width = order + n_samples
+        u_flat = torch.cat([y_hist.flip(-1), u], dim=1).reshape(1, rows * width)
+        ar_flat = torch.cat([ar.new_zeros(rows, order, order), ar], dim=1)
+        y = lpc.apply(u_flat, ar_flat.reshape(1, rows * width, order), u.new_zeros(1, order))
+        return y.reshape(rows, width)[:, order:]
+    return lpc.apply(u.contiguous(), ar.contiguous(), y_hist.contiguous())
+
+
+def _all_pole_scan(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
+    """Pure-torch all-pole recursion (same contract as ``_all_pole``) by a parallel prefix scan.
+
+    The state ``s[t] = (y[t], ..., y[t-p+1])`` follows the affine map
+    ``s[t] = M[t] s[t-1] + e0 u[t]`` with the companion matrix ``M[t]``; the maps are composed by
+    a Hillis-Steele scan in ``ceil(log2 T)`` vectorised steps, differentiable by autograd.
+    Used on devices without a torchlpc kernel (CUDA); ``O(T log T)`` work and memory.
+    """
+    rows, n_samples, order = ar.shape
+    shift = torch.eye(order, dtype=ar.dtype, device=ar.device)[:-1]  # rows e_0 .. e_{p-2}
+    mats = torch.cat(
+        [-ar.unsqueeze(-2), shift.expand(rows, n_samples, order - 1, order)], dim=-2
+    )  # (R, T, p, p)
+    offs = F.pad(u.unsqueeze(-1), (0, order - 1))  # (R, T, p)
+    step = 1
+    while step < n_samples:
+        later = mats[:, step:]
+        new_mats = torch.matmul(later, mats[:, :-step])
+        new_offs = torch.matmul(later, offs[:, :-step].unsqueeze(-1)).squeeze(-1) + offs[:, step:]
+        mats = torch.cat([mats[:, :step], new_mats], dim=1)
+        offs = torch.cat([offs[:, :step], new_offs], dim=1)
+        step *= 2
+    states = torch.matmul(mats, y_hist[:, None, :, None]).squeeze(-1) + offs
+    return states[..., 0]
 
 
 def _as_coefficients(coef: Tensor, name: str, x: Tensor) -> Tensor:
@@ -374,11 +454,7 @@ def _as_history(h: Tensor, name: str, x: Tensor, order: int) -> Tensor:
     if not isinstance(h, Tensor):
         raise TypeError(f"state {name} must be a tensor, got {type(h).__name__}")
     expected = (batch, channels, order)
-    try:
-        ok = h.ndim <= 3 and tuple(torch.broadcast_shapes(h.shape, expected)) == expected
-    except RuntimeError:
-        ok = False
-    if not ok:
+    if h.ndim > 3 or _broadcast_shape(h.shape, expected) != expected:
         raise ValueError(
             f"state {name} shaped {tuple(h.shape)} does not fit: expected (batch, channels, "
             f"order) = {expected} (most recent sample first)"
@@ -400,8 +476,9 @@ def iir(
 
     The FIR numerator is a vectorised sum over shifted copies of the input padded with the input
     history (static ``b`` broadcasts over time without being materialised); the all-pole
-    denominator runs in ``torchlpc.sample_wise_lpc`` (compiled recursion with exact gradients
-    w.r.t. input, coefficients and initial state). No python loop over samples.
+    denominator runs in torchlpc's compiled recursion (the Function behind
+    ``torchlpc.sample_wise_lpc``; exact gradients w.r.t. input, coefficients and initial state),
+    on devices other than CPU in a pure-torch parallel scan. No python loop over samples.
 
     Args:
         x: ``(batch, channels, samples)`` real tensor.
@@ -419,7 +496,8 @@ def iir(
         ``(y, state)``: ``y`` shaped like ``x``; ``state`` the histories after the block in the
         same layout, so that filtering a signal block by block with the carried state equals
         filtering it at once (blocks shorter than the filter order included).
-        Coefficients are cast to ``x.dtype``.
+        Coefficients are cast to ``x.dtype``. Differentiable w.r.t. ``x``, ``b``, ``a`` and the
+        state.
 
     Raises:
         ValueError: ``x`` is not 3-D, coefficient or state shapes do not fit.
@@ -454,6 +532,11 @@ def iir(
     if n_samples == 0:
         return x, (x_hist, y_hist)
 
+    # A static denominator's a0 is divided into b (a few numbers) rather than into the signal.
+    a_static = a4.shape[2] == 1
+    if a_static:
+        b4 = b4 / a4[..., :1]
+
     # ---- FIR part: fir[n] = sum_k b_k[n] x[n-k], with x[n-k] for n-k < 0 from the history.
     if fir_order > 0:
         x_ext = torch.cat([x_hist.flip(-1), x], dim=-1)  # (B, C, fir_order + T)
@@ -461,7 +544,7 @@ def iir(
         x_ext = x
     # A sum of nb shifted, scaled copies: static coefficients (T == 1) broadcast over time without
     # being materialised. For the short numerators used here this is faster than conv1d (which
-    # measured 3-5x slower for 3 taps on 10 s of audio on CPU) and identical in value.
+    # measured 3-5x slower for 3 taps on 10 s of audio on CPU) and equal up to rounding.
     # Long static numerators go through conv1d instead.
     if nb > _SHIFTED_SUM_MAX_TAPS and b4.shape[2] == 1:
         groups = batch * channels
@@ -476,14 +559,14 @@ def iir(
             fir = torch.addcmul(fir, x_ext[..., start : start + n_samples], b4[..., k])
 
     # ---- normalise by a0 (exact no-op for a0 == 1) and run the all-pole part.
-    a0 = a4[..., 0]
-    fir = fir / a0
+    if not a_static:
+        fir = fir / a4[..., 0]
     if ar_order > 0:
         ar = (a4[..., 1:] / a4[..., :1]).expand(batch, channels, n_samples, ar_order)
-        y = _sample_wise_lpc()(
+        y = _all_pole(
             fir.reshape(batch * channels, n_samples),
-            ar.reshape(batch * channels, n_samples, ar_order).contiguous(),
-            y_hist.reshape(batch * channels, ar_order).contiguous(),
+            ar.reshape(batch * channels, n_samples, ar_order),
+            y_hist.reshape(batch * channels, ar_order),
         ).reshape(batch, channels, n_samples)
     else:
         y = fir

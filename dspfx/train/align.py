@@ -18,6 +18,8 @@ __all__ = ["estimate_latency", "align", "DEFAULT_MAX_LATENCY"]
 
 #: Upper bound of the default search range, in samples (one second at 48 kHz).
 DEFAULT_MAX_LATENCY = 48000
+#: Regularisation of the deconvolution in ``method="impulse"``, relative to the mean input power.
+DECONVOLUTION_EPS = 1e-3
 
 
 def _time_axis_2d(x: object, name: str) -> np.ndarray:
@@ -48,24 +50,35 @@ def _time_axis_2d(x: object, name: str) -> np.ndarray:
 
 
 def estimate_latency(
-    input: torch.Tensor, target: torch.Tensor, max_latency: int | None = None
+    input: torch.Tensor,
+    target: torch.Tensor,
+    max_latency: int | None = None,
+    *,
+    method: str = "impulse",
 ) -> int:
-    """Integer delay of ``target`` relative to ``input``, by FFT cross-correlation.
+    """Integer delay of ``target`` relative to ``input``.
 
     Finds ``L`` such that ``target[n] ~ f(input[n - L])``: ``L > 0`` means the target lags the
     input (the usual capture latency), ``L < 0`` that it is ahead. Each signal is summed over
-    its channels and its mean removed; the cross-correlations
-    ``r[L] = sum_n target[n] input[n - L]`` of the batch items (input and target batches must
-    match, or one of them be 1) are added up, and ``L`` is the lag of the largest ``|r[L]|``
-    within ``[-max_latency, max_latency]``. Using ``|r|`` also finds the lag of a
-    polarity-inverted target (many amps invert).
+    its channels and its mean removed; spectra of the batch items (input and target batches
+    must match, or one of them be 1) are pooled.
 
-    The peak sits at the true lag whenever the target is the input passed through a memoryless
-    nonlinearity (any distortion correlated with its input, e.g. ``tanh``) and/or a filter whose
-    impulse response peaks at its first sample (one-pole low-pass, shelving and peaking EQ,
-    high-pass); for filters with a delayed impulse-response peak (steep low-passes, long
-    all-passes) it includes that delay, which is the alignment that matches the waveforms best.
-    For strictly periodic signals without onsets the lag is only defined up to the period.
+    - ``method="impulse"`` (default): ``L`` is the peak of ``|h|``, the impulse response of the
+      device's best linear approximation, estimated by regularised deconvolution
+      ``h = irfft(sum Y conj(X) / (sum |X|^2 + eps))`` with ``eps`` = 1e-3 of the mean input
+      power. Removing the input's own colouring matters: a guitar DI is dominated by low
+      frequencies, and its broad autocorrelation drags the plain cross-correlation peak a few
+      samples along the device's filters (e.g. 2 samples late for distortion into shelving EQ),
+      which leaves a time-domain fit misaligned. Exact for delays through memoryless
+      nonlinearities and minimum-phase EQ (shelves, peaks, one-pole filters), whose responses
+      peak at their first sample.
+    - ``method="xcorr"``: the peak of the plain cross-correlation
+      ``r[L] = sum_n target[n] input[n - L]``.
+
+    Both look at magnitudes, so a polarity-inverted target (many amps invert) is found too;
+    responses that peak late (steep low-passes, linear-phase FIRs: their centre) read late by
+    that much. For strictly periodic signals without onsets the lag is only defined up to the
+    period.
 
     Args:
         input: ``(batch, channels, samples)`` (or ``(channels, samples)`` / ``(samples,)``),
@@ -109,17 +122,22 @@ def estimate_latency(
         if max_latency < 0:
             raise ValueError(f"max_latency must be >= 0 samples, got {max_latency}")
 
+    if method not in ("impulse", "xcorr"):
+        raise ValueError(f"method must be 'impulse' or 'xcorr', got {method!r}")
+
     n_fft = scipy.fft.next_fast_len(n_x + n_y - 1, real=True)
     spectrum_x = scipy.fft.rfft(x, n_fft, axis=-1)
     spectrum_y = scipy.fft.rfft(y, n_fft, axis=-1)
     cross = np.sum(spectrum_y * np.conj(spectrum_x), axis=0)
-    correlation = scipy.fft.irfft(cross, n_fft)  # correlation[L mod n_fft] = r[L]
+    if method == "impulse":
+        power = np.sum(np.abs(spectrum_x) ** 2, axis=0)
+        cross = cross / (power + DECONVOLUTION_EPS * power.mean())
+    response = scipy.fft.irfft(cross, n_fft)  # response[L mod n_fft] is the value at lag L
 
     lo = -min(max_latency, n_x - 1)
     hi = min(max_latency, n_y - 1)
     lags = np.arange(lo, hi + 1)
-    values = np.abs(correlation[lags % n_fft])
-    return int(lags[int(np.argmax(values))])
+    return int(lags[int(np.argmax(np.abs(response[lags % n_fft])))])
 
 
 def align(

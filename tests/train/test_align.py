@@ -55,13 +55,14 @@ def test_noise_pure_delay(lag):
 def test_noise_distorted_and_lowpassed(lag):
     x, y = _pair(_noise(N + 2 * PAD, seed=2), lambda s: _one_pole_lowpass(np.tanh(4 * s)), lag)
     assert estimate_latency(x, y) == lag
-    # a linear-phase FIR low-pass adds exactly its delay
+    # a linear-phase FIR low-pass adds exactly its delay (the centre of its response)
     x, y = _pair(
         _noise(N + 2 * PAD, seed=3),
         lambda s: scipy.signal.lfilter(FIR, [1.0], np.tanh(4 * s)),
         lag,
     )
     assert estimate_latency(x, y) == lag + FIR_DELAY
+    assert estimate_latency(x, y, method="xcorr") == lag + FIR_DELAY
 
 
 @pytest.mark.parametrize("lag", LAGS)
@@ -76,6 +77,24 @@ def test_plucked_string(lag):
     # polarity-inverted output (many amps invert)
     x, y = _pair(source, lambda s: -np.tanh(4 * s), lag)
     assert estimate_latency(x, y) == lag
+
+
+@pytest.mark.parametrize("lag", LAGS)
+def test_deconvolution_ignores_the_delay_that_eq_adds_to_the_correlation(lag):
+    """Distortion then EQ (a low shelf cut and a high shelf cut, minimum phase) on a guitar DI
+    moves the plain cross-correlation peak late; the deconvolved response's peak stays put."""
+    from dspfx.functional import biquad_coefficients
+    from dspfx.signals import guitar_di
+
+    b1, a1 = (c.numpy() for c in biquad_coefficients("lowshelf", 180.0, 0.7071, -5.0, SAMPLE_RATE))
+    b2, a2 = (c.numpy() for c in biquad_coefficients("highshelf", 3500.0, 0.7071, -8.0, SAMPLE_RATE))
+
+    def device(s):
+        return scipy.signal.lfilter(b2, a2, scipy.signal.lfilter(b1, a1, np.tanh(10 * s)))
+
+    x, y = _pair(guitar_di(duration_s=1.0)[0, 0].double().numpy(), device, lag)
+    assert estimate_latency(x, y, method="xcorr") > lag  # the cross-correlation peak is late ...
+    assert estimate_latency(x, y) == lag  # ... the impulse response's is not
 
 
 def test_batch_channels_and_float32():

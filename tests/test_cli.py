@@ -1,0 +1,96 @@
+"""The dspfx command, run as a user would (subprocess) on small inputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pedalboard
+import pytest
+import soundfile as sf
+
+import dspfx
+from dspfx.signals import guitar_di
+
+
+def run(*args, check=True):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-m", "dspfx", *args], capture_output=True, text=True, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dspfx {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    sr = 48000
+    x = guitar_di(duration_s=0.5)[0]
+    board = pedalboard.Pedalboard([pedalboard.Distortion(drive_db=15.0), pedalboard.PeakFilter(1200.0, 5.0, 1.0)])
+    y = board(x.numpy(), sr)
+    sf.write(d / "di.wav", x.numpy().T, sr, subtype="FLOAT")
+    sf.write(d / "target.wav", y.T, sr, subtype="FLOAT")
+    chain = dspfx.from_pedalboard(board, sr)
+    dspfx.save(chain, d / "board.safetensors")
+    (d / "start.json").write_text(json.dumps(dspfx.Chain(distortion=dspfx.make("distortion"), peak_filter=dspfx.make("biquad")).spec()))
+    return d
+
+
+def test_units_lists_the_registry():
+    out = run("units", "--json").stdout
+    names = {row["name"] for row in json.loads(out)}
+    assert {"gain", "distortion", "biquad", "chain"} <= names
+    assert "cutoff_hz" in run("units").stdout
+    assert run("units", "--markdown").stdout.strip() == dspfx.registry.markdown_table()
+
+
+def test_render_matches_pedalboard(files):
+    run("render", str(files / "board.safetensors"), str(files / "di.wav"), str(files / "out.wav"))
+    y, sr = sf.read(files / "out.wav", always_2d=True)
+    ref, _ = sf.read(files / "target.wav", always_2d=True)
+    assert sr == 48000
+    assert np.sum((y - ref) ** 2) / np.sum(ref**2) < 1e-6
+    run("render", str(files / "board.safetensors"), str(files / "di.wav"), str(files / "quiet.wav"), "--set", "distortion.drive_db=0")
+    q, _ = sf.read(files / "quiet.wav", always_2d=True)
+    assert np.abs(q).max() < np.abs(y).max()
+
+
+def test_fit_writes_its_files_and_improves(files):
+    out = files / "fit"
+    proc = run("fit", str(files / "start.json"), str(files / "di.wav"), str(files / "target.wav"), "--out", str(out), "--steps", "40", "--quiet")
+    assert "ESR" in proc.stdout
+    assert {"fitted.safetensors", "fitted.wav", "report.png", "fit.json"} <= {p.name for p in out.iterdir()}
+    record = json.loads((out / "fit.json").read_text())
+    assert record["best_loss"] < record["loss_history"][0]
+    fitted = dspfx.load(out / "fitted.safetensors")
+    assert set(fitted.knobs()) == {"distortion.drive_db", "peak_filter.cutoff_hz", "peak_filter.q", "peak_filter.gain_db"}
+
+
+def test_compare_files_and_processors(files):
+    proc = run("compare", str(files / "target.wav"), str(files / "target.wav"), "--json")
+    assert json.loads(proc.stdout)["esr"] == 0.0
+    proc = run("compare", str(files / "board.safetensors"), str(files / "start.json"), "--input", str(files / "di.wav"), "--json", "--plot", str(files / "cmp.png"))
+    assert json.loads(proc.stdout)["esr"] > 1e-3
+    assert (files / "cmp.png").exists()
+
+
+def test_errors_are_reported_not_raised(files):
+    proc = run("render", str(files / "missing.json"), str(files / "di.wav"), str(files / "x.wav"), check=False)
+    assert proc.returncode == 2 and "no chain file" in proc.stderr and "Traceback" not in proc.stderr
+    bad = files / "bad.json"
+    bad.write_text(json.dumps({"unit": "biqaud"}))
+    proc = run("render", str(bad), str(files / "di.wav"), str(files / "x.wav"), check=False)
+    assert proc.returncode == 2 and "Did you mean: biquad" in proc.stderr
+    (files / "noise.wav").write_bytes(b"not audio at all")
+    proc = run("render", str(files / "board.safetensors"), str(files / "noise.wav"), str(files / "x.wav"), check=False)
+    assert proc.returncode == 2 and "noise.wav" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_small(tmp_path):
+    proc = run("demo", "--out", str(tmp_path), "--steps", "20", "--seconds", "0.5", "--quiet")
+    assert "drive.drive_db" in proc.stdout and "true" in proc.stdout
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"input.wav", "target.wav", "fitted.wav", "fitted.safetensors", "report.png", "fit.json"} <= names
+    assert isinstance(dspfx.load(tmp_path / "fitted.safetensors"), dspfx.Chain)

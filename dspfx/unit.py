@@ -464,8 +464,9 @@ class Unit(nn.Module):
 
         Args:
             x: input audio (batch, channels, samples), or ``None`` for synths.
-            controls: one tensor per knob, physical units, shaped (batch|1, 1, samples|1)
-                (a trailing dims axis for multi-dimensional controls), ready to broadcast against x.
+            controls: one tensor per knob, physical units, shaped (batch|1, 1, samples|1),
+                ready to broadcast against x; for synths (x is None) always (batch|1, 1, samples),
+                expanded views where constant, so the block length is ``controls[k].shape[-1]``.
             state: as returned by :meth:`init_state` or the previous block.
         Returns:
             (y, new_state) with y shaped (batch, channels, samples).
@@ -540,6 +541,8 @@ class Unit(nn.Module):
             n = n_samples if n_samples is not None else self.default_length(controls)
         own, per_child = self.split_controls(controls)
         resolved: dict[str, Any] = self.controls(own, batch, n)
+        if x is None:  # a synth learns its block length from its controls: all audio-rate views
+            resolved = {k: c.expand(*c.shape[:-1], n) for k, c in resolved.items()}
         for child_name, child_controls in per_child.items():
             resolved[child_name] = child_controls  # containers hand these on, unresolved
         return self.process(x, resolved, state)

@@ -211,3 +211,41 @@ def test_subclass_knobs_are_collected_in_order_and_inherited():
     assert list(unit.knob_specs) == ["a", "b"]
     assert unit.knobs() == pytest.approx({"a": 0.5, "b": 1.0})
     assert torch.allclose(unit(torch.ones(1, 1, 4)), torch.full((1, 1, 4), 0.5))
+
+
+class _Sine(Unit):
+    """A toy sine synth (not registered) to exercise the synth side of the contract."""
+
+    name = ""
+    is_synth = True
+    f0_hz = Knob(440.0, 20.0, 2000.0, scale="log", unit="Hz")
+
+    def init_state(self, batch, channels):
+        return torch.zeros(batch, 1, 1, dtype=self.dtype)
+
+    def process(self, x, controls, state):
+        f0 = controls["f0_hz"]  # (batch|1, 1, samples): audio rate for synths
+        phase = state + torch.cumsum(2 * math.pi * f0 / self.sample_rate, dim=-1)
+        return torch.sin(phase - 2 * math.pi * f0[..., :1] / self.sample_rate), phase[..., -1:]
+
+    def default_length(self, controls):
+        frames = controls.get("f0_hz")
+        return 64 * (frames.shape[-1] if isinstance(frames, torch.Tensor) and frames.ndim == 2 else 1)
+
+
+def test_synths_render_from_controls_and_stream():
+    synth = _Sine(sample_rate=8000).double()
+    y = synth(n_samples=800, f0_hz=500.0)
+    assert y.shape == (1, 1, 800)
+    t = torch.arange(800, dtype=torch.float64) / 8000
+    assert torch.allclose(y[0, 0], torch.sin(2 * math.pi * 500 * t), atol=1e-9)
+    # frames x hop when no length is given; batch from the control
+    assert synth(f0_hz=torch.full((3, 10), 300.0, dtype=torch.float64)).shape == (3, 1, 640)
+    # the phase carries across blocks
+    stream = Stream(synth)
+    blocks = torch.cat([stream(n_samples=100, f0_hz=500.0) for _ in range(8)], dim=-1)
+    assert torch.allclose(blocks, y, atol=1e-9)
+    # a chain that starts with a synth is a synth
+    chain = dspfx.Chain(osc=synth, level=dspfx.make("gain", gain_db=-6.0, sample_rate=8000).double())
+    assert chain.is_synth
+    assert torch.allclose(chain(n_samples=800, **{"osc.f0_hz": 500.0}), y * 10 ** (-6 / 20), atol=1e-9)

@@ -87,7 +87,9 @@ class Container(Unit):
         return {key: child.init_state(batch, channels) for key, child in self.units.items()}
 
     def process(self, x: Tensor | None, controls: dict[str, Any], state: Any) -> tuple[Tensor, Any]:
-        raise NotImplementedError  # containers render through render_block
+        """Containers hold no DSP of their own: they override :meth:`render_block`, which hands
+        each child its own controls (by path) and state, so this is never called."""
+        raise NotImplementedError(f"{type(self).__name__} renders through render_block()")
 
     @staticmethod
     def _named(owner: str, positional: tuple[Unit, ...], named: dict[str, Unit]) -> dict[str, Unit]:

@@ -71,8 +71,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import torch
+
     import dspfx
+    from dspfx.io import atomic_path
     from dspfx.plot import report
+    from dspfx.train.align import align
 
     unit = dspfx.load(args.chain)
     if args.freeze:
@@ -99,17 +103,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dspfx.save(unit, out / "fitted.safetensors")
-    import torch
-
-    from dspfx.train.align import align
-
-    xa, ta = (align(x.unsqueeze(0), target.unsqueeze(0), result.latency_samples) if result.latency_samples else (x.unsqueeze(0), target.unsqueeze(0)))
+    # render the fitted chain on the aligned pair, as the fit saw it
+    x_aligned, target_aligned = align(x.unsqueeze(0), target.unsqueeze(0), result.latency_samples)
     with torch.no_grad():
-        y = unit(xa.to(unit.dtype))
+        y = unit(x_aligned.to(unit.dtype))
     dspfx.write_audio(out / "fitted.wav", y[0], unit.sample_rate)
-    report(out / "report.png", target=ta, prediction=y, sample_rate=unit.sample_rate, loss_history=result.loss_history, title=f"fit of {args.chain}")
-    from dspfx.io import atomic_path
-
+    report(
+        out / "report.png",
+        target=target_aligned,
+        prediction=y,
+        sample_rate=unit.sample_rate,
+        loss_history=result.loss_history,
+        title=f"fit of {args.chain}",
+    )
     with atomic_path(out / "fit.json") as tmp:
         Path(tmp).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     print(result.summary())

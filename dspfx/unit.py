@@ -235,6 +235,8 @@ class Unit(nn.Module):
             raise ValueError(f"{type(self).__name__}: sample_rate must be a positive number, got {sample_rate!r}")
         self.sample_rate = int(sample_rate) if float(sample_rate).is_integer() else float(sample_rate)
         self._knobs: dict[str, Knob] = {}
+        # knob -> ((data_ptr, version) of its raw parameter when set, value set, as a tensor)
+        self._exact: dict[str, tuple[tuple[int, int], float, Tensor]] = {}
         self.raw_knobs = nn.ParameterDict()
         # Zero-size buffer that follows .to(device/dtype), so stateless code knows where to work.
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)
@@ -277,7 +279,8 @@ class Unit(nn.Module):
         knob = knob.copy(key)
         self._knobs[key] = knob
         ref = self._anchor
-        self.raw_knobs[key] = nn.Parameter(torch.tensor(knob.to_raw(knob.default), dtype=ref.dtype, device=ref.device))
+        self.raw_knobs[key] = nn.Parameter(torch.zeros((), dtype=ref.dtype, device=ref.device))
+        self._write_knob(key, knob.default)
 
     @property
     def knob_specs(self) -> dict[str, Knob]:
@@ -288,7 +291,39 @@ class Unit(nn.Module):
         """The physical value of one of this unit's own knobs, as a differentiable 0-d tensor."""
         if key not in self._knobs:
             raise KeyError(self._unknown_message(key, "knob"))
-        return self._knobs[key].to_physical(self.raw_knobs[key])
+        value = self._knobs[key].to_physical(self.raw_knobs[key])
+        if self._exact_hit(key):
+            # the raw parameter is untouched since set(): render the value that was set, exactly
+            # (float32 cannot invert the map exactly), with the map's gradient
+            return value + (self._exact[key][2] - value).detach()
+        return value
+
+    def _write_knob(self, key: str, value: float) -> None:
+        """Store a checked physical value: its raw parameter, and the value itself for exact
+        rendering until the parameter changes (an optimiser step, load_state_dict, .to())."""
+        raw = self.raw_knobs[key]
+        with torch.no_grad():
+            raw.fill_(self._knobs[key].to_raw(value))
+        self._remember(key, value)
+
+    def _remember(self, key: str, value: float) -> None:
+        raw = self.raw_knobs[key]
+        tensor = torch.tensor(value, dtype=raw.dtype, device=raw.device)
+        self._exact[key] = ((raw.data_ptr(), raw._version), value, tensor)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Unit:
+        # .to(), .double(), .cuda() make new raw tensors without changing their values: keep
+        # the values that were set (read back in float64 so a float32 copy is not promoted)
+        kept = {k: self._exact[k][1] for k in self._exact if self._exact_hit(k)}
+        super()._apply(fn, recurse)
+        for key, value in kept.items():
+            self._remember(key, value)
+        return self
+
+    def _exact_hit(self, key: str) -> bool:
+        raw = self.raw_knobs[key]
+        exact = self._exact.get(key)
+        return exact is not None and exact[0] == (raw.data_ptr(), raw._version)
 
     def children_units(self) -> dict[str, Unit]:
         """Named child units (containers override this); knobs and controls are addressed through them by path."""
@@ -321,9 +356,11 @@ class Unit(nn.Module):
         return unit, parts[-1]
 
     def _knob_float(self, key: str) -> float:
-        # evaluated in float64, so a float32 unit reads back what was set to ~1e-7, not ~1e-6
-        with torch.no_grad():
-            return float(self._knobs[key].to_physical(self.raw_knobs[key].detach().double()))
+        if self._exact_hit(key):
+            return self._exact[key][1]
+        raw = self.raw_knobs[key]
+        with torch.no_grad():  # evaluated in float64: a float32 unit reads back to ~1e-7
+            return float(self._knobs[key].to_physical(raw.detach().double()))
 
     def knobs(self) -> dict[str, float]:
         """Physical values of every knob, this unit's and its children's (by path), as floats."""
@@ -355,7 +392,7 @@ class Unit(nn.Module):
             knob = unit._knobs[key]
             resolved.append((unit, key, knob.check(value, owner=unit.label)))
         for unit, key, v in resolved:
-            unit.raw_knobs[key].fill_(unit._knobs[key].to_raw(v))
+            unit._write_knob(key, v)
         return self
 
     def freeze(self, *paths: str) -> Unit:

@@ -1,7 +1,15 @@
-"""Effects: filters, EQ, modulated delays, reverbs, dynamics, distortion."""
+"""Effects: filters, EQ, modulated delays, reverbs, dynamics, distortion.
 
-from dspfx.effects.distortion import Distortion
-from dspfx.effects.filters import BIQUAD_MODES, Biquad
-from dspfx.effects.gain import Gain
+Importing this package registers every effect unit; each module lists its units in ``__all__``.
+"""
 
-__all__ = ["Gain", "Distortion", "Biquad", "BIQUAD_MODES"]
+from dspfx.effects.distortion import *  # noqa: F401,F403
+from dspfx.effects.distortion import __all__ as _distortion
+from dspfx.effects.dynamics import *  # noqa: F401,F403
+from dspfx.effects.dynamics import __all__ as _dynamics
+from dspfx.effects.filters import *  # noqa: F401,F403
+from dspfx.effects.filters import __all__ as _filters
+from dspfx.effects.gain import *  # noqa: F401,F403
+from dspfx.effects.gain import __all__ as _gain
+
+__all__ = [*_gain, *_distortion, *_filters, *_dynamics]

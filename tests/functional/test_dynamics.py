@@ -1,0 +1,276 @@
+"""Functional dynamics: ballistics (compiled decisions + differentiable recomputation), gain
+computers, exact gradients, block continuation, argument checks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dspfx.functional import dynamics as FD
+
+
+def _noise(n=64, channels=1, batch=1, seed=0, scale=0.3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(batch, channels, n, generator=g, dtype=dtype)
+
+
+def _python_ballistics(d, ca, cr, e0):
+    """The recursion written out plainly (JUCE BallisticsFilter), one row."""
+    out, prev = [], e0
+    for v in d:
+        c = ca if v > prev else cr
+        prev = v + c * (prev - v)
+        out.append(prev)
+    return np.array(out)
+
+
+def test_ballistics_coefficient_formula_and_instant_times():
+    sr = 44100.0
+    t = torch.tensor([0.0, 0.0009, 0.001, 1.0, 100.0], dtype=torch.float64)
+    c = FD.ballistics_coefficient(t, sr)
+    expected = [0.0, 0.0] + [math.exp(-2 * math.pi * 1000 / (sr * v)) for v in (0.001, 1.0, 100.0)]
+    np.testing.assert_allclose(c.numpy(), expected, rtol=1e-14, atol=0)
+    # gradient is finite everywhere, zero on the instant branch
+    t.requires_grad_(True)
+    FD.ballistics_coefficient(t, sr).sum().backward()
+    assert torch.isfinite(t.grad).all() and t.grad[0] == 0 and t.grad[1] == 0 and t.grad[3] > 0
+
+
+def test_compiled_decisions_equal_the_plain_recursion():
+    d = _noise(n=500, channels=2, batch=2).abs()
+    e0 = torch.tensor([0.1, 0.0, 0.5, 0.2], dtype=torch.float64).view(2, 2, 1)
+    ca, cr = 0.7, 0.995
+    env, attack = FD.envelope_decisions(d, ca, cr, e0)
+    for b in range(2):
+        for ch in range(2):
+            ref = _python_ballistics(d[b, ch].tolist(), ca, cr, float(e0[b, ch, 0]))
+            np.testing.assert_array_equal(env[b, ch].numpy(), ref)
+    prev = torch.cat([e0, env[..., :-1]], dim=-1)
+    assert torch.equal(attack, d > prev)
+    assert attack.any() and (~attack).any()
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_differentiable_envelope_equals_the_compiled_one(time_varying):
+    d = _noise(n=3000, channels=2, batch=2, seed=1).abs()
+    d[..., 1000:1500] *= 0.01  # a quiet passage, so both branches run for long stretches
+    if time_varying:
+        ca = FD.ballistics_coefficient(torch.linspace(0.05, 30.0, 3000, dtype=torch.float64).view(1, 1, -1), 48000)
+        cr = FD.ballistics_coefficient(torch.tensor([20.0, 400.0], dtype=torch.float64).view(2, 1, 1), 48000)
+    else:
+        ca, cr = FD.ballistics_coefficient(1.0, 48000), FD.ballistics_coefficient(100.0, 48000)
+        ca, cr = ca.double(), cr.double()
+    e0 = torch.rand(2, 2, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    compiled, _ = FD.envelope_decisions(d, ca, cr, e0)
+    env, state = FD.envelope_follower(d, ca, cr, e0, compiled_values=False)
+    assert (env - compiled).abs().max() <= 1e-12
+    assert torch.equal(state, env[..., -1:])
+    # the default returns the compiled values, with the recomputation's gradient
+    d.requires_grad_(True)
+    default, _ = FD.envelope_follower(d, ca, cr, e0)
+    assert torch.equal(default.detach(), compiled)
+    w = torch.randn(d.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    (g_default,) = torch.autograd.grad((default * w).sum(), d)
+    env, _ = FD.envelope_follower(d, ca, cr, e0, compiled_values=False)
+    (g_recomputed,) = torch.autograd.grad((env * w).sum(), d)
+    assert torch.equal(g_default, g_recomputed)
+
+
+def test_envelope_in_blocks_equals_whole():
+    d = _noise(n=1000, channels=2, seed=2).abs()
+    ca, cr = 0.5, 0.99
+    whole, _ = FD.envelope_follower(d, ca, cr)
+    state, parts = None, []
+    for start in range(0, 1000, 37):
+        e, state = FD.envelope_follower(d[..., start : start + 37], ca, cr, state)
+        parts.append(e)
+    assert (torch.cat(parts, -1) - whole).abs().max() <= 1e-14
+
+
+def test_envelope_gradcheck_wrt_input_coefficients_and_state():
+    d = _noise(n=48, channels=2, seed=3).abs().requires_grad_(True)
+    ca = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
+    cr = torch.tensor([0.9, 0.97], dtype=torch.float64).view(1, 2, 1).requires_grad_(True)
+    e0 = torch.tensor([0.2, 0.01], dtype=torch.float64).view(1, 2, 1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda *a: FD.envelope_follower(*a)[0], (d, ca, cr, e0), eps=1e-7, atol=1e-7)
+
+
+def test_knee_is_hard_at_zero_width_and_smooth_otherwise():
+    u = torch.linspace(-20, 20, 4001, dtype=torch.float64)
+    assert torch.equal(FD.knee(u, 0.0), u.clamp_min(0.0))
+    w = 8.0
+    k = FD.knee(u, w)
+    assert torch.equal(k[u < -w / 2], torch.zeros_like(k[u < -w / 2]))
+    assert torch.equal(k[u > w / 2], u[u > w / 2])
+    assert float(FD.knee(torch.tensor(0.0, dtype=torch.float64), w)) == pytest.approx(w / 8)  # (W/2)^2 / (2W)
+    # continuous first derivative across both knee edges
+    uu = torch.tensor([-w / 2 - 1e-7, -w / 2 + 1e-7, w / 2 - 1e-7, w / 2 + 1e-7], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(FD.knee(uu, w).sum(), uu)
+    assert abs(float(g[0] - g[1])) <= 1e-6 and abs(float(g[2] - g[3])) <= 1e-6
+
+
+def test_gain_computers_follow_their_slopes():
+    level = torch.tensor([-60.0, -30.0, -20.0, -10.0, 0.0], dtype=torch.float64)
+    comp = FD.compressor_gain_db(level, -20.0, 4.0)
+    np.testing.assert_allclose(comp.numpy(), [0, 0, 0, -7.5, -15.0], atol=1e-12)
+    exp = FD.expander_gain_db(level, -20.0, 3.0)
+    np.testing.assert_allclose(exp.numpy(), [-80.0, -20.0, 0, 0, 0], atol=1e-12)
+    # soft knee, Giannoulis et al. 2012 eq. (4): output level inside the knee
+    t, r, w = -20.0, 4.0, 10.0
+    x = torch.tensor(-18.0, dtype=torch.float64)
+    y = x + FD.compressor_gain_db(x, t, r, w)
+    assert float(y) == pytest.approx(-18.0 + (1 / r - 1) * (-18.0 - t + w / 2) ** 2 / (2 * w))
+
+
+def test_hard_knee_compressor_gain_is_pedalboards_power_law():
+    # constant input: the envelope settles at |x|, so the gain is (|x|/T)^(1/R - 1) above T
+    levels = torch.tensor([0.01, 0.05, 0.2, 0.9], dtype=torch.float64).view(4, 1, 1)
+    x = levels.expand(4, 1, 4000).clone()
+    y, _ = FD.compressor(x, -20.0, 3.0, 0.001, 5000.0, 48000)
+    t = 0.1
+    expected = torch.where(levels < t, torch.ones_like(levels), (levels / t) ** (1 / 3 - 1))
+    np.testing.assert_allclose((y[..., -1:] / x[..., -1:]).numpy(), expected.numpy(), rtol=1e-10)
+
+
+def test_ratio_one_is_identity_and_makeup_is_a_gain():
+    x = _noise(n=500, channels=2)
+    y, _ = FD.compressor(x, -40.0, 1.0, 1.0, 100.0, 48000, knee_db=6.0)
+    assert torch.equal(y, x)
+    y, _ = FD.expander(x, -10.0, 1.0, 1.0, 100.0, 48000, knee_db=6.0)
+    assert torch.equal(y, x)
+    y, _ = FD.noise_gate(x, -10.0, 1.0, 1.0, 100.0, 48000)
+    assert torch.equal(y, x)
+    y, _ = FD.compressor(x, 0.0, 1.0, 1.0, 100.0, 48000, makeup_db=6.0)
+    assert torch.allclose(y, x * 10 ** (6 / 20), rtol=1e-14)
+
+
+def test_silence_gives_finite_outputs_and_gradients():
+    x = torch.zeros(1, 2, 200, dtype=torch.float64, requires_grad=True)
+    th = torch.tensor(-30.0, dtype=torch.float64, requires_grad=True)
+    ratio = torch.tensor(8.0, dtype=torch.float64, requires_grad=True)
+    total = 0
+    for f in (
+        lambda: FD.compressor(x, th, ratio, 1.0, 100.0, 48000, knee_db=6.0, detector="rms")[0],
+        lambda: FD.expander(x, th, ratio, 1.0, 100.0, 48000, knee_db=6.0)[0],
+        lambda: FD.noise_gate(x, th, ratio, 1.0, 100.0, 48000)[0],
+        lambda: FD.limiter(x, th, 100.0, 48000)[0],
+    ):
+        y = f()
+        assert torch.equal(y, torch.zeros_like(y))
+        total = total + y.sum()
+    grads = torch.autograd.grad(total, (x, th, ratio), allow_unused=True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+
+
+def _short(seed, n=40, channels=2):
+    x = _noise(n=n, channels=channels, seed=seed, scale=0.5)
+    x[..., n // 2 :] *= 0.05
+    return x.requires_grad_(True)
+
+
+def _p(v, shape=()):
+    return torch.tensor(v, dtype=torch.float64).reshape(shape).requires_grad_(True)
+
+
+@pytest.mark.parametrize("detector", ["peak", "rms"])
+@pytest.mark.parametrize("knee", [0.0, 9.0])
+def test_compressor_gradcheck_every_input(detector, knee):
+    x = _short(4)
+    args = [x, _p(-18.0), _p(3.0), _p(2.0), _p(30.0), _p(2.5), _p([0.05, 0.3], (1, 2, 1))]
+    if knee:  # knee 0 is the edge of its range (a one-sided derivative): differentiate inside only
+        args.append(_p(knee))
+
+    def f(x, th, ratio, att, rel, mk, st, kn=0.0):
+        return FD.compressor(x, th, ratio, att, rel, 16000, kn, mk, detector=detector, state=st)[0]
+
+    assert torch.autograd.gradcheck(f, tuple(args), eps=1e-7, atol=1e-7)
+
+
+def test_compressor_gradcheck_time_varying_controls_and_sidechain():
+    x = _short(5)
+    key = _short(6, channels=1)
+    th = torch.linspace(-30, -10, 40, dtype=torch.float64).view(1, 1, -1).requires_grad_(True)
+    att = torch.linspace(0.5, 5, 40, dtype=torch.float64).view(1, 1, -1).requires_grad_(True)
+
+    def f(x, key, th, att):
+        return FD.compressor(x, th, 4.0, att, 50.0, 16000, 6.0, sidechain=key)[0]
+
+    assert torch.autograd.gradcheck(f, (x, key, th, att), eps=1e-7, atol=1e-7)
+
+
+def test_expander_gradcheck_every_input():
+    x = _short(7)
+    args = (x, _p(-20.0), _p(2.5), _p(1.5), _p(40.0), _p(6.0), _p([0.01, 0.2], (1, 2, 1)))
+
+    def f(x, th, ratio, att, rel, kn, st):
+        return FD.expander(x, th, ratio, att, rel, 16000, kn, state=st)[0]
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-7)
+
+
+def test_noise_gate_gradcheck_every_input():
+    x = _short(8)
+    args = (x, _p(-25.0), _p(4.0), _p(1.5), _p(40.0), _p([0.02, 0.1], (1, 2, 1)), _p([0.1, 0.3], (1, 2, 1)))
+
+    def f(x, th, ratio, att, rel, s_rms, s_env):
+        return FD.noise_gate(x, th, ratio, att, rel, 16000, state=(s_rms, s_env))[0]
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-7)
+
+
+def test_limiter_gradcheck_every_input():
+    x = _short(9)
+    x.data *= 1.5
+    args = (x, _p(-8.0), _p(20.0), _p([0.1, 0.4], (1, 2, 1)), _p([0.05, 0.2], (1, 2, 1)))
+
+    def f(x, th, rel, s1, s2):
+        return FD.limiter(x, th, rel, 16000, state=(s1, s2))[0]
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["compressor", "expander", "noise_gate", "limiter"])
+def test_processors_in_blocks_equal_whole(name):
+    x = _noise(n=1500, channels=2, seed=10, scale=0.5)
+    x[..., 500:900] *= 0.02
+    call = {
+        "compressor": lambda x, s: FD.compressor(x, -20.0, 5.0, 3.0, 60.0, 48000, 6.0, 3.0, detector="rms", state=s),
+        "expander": lambda x, s: FD.expander(x, -30.0, 3.0, 3.0, 60.0, 48000, 6.0, state=s),
+        "noise_gate": lambda x, s: FD.noise_gate(x, -30.0, 3.0, 3.0, 60.0, 48000, state=s),
+        "limiter": lambda x, s: FD.limiter(x, -12.0, 20.0, 48000, state=s),
+    }[name]
+    whole, _ = call(x, None)
+    state, parts = None, []
+    for start in range(0, 1500, 101):
+        y, state = call(x[..., start : start + 101], state)
+        parts.append(y)
+    assert (torch.cat(parts, -1) - whole).abs().max() <= 1e-12
+
+
+def test_bad_arguments_raise_clear_errors():
+    x = _noise(n=100)
+    with pytest.raises(ValueError, match="ratio must lie in"):
+        FD.compressor(x, -20.0, 0.5, 1.0, 100.0, 48000)
+    with pytest.raises(ValueError, match="attack_ms must lie in"):
+        FD.compressor(x, -20.0, 2.0, -1.0, 100.0, 48000)
+    with pytest.raises(ValueError, match="knee_db must lie in"):
+        FD.expander(x, -20.0, 2.0, 1.0, 100.0, 48000, knee_db=-3.0)
+    with pytest.raises(ValueError, match="detector must be one of"):
+        FD.compressor(x, -20.0, 2.0, 1.0, 100.0, 48000, detector="loud")
+    with pytest.raises(ValueError, match="sample_rate must be a positive"):
+        FD.compressor(x, -20.0, 2.0, 1.0, 100.0, 0)
+    with pytest.raises(ValueError, match=r"shaped \(batch, channels, samples\)"):
+        FD.compressor(x[0], -20.0, 2.0, 1.0, 100.0, 48000)
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        FD.limiter(x.numpy(), -20.0, 100.0, 48000)
+    with pytest.raises(ValueError, match="sidechain shaped"):
+        FD.compressor(x, -20.0, 2.0, 1.0, 100.0, 48000, sidechain=_noise(n=99))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        FD.compressor(x, torch.zeros(3), 2.0, 1.0, 100.0, 48000)
+    with pytest.raises(ValueError, match="state shaped"):
+        FD.compressor(x, -20.0, 2.0, 1.0, 100.0, 48000, state=torch.zeros(1, 3, 1))
+    with pytest.raises(ValueError, match="pair"):
+        FD.noise_gate(x, -20.0, 2.0, 1.0, 100.0, 48000, state=torch.zeros(1, 1, 1))
+    with pytest.raises(TypeError, match="number or a tensor"):
+        FD.compressor(x, "-20", 2.0, 1.0, 100.0, 48000)

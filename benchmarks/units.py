@@ -8,7 +8,7 @@ row:
 
 - pedalboard ms, dspfx forward ms (under ``torch.no_grad()``) and their ratio (dspfx / pedalboard:
   below 1 means dspfx is faster), plus how many times faster than real time the dspfx forward runs;
-- forward+backward ms (knobs requiring grad, ``y = unit(x); y.square().mean().backward()`` timed
+- forward+backward ms (knobs and input requiring grad, ``y = unit(x); y.square().mean().backward()`` timed
   together) and its ratio to the forward alone;
 - the ESR of the twin's render against pedalboard's (a sanity check that both did the same work).
 
@@ -86,6 +86,14 @@ def pedalboard_cases() -> list[tuple[str, Any]]:
         ("biquad peak", pedalboard.PeakFilter(**peak)),
         ("biquad lowshelf", pedalboard.LowShelfFilter(**low)),
         ("biquad highshelf", pedalboard.HighShelfFilter(**high)),
+        ("one_pole lowpass", pedalboard.LowpassFilter(cutoff_frequency_hz=800.0)),
+        ("one_pole highpass", pedalboard.HighpassFilter(cutoff_frequency_hz=120.0)),
+        ("clipping hard", pedalboard.Clipping(threshold_db=-12.0)),
+        ("invert", pedalboard.Invert()),
+        ("bitcrush", pedalboard.Bitcrush(bit_depth=6.0)),
+        ("compressor", pedalboard.Compressor(threshold_db=-24.0, ratio=4.0, attack_ms=5.0, release_ms=80.0)),
+        ("limiter", pedalboard.Limiter(threshold_db=-12.0, release_ms=60.0)),
+        ("noise_gate", pedalboard.NoiseGate(threshold_db=-30.0, ratio=8.0, attack_ms=2.0, release_ms=120.0)),
         (
             "board: distortion + 3 biquads",
             pedalboard.Pedalboard(
@@ -139,18 +147,20 @@ def time_dspfx(
         with torch.no_grad():
             out["y"] = unit(x, **controls)
 
-    leaves = [p for p in unit.parameters() if p.requires_grad]
+    # the input gets a gradient too, as inside a chain (and so that knob-less units have one)
+    x_leaf = x.detach().requires_grad_(True)
+    leaves = [x_leaf] + [p for p in unit.parameters() if p.requires_grad]
     leaves += [c for c in controls.values() if c.requires_grad]
 
     def forward_backward() -> None:
         for leaf in leaves:
             leaf.grad = None
-        y = unit(x, **controls)
+        y = unit(x_leaf, **controls)
         y.square().mean().backward()
 
     fwd = best_of(forward, repeats, sync)
     fwd_bwd = best_of(forward_backward, repeats, sync)
-    finite = bool(leaves) and all(leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) for leaf in leaves)
+    finite = all(leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) for leaf in leaves)
     return fwd, fwd_bwd, out["y"], finite
 
 
@@ -279,7 +289,7 @@ def header(info: dict[str, Any]) -> str:
 NOTES = [
     "ratio = dspfx forward / pedalboard (below 1: dspfx is faster); x real time = audio seconds / dspfx forward time",
     "dspfx forward runs under torch.no_grad(); fwd+bwd = y = unit(x); y.square().mean().backward() with every "
-    "knob requiring grad, timed together",
+    "knob and the input requiring grad, timed together",
     "ESR = sum((dspfx - pedalboard)^2) / sum(pedalboard^2) of the two renders (dspfx.train.metrics.esr)",
     "board = Pedalboard([Distortion, LowShelfFilter, PeakFilter, HighShelfFilter]) vs its from_pedalboard twin Chain",
     "* no pedalboard peer for a per-sample sweep: the ratio is to the static dspfx biquad peak of the same run; "

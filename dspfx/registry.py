@@ -88,10 +88,22 @@ def _option_table(cls: type[Unit]) -> dict[str, Any]:
     return out
 
 
+def _default_knobs(cls: type[Unit]) -> dict[str, Any]:
+    """Knobs of a unit made with its default options: those declared on the class plus any the
+    constructor adds (parametric_eq's per-band knobs). Containers need children: class knobs."""
+    if cls.category == "container":
+        return dict(cls._class_knobs)
+    try:
+        return cls().knob_specs
+    except Exception:  # a unit whose constructor needs arguments: list what the class declares
+        return dict(cls._class_knobs)
+
+
 def units(category: str | None = None) -> list[dict[str, Any]]:
     """Every registered unit: name, category, summary, options with defaults, and knobs.
 
-    Knobs are given as ``{name: {default, minimum, maximum, scale, unit, doc}}``. JSON-safe.
+    Knobs are given as ``{name: {default, minimum, maximum, scale, unit, doc}}`` for the unit made
+    with its default options (options can add knobs, e.g. ``n_peaks``). JSON-safe.
     """
     if category is not None and category not in _CATEGORIES:
         raise ValueError(f"category must be one of {_CATEGORIES}, got {category!r}")
@@ -107,7 +119,7 @@ def units(category: str | None = None) -> list[dict[str, Any]]:
                 "class": f"{cls.__module__}.{cls.__qualname__}",
                 "summary": _summary(cls),
                 "options": _option_table(cls),
-                "knobs": {k: knob.describe() for k, knob in cls._class_knobs.items()},
+                "knobs": {k: knob.describe() for k, knob in _default_knobs(cls).items()},
             }
         )
     return rows

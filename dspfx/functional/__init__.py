@@ -1,26 +1,22 @@
-"""Pure differentiable DSP: functions of tensors, no nn.Module, no state kept between calls."""
+"""Pure differentiable DSP: functions of tensors, no nn.Module, no state kept between calls.
 
-from .control import as_control, upsample_control
-from .conversions import db_to_gain, gain_to_db, power_to_db
-from .filters import (
-    BIQUAD_MODES,
-    ONE_POLE_MODES,
-    biquad_coefficients,
-    frequency_response,
-    iir,
-    one_pole_coefficients,
-)
+- :mod:`~dspfx.functional.control`: control upsampling and normalisation;
+- :mod:`~dspfx.functional.conversions`: dB helpers;
+- :mod:`~dspfx.functional.filters`: biquad / one-pole / FIR design, frequency responses, the
+  exact time-varying recursive filter :func:`iir`;
+- :mod:`~dspfx.functional.nonlinear`: clippers, bit crushing, Chebyshev series, curves;
+- :mod:`~dspfx.functional.dynamics`: envelope ballistics, compressor, expander, gate, limiter.
+"""
 
-__all__ = [
-    "as_control",
-    "upsample_control",
-    "db_to_gain",
-    "gain_to_db",
-    "power_to_db",
-    "BIQUAD_MODES",
-    "ONE_POLE_MODES",
-    "biquad_coefficients",
-    "one_pole_coefficients",
-    "frequency_response",
-    "iir",
-]
+from .control import *  # noqa: F401,F403
+from .control import __all__ as _control
+from .conversions import *  # noqa: F401,F403
+from .conversions import __all__ as _conversions
+from .dynamics import *  # noqa: F401,F403
+from .dynamics import __all__ as _dynamics
+from .filters import *  # noqa: F401,F403
+from .filters import __all__ as _filters
+from .nonlinear import *  # noqa: F401,F403
+from .nonlinear import __all__ as _nonlinear
+
+__all__ = [*_control, *_conversions, *_filters, *_nonlinear, *_dynamics]

@@ -89,6 +89,16 @@ def _snapshot(unit: Unit) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in unit.state_dict().items()}
 
 
+@torch.no_grad()
+def _restore(unit: Unit, snapshot: dict[str, Tensor]) -> None:
+    """Write a snapshot back, touching only the tensors that changed: frozen knobs keep the
+    exact values they were set to (a write would drop them, see Unit.knob_value)."""
+    current = unit.state_dict(keep_vars=True)
+    for key, value in snapshot.items():
+        if not torch.equal(current[key], value):
+            current[key].copy_(value)
+
+
 def fit(
     unit: Unit,
     input: Any,
@@ -198,7 +208,7 @@ def fit(
     skipped = 0
     try:
         for restart in range(restarts):
-            unit.load_state_dict(start_state)
+            _restore(unit, start_state)
             if restart > 0:
                 unit.randomize(generator)
             optimizer = torch.optim.Adam(params, lr=lr)
@@ -219,7 +229,7 @@ def fit(
                 history.append(loss_value)
                 if not finite:
                     skipped += 1
-                    unit.load_state_dict(run_best[1])
+                    _restore(unit, run_best[1])
                     for group in optimizer.param_groups:
                         group["lr"] *= 0.5
                     if scheduler is not None:
@@ -250,9 +260,9 @@ def fit(
     finally:
         bar.close()
     if not math.isfinite(best[0]):
-        unit.load_state_dict(start_state)
+        _restore(unit, start_state)
         raise FloatingPointError(f"fit: every step of {unit.label} gave a NaN/Inf loss; check the input levels and knob ranges")
-    unit.load_state_dict(best[3])
+    _restore(unit, best[3])
     with torch.no_grad():
         metrics = all_metrics(render(), tgt, unit.sample_rate)
     return FitResult(

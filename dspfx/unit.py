@@ -218,6 +218,11 @@ class Unit(nn.Module):
     is_synth: ClassVar[bool] = False
     #: Names of the pedalboard classes this unit is the twin of (see :mod:`dspfx.reference`).
     pedalboard_classes: ClassVar[tuple[str, ...]] = ()
+    #: Controls a call may give that are not knobs: audio-rate signals (a sidechain) or
+    #: multi-dimensional frames (a harmonic distribution, band magnitudes). They reach
+    #: process() as given, under their names; the unit checks and shapes them (see
+    #: dspfx.functional.as_control / upsample_control). Missing ones are absent from controls.
+    extra_controls: ClassVar[tuple[str, ...]] = ()
     _class_knobs: ClassVar[dict[str, Knob]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -349,10 +354,14 @@ class Unit(nn.Module):
         if parts[-1] not in unit._knobs:
             import difflib
 
+            if parts[-1] in unit.extra_controls:
+                raise KeyError(f"{self.label}: {path!r} is a control, not a knob: give it in the call, unit(x, {path}=...)")
             valid = list(self.knobs())
-            close = difflib.get_close_matches(path, valid, n=3)
+            extras = list(unit.extra_controls)
+            close = difflib.get_close_matches(path, valid + extras, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise KeyError(f"{self.label}: unknown knob {path!r}{hint} (knobs: {', '.join(valid) or 'none'})")
+            also = f"; other controls: {', '.join(extras)}" if extras else ""
+            raise KeyError(f"{self.label}: unknown knob {path!r}{hint} (knobs: {', '.join(valid) or 'none'}{also})")
         return unit, parts[-1]
 
     def _knob_float(self, key: str) -> float:
@@ -540,7 +549,7 @@ class Unit(nn.Module):
             head, _, rest = path.partition(".")
             if rest and head in children:
                 per_child.setdefault(head, {})[rest] = value
-            elif not rest and path in self._knobs:
+            elif not rest and (path in self._knobs or path in self.extra_controls):
                 own[path] = value
             else:
                 self._resolve(path)  # raises a KeyError naming the valid paths
@@ -577,9 +586,11 @@ class Unit(nn.Module):
             batch = _control_batch(controls)
             n = n_samples if n_samples is not None else self.default_length(controls)
         own, per_child = self.split_controls(controls)
+        extras = {k: own.pop(k) for k in self.extra_controls if k in own}
         resolved: dict[str, Any] = self.controls(own, batch, n)
         if x is None:  # a synth learns its block length from its controls: all audio-rate views
             resolved = {k: c.expand(*c.shape[:-1], n) for k, c in resolved.items()}
+        resolved.update(extras)  # handed on as given: the unit checks and shapes them
         for child_name, child_controls in per_child.items():
             resolved[child_name] = child_controls  # containers hand these on, unresolved
         return self.process(x, resolved, state)

@@ -266,3 +266,33 @@ def test_synths_render_from_controls_and_stream():
     chain = dspfx.Chain(osc=synth, level=dspfx.make("gain", gain_db=-6.0, sample_rate=8000).double())
     assert chain.is_synth
     assert torch.allclose(chain(n_samples=800, **{"osc.f0_hz": 500.0}), y * 10 ** (-6 / 20), atol=1e-9)
+
+
+class _Weighted(Unit):
+    """A toy effect with an extra (non-knob) control: per-channel weights as frames."""
+
+    name = ""
+    extra_controls = ("weights",)
+    level = Knob(1.0, 0.0, 2.0)
+
+    def process(self, x, controls, state):
+        from dspfx.functional import as_control, upsample_control
+
+        y = x * controls["level"]
+        if "weights" in controls:
+            w = as_control(controls["weights"], x.shape[0], dims=x.shape[1], name="weights", dtype=x.dtype)
+            y = y * upsample_control(w, x.shape[-1]).transpose(1, 2)  # (batch, channels, samples)
+        return y, state
+
+
+def test_extra_controls_reach_process_as_given_and_unknown_names_still_raise():
+    unit = _Weighted(level=0.5)
+    x = torch.ones(1, 2, 10)
+    assert torch.allclose(unit(x), 0.5 * x)
+    y = unit(x, weights=torch.tensor([[[1.0, 0.0], [1.0, 2.0]]]))  # (batch, frames, channels)
+    assert torch.allclose(y[0, 0], torch.full((10,), 0.5))
+    assert float(y[0, 1, 0]) == 0.0 and float(y[0, 1, -1]) == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="did you mean"):
+        unit(x, weight=1.0)
+    chain = dspfx.Chain(w=unit)
+    assert torch.allclose(chain(x, **{"w.weights": torch.ones(1, 1, 2)}), 0.5 * x)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import functools
 import math
-from functools import reduce
+from functools import lru_cache, reduce
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -404,6 +405,124 @@ def _all_pole(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
     return lpc.apply(u.contiguous(), ar.contiguous(), y_hist.contiguous())
 
 
+@lru_cache(maxsize=None)
+def _static_iir_kernel():
+    """The compiled loop of :class:`StaticIIR` (numba, cached on disk; imported lazily)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def kernel(x, b, a, x_hist, y_hist):  # pragma: no cover - compiled
+        # y[t] = sum_k b[k] x[t-k] - sum_k a[k] y[t-1-k]; x[-1-k] = x_hist[k], y[-1-k] = y_hist[k]
+        rows, n = x.shape
+        nb = b.shape[1]
+        order = a.shape[1]
+        y = np.empty_like(x)
+        for r in range(rows):
+            if nb == 3 and order == 2:  # the biquad: its four histories live in registers
+                b0, b1, b2 = b[r, 0], b[r, 1], b[r, 2]
+                a1, a2 = a[r, 0], a[r, 1]
+                x1, x2 = x_hist[r, 0], x_hist[r, 1]
+                y1, y2 = y_hist[r, 0], y_hist[r, 1]
+                for t in range(n):
+                    x0 = x[r, t]
+                    y0 = b0 * x0 + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+                    y[r, t] = y0
+                    x2 = x1
+                    x1 = x0
+                    y2 = y1
+                    y1 = y0
+                continue
+            for t in range(n):
+                acc = 0.0
+                for k in range(nb):
+                    back = t - k
+                    acc += b[r, k] * (x[r, back] if back >= 0 else x_hist[r, -back - 1])
+                for k in range(order):
+                    back = t - 1 - k
+                    acc -= a[r, k] * (y[r, back] if back >= 0 else y_hist[r, -back - 1])
+                y[r, t] = acc
+        return y
+
+    return kernel
+
+
+def _static_iir_numpy(x: Tensor, b: Tensor, a: Tensor, x_hist: Tensor, y_hist: Tensor) -> Tensor:
+    arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (x, b, a, x_hist, y_hist))
+    return torch.from_numpy(_static_iir_kernel()(*arrays))
+
+
+def _lagged_sum(g: Tensor, signal: Tensor, history: Tensor, taps: int, offset: int) -> Tensor:
+    """``out[:, k] = sum_t g[t] s[t - offset - k]`` for k < taps, ``s[-1-m] = history[:, m]``."""
+    n = g.shape[-1]
+    if taps == 0:
+        return g.new_zeros(g.shape[0], 0)
+    padded = torch.cat([history.flip(-1), signal], dim=-1)  # padded[:, h + t] = s[t]
+    h = history.shape[-1]
+    return torch.stack([(g * padded[:, h - offset - k : h - offset - k + n]).sum(-1) for k in range(taps)], dim=-1)
+
+
+def _history_after(history: Tensor, block: Tensor, order: int) -> Tensor:
+    """The last ``order`` samples after ``block`` (most recent first), reaching into ``history``."""
+    if order == 0:
+        return history
+    if block.shape[-1] >= order:
+        return block[..., block.shape[-1] - order :].flip(-1)
+    joined = torch.cat([history.flip(-1), block], dim=-1)
+    return joined[..., joined.shape[-1] - order :].flip(-1)
+
+
+class StaticIIR(torch.autograd.Function):
+    """Recursive filter with coefficients fixed over time, on CPU: a compiled loop with an exact
+    backward (the biquad runs with its four histories in registers).
+
+    Direct form I per row ``r``: ``y[t] = sum_k b[k] x[t-k] - sum_{k>=1} a[k] y[t-k]`` (``a``
+    given without ``a0``), histories most recent first. The adjoint of the recursion is the
+    same all-pole recursion run backwards in time, so the backward pass calls the compiled loop
+    once more, on the reversed gradient: ``g = reverse(allpole(reverse(dL/dy)))``; then
+    ``dL/dx[t] = sum_k b[k] g[t+k]`` (the numerator's adjoint, one more loop call),
+    ``dL/db[k] = sum_t g[t] x[t-k]``, ``dL/da[k] = -sum_t g[t] y[t-1-k]``, and the histories'
+    gradients from the first samples of ``g``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, b: Tensor, a: Tensor, x_hist: Tensor, y_hist: Tensor) -> Tensor:
+        y = _static_iir_numpy(x, b, a, x_hist, y_hist)
+        ctx.save_for_backward(x, b, a, x_hist, y_hist, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        x, b, a, x_hist, y_hist, y = ctx.saved_tensors
+        rows, n = x.shape
+        nb, order = b.shape[1], a.shape[1]
+        one = torch.ones(rows, 1, dtype=x.dtype)
+        no_history = x.new_zeros(rows, 0)
+        zeros = x.new_zeros(rows, order)
+        # g: gradient w.r.t. the numerator's output u (y = allpole(u))
+        g = _static_iir_numpy(grad_y.flip(-1), one, a, no_history, zeros).flip(-1)
+        grads = [None] * 5
+        if ctx.needs_input_grad[0]:  # x: the numerator's adjoint, a correlation with b
+            grads[0] = _static_iir_numpy(g.flip(-1), b, no_history, x.new_zeros(rows, nb - 1), no_history).flip(-1)
+        if ctx.needs_input_grad[1]:
+            grads[1] = _lagged_sum(g, x, x_hist, nb, 0)
+        if ctx.needs_input_grad[2]:
+            grads[2] = -_lagged_sum(g, y, y_hist, order, 1)
+        head = F.pad(g[:, : max(nb, order)], (0, max(0, max(nb, order) - n)))
+        if ctx.needs_input_grad[3]:  # x[-1-k] reaches u[j-1-k] through b[j], j >= k+1
+            grads[3] = (
+                torch.stack([(b[:, k + 1 :] * head[:, : nb - 1 - k]).sum(-1) for k in range(nb - 1)], dim=-1)
+                if nb > 1
+                else x_hist.new_zeros(rows, 0)
+            )
+        if ctx.needs_input_grad[4]:  # y[-1-k] reaches u[j-k] through -a[j], j >= k
+            grads[4] = (
+                torch.stack([-(a[:, k:] * head[:, : order - k]).sum(-1) for k in range(order)], dim=-1)
+                if order
+                else y_hist.new_zeros(rows, 0)
+            )
+        return tuple(grads)
+
+
 def _all_pole_scan(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
     """Pure-torch all-pole recursion (same contract as ``_all_pole``) by a parallel prefix scan.
 
@@ -541,6 +660,24 @@ def iir(
     a_static = a4.shape[2] == 1
     if a_static:
         b4 = b4 / a4[..., :1]
+
+    if (
+        a_static
+        and b4.shape[2] == 1
+        and x.device.type == "cpu"
+        and nb <= _SHIFTED_SUM_MAX_TAPS
+        and ar_order <= _SHIFTED_SUM_MAX_TAPS
+    ):
+        # static coefficients on CPU: one compiled loop for numerator and denominator
+        rows = batch * channels
+        y = StaticIIR.apply(
+            x.reshape(rows, n_samples),
+            b4[:, :, 0].expand(batch, channels, nb).reshape(rows, nb),
+            (a4[:, :, 0, 1:] / a4[:, :, 0, :1]).expand(batch, channels, ar_order).reshape(rows, ar_order),
+            x_hist.reshape(rows, fir_order),
+            y_hist.reshape(rows, ar_order),
+        ).reshape(batch, channels, n_samples)
+        return y, (_history_after(x_hist, x, fir_order), _history_after(y_hist, y, ar_order))
 
     # ---- FIR part: fir[n] = sum_k b_k[n] x[n-k], with x[n-k] for n-k < 0 from the history.
     if fir_order > 0:

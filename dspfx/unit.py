@@ -565,7 +565,7 @@ class Unit(nn.Module):
         if self.is_synth:
             if x is not None:
                 check_audio(x, owner=self.label)
-            batch, channels = (x.shape[0], x.shape[1]) if x is not None else (_control_batch(controls), 1)
+            batch, channels = (x.shape[0], x.shape[1]) if x is not None else (_control_batch(controls, self.extra_controls), 1)
         else:
             if x is None:
                 raise TypeError(f"{self.label} is an effect: it needs input audio x shaped (batch, channels, samples)")
@@ -583,7 +583,7 @@ class Unit(nn.Module):
         if x is not None:
             batch, n = x.shape[0], x.shape[-1]
         else:
-            batch = _control_batch(controls)
+            batch = _control_batch(controls, self.extra_controls)
             n = n_samples if n_samples is not None else self.default_length(controls)
         own, per_child = self.split_controls(controls)
         extras = {k: own.pop(k) for k in self.extra_controls if k in own}
@@ -625,10 +625,13 @@ def _check_control_range(c: Tensor, knob: Knob, where: str) -> None:
         )
 
 
-def _control_batch(controls: Mapping[str, Any]) -> int:
+def _control_batch(controls: Mapping[str, Any], extras: tuple[str, ...] = ()) -> int:
+    """The batch size a synth renders, from its controls: a knob's (batch,) or (batch, frames),
+    an extra control's leading dim when it has two or more (a 1-D one, e.g. band magnitudes
+    (n_bands,), holds no batch)."""
     batch = 1
-    for value in controls.values():
-        if isinstance(value, Tensor) and value.ndim >= 1:
+    for key, value in controls.items():
+        if isinstance(value, Tensor) and value.ndim >= (2 if key.rpartition(".")[2] in extras else 1):
             batch = max(batch, int(value.shape[0]))
     return batch
 

@@ -88,8 +88,9 @@ def as_control(
     Accepted forms (``B`` is ``batch`` or 1):
 
     - python number, 0-d tensor/array: constant -> ``(1, 1, dims)`` (expanded view for dims > 1).
-    - 1-D ``(B,)``: one value per batch item, constant in time -> ``(B, 1, 1)``; only when
-      ``dims == 1``.
+    - 1-D ``(B,)``: one value per batch item, constant in time -> ``(B, 1, 1)``, when
+      ``dims == 1``; with ``dims > 1``, a 1-D ``(dims,)`` is one set of values for every item
+      and frame -> ``(1, 1, dims)``.
     - 2-D: with ``dims == 1`` it is ``(B, frames)`` -> ``(B, frames, 1)``; with ``dims > 1`` it is
       ``(B, dims)`` constant in time -> ``(B, 1, dims)``.
     - 3-D ``(B, frames, dims)``: returned as is (after dtype/device conversion).
@@ -139,10 +140,12 @@ def as_control(
     expected = (
         f"a number, (batch,), (batch, frames) or (batch, frames, 1) with batch in (1, {batch})"
         if dims == 1
-        else f"a number, (batch, {dims}) or (batch, frames, {dims}) with batch in (1, {batch})"
+        else f"a number, ({dims},), (batch, {dims}) or (batch, frames, {dims}) with batch in (1, {batch})"
     )
     if tensor.ndim == 0:
         out = tensor.reshape(1, 1, 1).expand(1, 1, dims)
+    elif tensor.ndim == 1 and dims > 1 and tensor.shape[0] == dims:
+        out = tensor.reshape(1, 1, dims)  # one set of values for every item and frame
     elif tensor.ndim == 1:
         if dims != 1:
             raise ValueError(

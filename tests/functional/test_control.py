@@ -84,6 +84,14 @@ def test_as_control_scalars():
     assert out.shape == (1, 1, 1) and out.dtype == torch.float64
 
 
+def test_as_control_1d_with_dims_is_one_set_of_values():
+    values = torch.tensor([0.1, 0.2, 0.3])
+    out = as_control(values, batch=4, dims=3, name="magnitudes")
+    assert out.shape == (1, 1, 3) and torch.equal(out[0, 0], values)
+    with pytest.raises(ValueError, match=r"'magnitudes'.*1-D shape \(2,\)"):
+        as_control(torch.zeros(2), batch=4, dims=3, name="magnitudes")
+
+
 def test_as_control_1d_2d_3d():
     per_item = torch.tensor([1.0, 2.0, 3.0])
     out = as_control(per_item, batch=3)

@@ -29,6 +29,10 @@ __all__ = ["Biquad", "BIQUAD_MODES", "OnePole", "ParametricEQ", "FIR"]
 
 BIQUAD_MODES = ("lowpass", "highpass", "bandpass", "notch", "allpass", "peak", "lowshelf", "highshelf")
 
+#: Shelves start where shelves usually sit (a 1 kHz "low shelf" is an odd default, and a fit
+#: started there can settle with the shelf in the midrange); the other modes start at 1 kHz.
+SHELF_DEFAULT_CUTOFF_HZ = {"lowshelf": 200.0, "highshelf": 5000.0}
+
 # pedalboard class name <-> biquad mode, for the twins
 _PEDALBOARD_MODES = {"PeakFilter": "peak", "LowShelfFilter": "lowshelf", "HighShelfFilter": "highshelf"}
 
@@ -42,8 +46,9 @@ class Biquad(Unit):
             ``"allpass"``, ``"peak"`` (default), ``"lowshelf"``, ``"highshelf"``.
 
     Knobs:
-        cutoff_hz: 20 .. 20000 Hz (log, default 1000): centre or corner frequency; clamped
-            inside the design to [2, sample_rate/2 - 100] Hz like JUCE.
+        cutoff_hz: 20 .. 20000 Hz (log, default 1000; a lowshelf starts at 200, a highshelf at
+            5000): centre or corner frequency; clamped inside the design to
+            [2, sample_rate/2 - 100] Hz like JUCE.
         q: 0.1 .. 20 (log, default 0.7071): quality factor (shelves: the cookbook's Q form).
         gain_db: -24 .. +24 dB (default 0): used by peak and shelves only.
 
@@ -69,6 +74,8 @@ class Biquad(Unit):
         if mode not in BIQUAD_MODES:
             raise ValueError(f"biquad mode must be one of {', '.join(BIQUAD_MODES)}; got {mode!r}")
         self.mode = mode
+        if mode in SHELF_DEFAULT_CUTOFF_HZ and "cutoff_hz" not in knobs:
+            knobs["cutoff_hz"] = SHELF_DEFAULT_CUTOFF_HZ[mode]
         super().__init__(sample_rate, **knobs)
 
     def init_state(self, batch: int, channels: int) -> tuple[Tensor, Tensor]:

@@ -212,7 +212,11 @@ def test_harmonic_bad_controls_and_options_raise_clear_errors():
     with pytest.raises(ValueError, match="expected 8"):
         synth(n_samples=64, harmonic_distribution=torch.ones(1, 3, 5))
     with pytest.raises(ValueError, match="harmonic_distribution"):
-        synth(n_samples=64, harmonic_distribution=torch.ones(8))
+        synth(n_samples=64, harmonic_distribution=torch.ones(5))  # 1-D: one set of all 8
+    assert torch.allclose(  # a 1-D set of 8 values is the same for every item and frame
+        synth(n_samples=64, harmonic_distribution=torch.ones(8)),
+        synth(n_samples=64, harmonic_distribution=torch.ones(1, 1, 8)),
+    )
     with pytest.raises(ValueError, match="non-negative"):
         synth(n_samples=64, harmonic_distribution=-torch.ones(1, 8))
     with pytest.raises(ValueError, match="batch"):

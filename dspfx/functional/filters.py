@@ -432,6 +432,16 @@ def _static_iir_kernel():
                     y2 = y1
                     y1 = y0
                 continue
+            if nb == 2 and order == 1:  # first order: one-pole filters, DC blockers
+                b0, b1, a1 = b[r, 0], b[r, 1], a[r, 0]
+                x1, y1 = x_hist[r, 0], y_hist[r, 0]
+                for t in range(n):
+                    x0 = x[r, t]
+                    y0 = b0 * x0 + b1 * x1 - a1 * y1
+                    y[r, t] = y0
+                    x1 = x0
+                    y1 = y0
+                continue
             for t in range(n):
                 acc = 0.0
                 for k in range(nb):

@@ -52,7 +52,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from dspfx.functional.filters import iir
+from dspfx.functional.filters import _check_sample_rate, iir
 
 __all__ = [
     "DETECTORS",
@@ -86,21 +86,8 @@ NOISE_GATE_RMS_RELEASE_MS = 50.0
 
 
 # --------------------------------------------------------------------------------------------
-# checks
+# checks (the sample-rate check is shared with functional.filters)
 # --------------------------------------------------------------------------------------------
-
-
-def _check_sample_rate(sample_rate: Any) -> float:
-    if isinstance(sample_rate, Tensor):
-        if sample_rate.numel() != 1:
-            raise ValueError(f"sample_rate must be one number in Hz, got a tensor shaped {tuple(sample_rate.shape)}")
-        sample_rate = float(sample_rate)
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
-        raise TypeError(f"sample_rate must be a number in Hz, got {type(sample_rate).__name__}")
-    sample_rate = float(sample_rate)
-    if not math.isfinite(sample_rate) or sample_rate <= 0.0:
-        raise ValueError(f"sample_rate must be a positive number in Hz, got {sample_rate}")
-    return sample_rate
 
 
 def _check_signal(x: Any, name: str = "x") -> Tensor:

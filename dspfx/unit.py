@@ -512,7 +512,8 @@ class Unit(nn.Module):
             x: input audio (batch, channels, samples), or ``None`` for synths.
             controls: one tensor per knob, physical units, shaped (batch|1, 1, samples|1),
                 ready to broadcast against x; for synths (x is None) always (batch|1, 1, samples),
-                expanded views where constant, so the block length is ``controls[k].shape[-1]``.
+                expanded views where constant, and ``controls["n_samples"]`` holds the block
+                length (an int). Extra controls (``extra_controls``) come as given.
             state: as returned by :meth:`init_state` or the previous block.
         Returns:
             (y, new_state) with y shaped (batch, channels, samples).
@@ -585,12 +586,16 @@ class Unit(nn.Module):
         else:
             batch = _control_batch(controls, self.extra_controls)
             n = n_samples if n_samples is not None else self.default_length(controls)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{self.label}: n_samples must be an int >= 1, got {n!r}")
         own, per_child = self.split_controls(controls)
         extras = {k: own.pop(k) for k in self.extra_controls if k in own}
         resolved: dict[str, Any] = self.controls(own, batch, n)
         if x is None:  # a synth learns its block length from its controls: all audio-rate views
             resolved = {k: c.expand(*c.shape[:-1], n) for k, c in resolved.items()}
         resolved.update(extras)  # handed on as given: the unit checks and shapes them
+        if x is None:
+            resolved["n_samples"] = n  # a synth's block length, even when it has no knob
         for child_name, child_controls in per_child.items():
             resolved[child_name] = child_controls  # containers hand these on, unresolved
         return self.process(x, resolved, state)

@@ -190,12 +190,11 @@ class FilteredNoise(Unit):
         return hash_noise(self.seed, start, n, batch, self.dtype)
 
     def process(self, x: Tensor | None, controls: dict[str, Any], state: Any) -> tuple[Tensor, Any]:
-        """Render one block. This unit has no scalar knob to carry the block length, so
-        :meth:`render_block` passes it as ``controls["_n_samples"]``; ``controls["magnitudes"]``
-        is the call's value as given (or absent: the learnable default)."""
+        """Render one block of ``controls["n_samples"]`` samples; ``controls["magnitudes"]`` is
+        the call's value as given (or absent: the learnable default)."""
         counter, history = state
         batch = history.shape[0]
-        n = controls["_n_samples"]
+        n = controls["n_samples"]
         value = controls.get("magnitudes")
         if value is None:
             mags = self.magnitudes.reshape(1, 1, self.n_bands)
@@ -208,15 +207,3 @@ class FilteredNoise(Unit):
         y, history = fir_filter(noise, taps, history)
         return y, (counter + n, history)
 
-    def render_block(
-        self, x: Tensor | None, controls: Mapping[str, Any], state: Any, n_samples: int | None = None
-    ) -> tuple[Tensor, Any]:
-        """Resolve the block length (``n_samples`` or frames x hop) and render."""
-        if x is not None:
-            raise TypeError(f"{self.label} is a synth without audio input: call it with x=None")
-        n = n_samples if n_samples is not None else self.default_length(controls)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{self.label}: n_samples must be an int >= 1, got {n!r}")
-        own, _ = self.split_controls(controls)  # raises for unknown names
-        own["_n_samples"] = n
-        return self.process(None, own, state)

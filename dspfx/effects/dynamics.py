@@ -35,17 +35,13 @@ def _zeros(unit: Unit, batch: int, channels: int) -> Tensor:
 class _KeyedUnit(Unit):
     """A unit whose detector can listen to a key signal given as the ``sidechain`` control."""
 
-    def render_block(
-        self, x: Tensor | None, controls: Mapping[str, Any], state: Any, n_samples: int | None = None
-    ) -> tuple[Tensor, Any]:
-        if "sidechain" not in controls:
-            return super().render_block(x, controls, state, n_samples=n_samples)
-        controls = dict(controls)
-        sidechain = controls.pop("sidechain")
+    extra_controls = ("sidechain",)
+
+    def _sidechain(self, x: Tensor, controls: Mapping[str, Any]) -> Tensor | None:
+        """The call's key signal, checked against the input, or None."""
+        sidechain = controls.get("sidechain")
         if sidechain is None:
-            return super().render_block(x, controls, state, n_samples=n_samples)
-        if x is None:
-            raise TypeError(f"{self.label} is an effect: it needs input audio x shaped (batch, channels, samples)")
+            return None
         check_audio(sidechain, name="sidechain", owner=self.label)
         if sidechain.shape[0] != x.shape[0] or sidechain.shape[1] not in (1, x.shape[1]) or sidechain.shape[2] != x.shape[2]:
             raise ValueError(
@@ -53,11 +49,7 @@ class _KeyedUnit(Unit):
                 f"{tuple(x.shape)}: expected (batch, channels or 1, samples) = "
                 f"({x.shape[0]}, {x.shape[1]} or 1, {x.shape[2]})"
             )
-        own, per_child = self.split_controls(controls)
-        resolved: dict[str, Any] = self.controls(own, x.shape[0], x.shape[-1])
-        resolved.update(per_child)
-        resolved["sidechain"] = sidechain.to(dtype=x.dtype)
-        return self.process(x, resolved, state)
+        return sidechain.to(dtype=x.dtype)
 
 
 def _check_detector(detector: Any, owner: str) -> str:
@@ -127,7 +119,7 @@ class Compressor(_KeyedUnit):
             controls["knee_db"],
             controls["makeup_db"],
             detector=self.detector,
-            sidechain=controls.get("sidechain"),
+            sidechain=self._sidechain(x, controls),
             state=state,
         )
 
@@ -249,7 +241,7 @@ class NoiseGate(_KeyedUnit):
             controls["attack_ms"],
             controls["release_ms"],
             self.sample_rate,
-            sidechain=controls.get("sidechain"),
+            sidechain=self._sidechain(x, controls),
             state=state,
         )
 
@@ -327,7 +319,7 @@ class Expander(_KeyedUnit):
             self.sample_rate,
             controls["knee_db"],
             detector=self.detector,
-            sidechain=controls.get("sidechain"),
+            sidechain=self._sidechain(x, controls),
             state=state,
         )
 

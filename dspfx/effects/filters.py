@@ -423,6 +423,7 @@ class FIR(Unit):
     """
 
     name = "fir"
+    extra_controls = ("magnitudes",)
     category = "effect"
 
     def __init__(
@@ -495,15 +496,11 @@ class FIR(Unit):
     def init_state(self, batch: int, channels: int) -> Tensor:
         return torch.zeros(batch, channels, self.n_taps - 1, dtype=self.dtype, device=self.device)
 
-    def render_block(
-        self, x: Tensor | None, controls: Any, state: Any, n_samples: int | None = None
-    ) -> tuple[Tensor, Any]:
-        """Take the multi-dimensional ``magnitudes`` control out of the call's controls (the
-        scalar-knob machinery cannot hold it), check it, and render the block."""
-        rest = dict(controls)
-        frames = rest.pop("magnitudes", None)
-        if rest:
-            self.split_controls(rest)  # FIR has no scalar knobs: raises naming the control
+
+    def process(self, x: Tensor, controls: dict[str, Any], state: Any) -> tuple[Tensor, Any]:
+        """``controls["magnitudes"]``, when the call gives it: frames spread over the block,
+        ``(batch|1, frames, n_bands)`` (or ``(n_bands,)``, ``(batch, n_bands)``)."""
+        frames = controls.get("magnitudes")
         if frames is not None:
             mags = as_control(
                 frames, x.shape[0], dims=self.n_bands, name="fir.magnitudes", dtype=self.dtype, device=self.device
@@ -511,12 +508,7 @@ class FIR(Unit):
             self._check_magnitudes(mags, "fir.magnitudes control values")
         else:
             mags = self.magnitudes.reshape(1, 1, self.n_bands)
-        return self.process(x, {"magnitudes": mags}, state)
-
-    def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        """``controls["magnitudes"]``: ``(batch|1, frames, n_bands)`` frames over the block."""
-        taps = self.impulse_response(controls["magnitudes"])
-        return fir_filter(x, taps, state)
+        return fir_filter(x, self.impulse_response(mags), state)
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current magnitudes' taps; 512 log-spaced points by

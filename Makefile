@@ -39,6 +39,7 @@ test: install-test
 
 bench: install-test
 	$(PY) benchmarks/units.py
+	$(PY) benchmarks/synths.py
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info .pytest_cache .hypothesis

@@ -56,6 +56,8 @@ import torch  # noqa: E402
 import dspfx  # noqa: E402
 import dspfx.synths  # noqa: E402,F401  (registers the synths)
 from dspfx.synths.ddsp import harmonic_plus_noise  # noqa: E402
+from dspfx.train.metrics import esr  # noqa: E402
+from units import cpu_model  # noqa: E402  (benchmarks/units.py, beside this script)
 
 FRAME_RATE = 250  # control frames per second (DDSP)
 F0_HZ = 220.0
@@ -221,11 +223,6 @@ def best_of(fn: Callable[[], Any], repeats: int, budget_s: float) -> tuple[float
     return best, calls
 
 
-def esr(y: np.ndarray, ref: np.ndarray) -> float:
-    y64, ref64 = y.astype(np.float64), ref.astype(np.float64)
-    return float(np.sum((y64 - ref64) ** 2) / max(np.sum(ref64**2), 1e-30))
-
-
 def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     for batch, sample_rate in CONFIGS:
@@ -274,7 +271,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
                 peer = f"NumPy oscillator bank ({args.harmonics} sines)"
                 peer_s, _ = best_of(render_peer, args.repeats, args.budget)
-                err = esr(y[:, 0].numpy(), peer_out["y"])
+                err = float(esr(y[:, 0].double(), torch.from_numpy(peer_out["y"]).double()))
             elif label.startswith("oscillator"):
                 peer_out = {}
 
@@ -309,19 +306,6 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 
 # --- reporting --------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    name = platform.processor()
-    if not name or name == platform.machine():
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-    return name or "unknown CPU"
 
 
 def torchsynth_status() -> str:

@@ -12,10 +12,10 @@ from torch import Tensor, nn
 
 from dspfx.functional.control import as_control
 from dspfx.functional.filters import (
-    FIR_WINDOWS,
     NYQUIST_MARGIN_HZ,
     ONE_POLE_MODES,
     biquad_coefficients,
+    fir_design_options,
     fir_filter,
     fir_from_magnitudes,
     frequency_response,
@@ -435,14 +435,7 @@ class FIR(Unit):
         magnitudes: Any = None,
         **knobs: Any,
     ) -> None:
-        if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
-            raise ValueError(f"fir n_bands must be an int >= 2, got {n_bands!r}")
-        if n_taps is None:
-            n_taps = 2 * (n_bands - 1)
-        if isinstance(n_taps, bool) or not isinstance(n_taps, int) or n_taps < 1:
-            raise ValueError(f"fir n_taps must be an int >= 1 (or None for 2 * (n_bands - 1)), got {n_taps!r}")
-        if window not in FIR_WINDOWS:
-            raise ValueError(f"fir window must be one of {', '.join(FIR_WINDOWS)}; got {window!r}")
+        n_taps = fir_design_options("fir", n_bands, n_taps, window)
         self.n_bands = n_bands
         self.n_taps = n_taps
         self.window = window

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["upsample_control", "as_control"]
+__all__ = ["upsample_control", "as_control", "control_hop"]
 
 
 def upsample_control(control: Tensor, n_samples: int) -> Tensor:
@@ -177,3 +177,14 @@ def as_control(
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"control {name!r} contains NaN or Inf values (shape {tuple(tensor.shape)})")
     return out
+
+
+def control_hop(sample_rate: Any, hop: Any, owner: str) -> int:
+    """Samples per control frame of a synth: ``hop``, or DDSP's 250 frames per second
+    (64 at 16 kHz, 192 at 48 kHz) when it is None. Raises ValueError naming ``owner``."""
+    if hop is None:
+        ok = isinstance(sample_rate, (int, float)) and not isinstance(sample_rate, bool) and sample_rate > 0
+        return max(1, int(round(float(sample_rate) / 250.0))) if ok else 1  # a bad rate: Unit says so
+    if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
+        raise ValueError(f"{owner}: hop must be a positive int (samples per control frame), got {hop!r}")
+    return hop

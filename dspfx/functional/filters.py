@@ -35,6 +35,7 @@ __all__ = [
     "iir",
     "FIR_WINDOWS",
     "fir_window",
+    "fir_design_options",
     "fir_from_magnitudes",
     "fir_filter",
 ]
@@ -744,6 +745,20 @@ def iir(
 
 #: Windows :func:`fir_from_magnitudes` applies to the impulse response.
 FIR_WINDOWS: tuple[str, ...] = ("hann", "rectangular")
+
+
+def fir_design_options(owner: str, n_bands: int, n_taps: int | None, window: str) -> int:
+    """Check the options of a frequency-sampled FIR (``fir``, ``filtered_noise``) and return
+    ``n_taps`` (``2 * (n_bands - 1)`` when None). Raises ValueError naming ``owner``."""
+    if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
+        raise ValueError(f"{owner} n_bands must be an int >= 2, got {n_bands!r}")
+    if n_taps is None:
+        n_taps = 2 * (n_bands - 1)
+    if isinstance(n_taps, bool) or not isinstance(n_taps, int) or n_taps < 1:
+        raise ValueError(f"{owner} n_taps must be an int >= 1 (or None for 2 * (n_bands - 1)), got {n_taps!r}")
+    if window not in FIR_WINDOWS:
+        raise ValueError(f"{owner} window must be one of {', '.join(FIR_WINDOWS)}; got {window!r}")
+    return n_taps
 
 
 def fir_window(n_taps: int, window: str = "hann", *, dtype: torch.dtype | None = None, device=None) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.functional.blep import accumulate_phase
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import as_control, control_hop, upsample_control
 from dspfx.functional.fm import FM_ALGORITHMS, check_routing, fm_algorithm, fm_render
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -89,14 +89,12 @@ class FM(Unit):
             rows, cs = fm_algorithm("stack" if algorithm is None else algorithm, n_operators)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
             raise ValueError(f"fm: margin must be a number in [0, 1), got {margin!r}")
-        if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
-            raise ValueError(f"fm: hop must be a positive int (samples per control frame), got {hop!r}")
         self.n_operators = n_operators
         self.algorithm = algorithm
         self.routing = [list(r) for r in routing] if routing is not None else None
         self.carriers = list(carriers) if carriers is not None else None
         self.margin = float(margin)
-        self.hop = hop
+        self.hop = control_hop(sample_rate, hop, "fm")
         self._routing, self._carriers = rows, cs
         super().__init__(sample_rate, **knobs)
         n = n_operators

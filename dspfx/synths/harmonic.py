@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import as_control, control_hop, upsample_control
 from dspfx.functional.oscillators import harmonic_synthesis, phase_dtype, sinusoidal_synthesis
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -17,13 +17,6 @@ from dspfx.unit import Knob, Unit
 __all__ = ["Harmonic", "Sinusoidal"]
 
 
-def _default_hop(sample_rate: float, hop: int | None, owner: str) -> int:
-    """DDSP's frame rate, 250 Hz (hop 64 at 16 kHz, 192 at 48 kHz), unless ``hop`` is given."""
-    if hop is None:
-        return max(1, int(round(float(sample_rate) / 250.0)))
-    if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
-        raise ValueError(f"{owner}: hop must be a positive int (samples per control frame), got {hop!r}")
-    return hop
 
 
 def _positive_int(value: Any, what: str, owner: str) -> int:
@@ -109,7 +102,7 @@ class Harmonic(Unit):
         ):
             raise ValueError(f"{owner}: inharmonicity must be a finite number >= 0, got {inharmonicity!r}")
         self.inharmonicity = float(inharmonicity)
-        self.hop = _default_hop(sample_rate, hop, owner)
+        self.hop = control_hop(sample_rate, hop, owner)
         super().__init__(sample_rate, **knobs)
         k = torch.arange(1, self.n_harmonics + 1, dtype=self.dtype)
         self.harmonic_logits = nn.Parameter(-torch.log(k))
@@ -191,7 +184,7 @@ class Sinusoidal(Unit):
     def __init__(self, sample_rate: float = 48000, n_sinusoids: int = 16, hop: int | None = None, **knobs: Any) -> None:
         owner = type(self).__name__
         self.n_sinusoids = _positive_int(n_sinusoids, "n_sinusoids", owner)
-        self.hop = _default_hop(sample_rate, hop, owner)
+        self.hop = control_hop(sample_rate, hop, owner)
         super().__init__(sample_rate, **knobs)
         k = torch.arange(1, self.n_sinusoids + 1, dtype=torch.float64)
         nyquist = 0.5 * float(self.sample_rate)

@@ -11,8 +11,8 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 
 from dspfx.effects.filters import FIR_MIN_MAGNITUDE, _softplus_inverse
-from dspfx.functional.control import as_control
-from dspfx.functional.filters import FIR_WINDOWS, fir_filter, fir_from_magnitudes
+from dspfx.functional.control import as_control, control_hop
+from dspfx.functional.filters import fir_design_options, fir_filter, fir_from_magnitudes
 from dspfx.registry import register
 from dspfx.unit import Unit
 
@@ -120,25 +120,14 @@ class FilteredNoise(Unit):
         hop: int | None = None,
         **knobs: Any,
     ) -> None:
-        if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
-            raise ValueError(f"filtered_noise n_bands must be an int >= 2, got {n_bands!r}")
-        if n_taps is None:
-            n_taps = 2 * (n_bands - 1)
-        if isinstance(n_taps, bool) or not isinstance(n_taps, int) or n_taps < 1:
-            raise ValueError(f"filtered_noise n_taps must be an int >= 1 (or None), got {n_taps!r}")
-        if window not in FIR_WINDOWS:
-            raise ValueError(f"filtered_noise window must be one of {', '.join(FIR_WINDOWS)}; got {window!r}")
+        n_taps = fir_design_options("filtered_noise", n_bands, n_taps, window)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
             raise ValueError(f"filtered_noise seed must be None or an int in [0, 2**63), got {seed!r}")
-        if hop is None:
-            hop = max(1, int(round(sample_rate / 250))) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else 1
-        if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
-            raise ValueError(f"filtered_noise hop must be an int >= 1 (or None), got {hop!r}")
         self.n_bands = n_bands
         self.n_taps = n_taps
         self.window = window
         self.seed = seed
-        self.hop = hop
+        self.hop = control_hop(sample_rate, hop, "filtered_noise")
         super().__init__(sample_rate, **knobs)
         init = torch.full((n_bands,), 0.1, dtype=torch.float64)
         self.raw_magnitudes = nn.Parameter(_softplus_inverse(init).to(self.dtype))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional.blep import WAVEFORMS, accumulate_phase, adsr_envelope, oscillator
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import as_control, control_hop, upsample_control
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -32,10 +32,6 @@ def _frames(controls: Mapping[str, Any]) -> int:
     return frames
 
 
-def _check_hop(owner: str, hop: Any) -> int:
-    if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
-        raise ValueError(f"{owner}: hop must be a positive int (samples per control frame), got {hop!r}")
-    return hop
 
 
 @register
@@ -85,7 +81,7 @@ class Oscillator(Unit):
             raise ValueError(f"oscillator: additive_harmonics must be a positive int, got {additive_harmonics!r}")
         self.waveform = waveform
         self.additive_harmonics = additive_harmonics
-        self.hop = _check_hop("oscillator", hop)
+        self.hop = control_hop(sample_rate, hop, "oscillator")
         super().__init__(sample_rate, **knobs)
 
     def init_state(self, batch: int, channels: int) -> Tensor:
@@ -143,7 +139,7 @@ class ADSR(Unit):
     release_s = Knob(0.2, 0.001, 10.0, scale="log", unit="s", doc="time to 0 after gate-off")
 
     def __init__(self, sample_rate: float = 48000, hop: int = 192, **knobs: Any) -> None:
-        self.hop = _check_hop("adsr", hop)
+        self.hop = control_hop(sample_rate, hop, "adsr")
         super().__init__(sample_rate, **knobs)
 
     def init_state(self, batch: int, channels: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import as_control, control_hop, upsample_control
 from dspfx.functional.wavetable import wavetable_mipmaps, wavetable_oscillator
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -87,13 +87,9 @@ class Wavetable(Unit):
             raise ValueError(f"wavetable n_tables must be an int >= 1, got {n_tables!r}")
         if isinstance(table_size, bool) or not isinstance(table_size, int) or table_size < 4 or table_size % 2:
             raise ValueError(f"wavetable table_size must be an even int >= 4, got {table_size!r}")
-        if hop is None:
-            hop = max(1, int(round(sample_rate / 250))) if isinstance(sample_rate, (int, float)) and sample_rate > 0 else 1
-        if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
-            raise ValueError(f"wavetable hop must be an int >= 1 (or None), got {hop!r}")
         self.n_tables = n_tables
         self.table_size = table_size
-        self.hop = hop
+        self.hop = control_hop(sample_rate, hop, "wavetable")
         super().__init__(sample_rate, **knobs)
         self.tables = nn.Parameter(_initial_tables(n_tables, table_size).to(self.dtype))
         w = torch.zeros(n_tables, dtype=self.dtype)

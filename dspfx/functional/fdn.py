@@ -1,0 +1,556 @@
+"""Feedback delay networks (FDN): orthogonal feedback matrices, Jot's frequency-dependent
+absorption, an exact compiled recursion with a hand-written adjoint, and RT60 measurement.
+
+The network (per row = one batch item and channel, ``N`` lines of lengths ``m_i`` samples)::
+
+    s_i[t] = v_i[t - m_i]                                          delay line outputs
+    o_i[t] = b0_i s_i[t] + b1_i s_i[t-1] - a1_i o_i[t-1]           absorption filters
+    y[t]   = sum_i c_i o_i[t]                                      output gains c
+    v_i[t] = sum_j A_ij o_j[t] + g_i x[t]                          feedback matrix A, input gains g
+
+References: J.-M. Jot and A. Chaigne, "Digital delay networks for designing artificial
+reverberators", AES 90th Convention, 1991 (absorption filters from the RT60 per line length);
+M. R. Schroeder, "New method of measuring reverberation time", JASA 37, 1965 (backward
+integration); flamo (differentiable FDNs, evaluated per frequency bin) is the frequency-domain
+counterpart of this time-domain recursion.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dspfx.functional.filters import _check_sample_rate
+
+__all__ = [
+    "FDN_MATRICES",
+    "default_delays",
+    "feedback_matrix",
+    "orthogonal_from_skew",
+    "line_gains",
+    "absorption_coefficients",
+    "fdn",
+    "fdn_line_energy",
+    "rt60",
+    "energy_decay_curve",
+]
+
+FDN_MATRICES: tuple[str, ...] = ("hadamard", "householder", "random")
+
+_LN_1000 = math.log(1000.0)
+
+
+# --------------------------------------------------------------------------------------------
+# design
+# --------------------------------------------------------------------------------------------
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    if n % 2 == 0:
+        return n == 2
+    k = 3
+    while k * k <= n:
+        if n % k == 0:
+            return False
+        k += 2
+    return True
+
+
+def default_delays(n_lines: int, sample_rate: float, min_ms: float = 20.0, max_ms: float = 60.0) -> list[int]:
+    """Mutually prime delay-line lengths (samples) spread geometrically over ``min_ms .. max_ms``.
+
+    Each target length ``min_ms * (max_ms / min_ms) ** (i / (n_lines - 1))`` ms is rounded up to
+    the next prime not used yet, so the lengths are distinct primes (hence mutually prime: no
+    common period, the modes of the network do not pile up).
+
+    Args:
+        n_lines: number of lines (>= 1).
+        sample_rate: Hz.
+        min_ms, max_ms: the spread of the lengths, in milliseconds.
+
+    Returns:
+        ``n_lines`` increasing distinct primes.
+    """
+    sr = _check_sample_rate(sample_rate)
+    if isinstance(n_lines, bool) or not isinstance(n_lines, int) or n_lines < 1:
+        raise ValueError(f"n_lines must be an int >= 1, got {n_lines!r}")
+    if not 0 < min_ms <= max_ms:
+        raise ValueError(f"default_delays needs 0 < min_ms <= max_ms, got {min_ms}, {max_ms}")
+    out: list[int] = []
+    for i in range(n_lines):
+        frac = i / (n_lines - 1) if n_lines > 1 else 0.0
+        m = max(2, int(math.ceil(min_ms * (max_ms / min_ms) ** frac * sr / 1000.0)))
+        while not _is_prime(m) or m in out:
+            m += 1
+        out.append(m)
+    return out
+
+
+def feedback_matrix(kind: str, n_lines: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:
+    """An orthogonal ``(n_lines, n_lines)`` feedback matrix.
+
+    Args:
+        kind: ``"hadamard"`` (Sylvester construction scaled by ``1/sqrt(N)``; ``N`` a power of
+            two), ``"householder"`` (``I - 2/N 11^T``), or ``"random"`` (Q of the QR
+            decomposition of a seeded Gaussian matrix, signs fixed so that ``diag(R) > 0``).
+        n_lines: N.
+        seed: seed of ``"random"``.
+
+    Returns:
+        The matrix ``A`` with ``A @ A.T == I`` (to rounding).
+    """
+    if kind not in FDN_MATRICES:
+        raise ValueError(f"feedback matrix must be one of {', '.join(FDN_MATRICES)}, got {kind!r}")
+    if isinstance(n_lines, bool) or not isinstance(n_lines, int) or n_lines < 1:
+        raise ValueError(f"n_lines must be an int >= 1, got {n_lines!r}")
+    n = n_lines
+    if kind == "hadamard":
+        if n & (n - 1):
+            raise ValueError(
+                f"a Hadamard feedback matrix needs a power-of-two number of lines, got {n}; use "
+                "matrix='householder' or 'random'"
+            )
+        h = torch.ones(1, 1, dtype=torch.float64)
+        while h.shape[0] < n:
+            h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+        return (h / math.sqrt(n)).to(dtype)
+    if kind == "householder":
+        return (torch.eye(n, dtype=torch.float64) - 2.0 / n).to(dtype)
+    gen = torch.Generator().manual_seed(int(seed))
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).to(dtype)
+
+
+def orthogonal_from_skew(base: Tensor, skew: Tensor) -> Tensor:
+    """``base @ matrix_exp(W - W^T)``: orthogonal for any real ``W`` when ``base`` is orthogonal.
+
+    The learnable parametrisation of a feedback matrix that stays orthogonal (the exponential
+    of a skew-symmetric matrix is a rotation); ``W = 0`` gives ``base``.
+    """
+    return base @ torch.linalg.matrix_exp(skew - skew.transpose(-1, -2))
+
+
+def line_gains(rt60_s: Tensor | float, delays: Sequence[int], sample_rate: float) -> Tensor:
+    """Gain of a line of length ``m`` for a decay time: ``10 ** (-3 m / (sample_rate * rt60_s))``.
+
+    Args:
+        rt60_s: decay time(s) in seconds, any shape ``S`` (a tensor keeps its gradient).
+        delays: the ``N`` line lengths in samples.
+        sample_rate: Hz.
+
+    Returns:
+        ``S + (N,)``: per-line gains that make every line lose 60 dB in ``rt60_s`` seconds.
+    """
+    sr = _check_sample_rate(sample_rate)
+    t = torch.as_tensor(rt60_s, dtype=torch.float64) if not isinstance(rt60_s, Tensor) else rt60_s
+    m = torch.tensor([float(d) for d in delays], dtype=t.dtype, device=t.device)
+    return torch.exp(-(_LN_1000 / sr) * m / t.unsqueeze(-1))
+
+
+def absorption_coefficients(
+    rt60_low_s: Tensor | float,
+    rt60_high_s: Tensor | float,
+    crossover_hz: Tensor | float,
+    delays: Sequence[int],
+    sample_rate: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Jot absorption filters: a first-order shelf per line whose gain is exactly the line's
+    decay gain for ``rt60_low_s`` at DC and for ``rt60_high_s`` at Nyquist.
+
+    With ``G_lo, G_hi`` from :func:`line_gains` and ``K = tan(pi * crossover_hz / sample_rate)``
+    (the bilinear transform of ``(G_hi s + G_lo w_c) / (s + w_c)``)::
+
+        H(z) = (b0 + b1 z^-1) / (1 + a1 z^-1),   b0 = (G_hi + G_lo K) / (1 + K),
+        b1 = (G_lo K - G_hi) / (1 + K),          a1 = (K - 1) / (1 + K)
+
+    so ``H(1) = G_lo`` and ``H(-1) = G_hi``; the magnitude moves monotonically between them
+    around the crossover. The crossover is clamped to [1 Hz, 0.49 sample_rate].
+
+    Args:
+        rt60_low_s, rt60_high_s, crossover_hz: tensors (or floats) of one broadcast shape ``S``.
+        delays: the ``N`` line lengths (samples).
+        sample_rate: Hz.
+
+    Returns:
+        ``(b0, b1, a1)``, each ``S + (N,)``, differentiable w.r.t. the three inputs.
+    """
+    sr = _check_sample_rate(sample_rate)
+    lo = line_gains(rt60_low_s, delays, sr)
+    hi = line_gains(rt60_high_s, delays, sr)
+    fc = torch.as_tensor(crossover_hz, dtype=lo.dtype, device=lo.device)
+    k = torch.tan(math.pi * fc.clamp(1.0, 0.49 * sr) / sr).unsqueeze(-1)
+    b0 = (hi + lo * k) / (1 + k)
+    b1 = (lo * k - hi) / (1 + k)
+    a1 = ((k - 1) / (1 + k)).expand_as(b0)
+    return b0, b1, a1
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled recursion and its adjoint
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _kernels():
+    """Forward and adjoint loops (numba, cached on disk; imported lazily)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def forward(x, b0, b1, a1, mat, gin, gout, delays, hist, sp, op):  # pragma: no cover
+        # x (B, C, T); b0/b1/a1 (Bc, Tc, N); hist (B, C, N, M) most recent first
+        bsz, chans, n = x.shape
+        nl = mat.shape[0]
+        mmax = hist.shape[3]
+        bc, tc = b0.shape[0], b0.shape[1]
+        y = np.zeros((bsz, chans, n))
+        vext = np.zeros((bsz, chans, nl, mmax + n))
+        outs = np.zeros((bsz, chans, n, nl))
+        o = np.zeros(nl)
+        s_prev = np.zeros(nl)
+        o_prev = np.zeros(nl)
+        for b in range(bsz):
+            rb = b if bc > 1 else 0
+            for c in range(chans):
+                v = vext[b, c]
+                for i in range(nl):
+                    for k in range(mmax):
+                        v[i, mmax - 1 - k] = hist[b, c, i, k]
+                    s_prev[i] = sp[b, c, i]
+                    o_prev[i] = op[b, c, i]
+                for t in range(n):
+                    rt = t if tc > 1 else 0
+                    acc = 0.0
+                    for i in range(nl):
+                        s = v[i, mmax + t - delays[i]]
+                        oi = b0[rb, rt, i] * s + b1[rb, rt, i] * s_prev[i] - a1[rb, rt, i] * o_prev[i]
+                        o[i] = oi
+                        s_prev[i] = s
+                        o_prev[i] = oi
+                        outs[b, c, t, i] = oi
+                        acc += gout[i] * oi
+                    y[b, c, t] = acc
+                    xt = x[b, c, t]
+                    for i in range(nl):
+                        acc = gin[i] * xt
+                        for j in range(nl):
+                            acc += mat[i, j] * o[j]
+                        v[i, mmax + t] = acc
+        return y, vext, outs
+
+    @njit(cache=True, nogil=True)
+    def backward(gy, g_hist, g_sp, g_op, x, b0, b1, a1, mat, gin, gout, delays, sp, op, vext, outs):  # pragma: no cover
+        bsz, chans, n = x.shape
+        nl = mat.shape[0]
+        mmax = g_hist.shape[3]
+        bc, tc = b0.shape[0], b0.shape[1]
+        gx = np.zeros((bsz, chans, n))
+        gb0 = np.zeros(b0.shape)
+        gb1 = np.zeros(b1.shape)
+        ga1 = np.zeros(a1.shape)
+        gmat = np.zeros(mat.shape)
+        ggin = np.zeros(nl)
+        ggout = np.zeros(nl)
+        ghist0 = np.zeros((bsz, chans, nl, mmax))
+        gsp0 = np.zeros((bsz, chans, nl))
+        gop0 = np.zeros((bsz, chans, nl))
+        gv = np.zeros((nl, mmax + n))
+        go = np.zeros(nl)
+        carry_o = np.zeros(nl)
+        carry_s = np.zeros(nl)
+        for b in range(bsz):
+            rb = b if bc > 1 else 0
+            for c in range(chans):
+                v = vext[b, c]
+                gv[:, :] = 0.0
+                for i in range(nl):
+                    # the returned state: hist_new[i, k] = v_i[n-1-k] (k < m_i), sp_new = s_i[n-1]
+                    for k in range(delays[i]):
+                        gv[i, mmax + n - 1 - k] += g_hist[b, c, i, k]
+                    gv[i, mmax + n - 1 - delays[i]] += g_sp[b, c, i]
+                    carry_o[i] = g_op[b, c, i]
+                    carry_s[i] = 0.0
+                for t in range(n - 1, -1, -1):
+                    rt = t if tc > 1 else 0
+                    xt = x[b, c, t]
+                    gyt = gy[b, c, t]
+                    acc_x = 0.0
+                    for i in range(nl):
+                        gvi = gv[i, mmax + t]
+                        acc_x += gin[i] * gvi
+                        ggin[i] += gvi * xt
+                    gx[b, c, t] = acc_x
+                    for i in range(nl):
+                        acc = gout[i] * gyt + carry_o[i]
+                        for j in range(nl):
+                            acc += mat[j, i] * gv[j, mmax + t]
+                        go[i] = acc
+                        oi = outs[b, c, t, i]
+                        ggout[i] += gyt * oi
+                        for j in range(nl):
+                            gmat[j, i] += gv[j, mmax + t] * oi
+                    for i in range(nl):
+                        s = v[i, mmax + t - delays[i]]
+                        if t > 0:
+                            s1 = v[i, mmax + t - 1 - delays[i]]
+                            o1 = outs[b, c, t - 1, i]
+                        else:
+                            s1 = sp[b, c, i]
+                            o1 = op[b, c, i]
+                        goi = go[i]
+                        gb0[rb, rt, i] += goi * s
+                        gb1[rb, rt, i] += goi * s1
+                        ga1[rb, rt, i] -= goi * o1
+                        gv[i, mmax + t - delays[i]] += b0[rb, rt, i] * goi + carry_s[i]
+                        carry_o[i] = -a1[rb, rt, i] * goi
+                        carry_s[i] = b1[rb, rt, i] * goi
+                for i in range(nl):
+                    gsp0[b, c, i] = carry_s[i]
+                    gop0[b, c, i] = carry_o[i]
+                    for k in range(delays[i]):
+                        ghist0[b, c, i, k] = gv[i, mmax - 1 - k]
+        return gx, gb0, gb1, ga1, gmat, ggin, ggout, ghist0, gsp0, gop0
+
+    return forward, backward
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
+
+
+def _new_state(vext: np.ndarray, outs: np.ndarray, delays: np.ndarray, mmax: int, n: int):
+    bsz, chans, nl, _ = vext.shape
+    hist = np.zeros((bsz, chans, nl, mmax))
+    sp = np.zeros((bsz, chans, nl))
+    for i in range(nl):
+        m = int(delays[i])
+        # hist[k] = v[n-1-k] for k < m: vext index mmax + n - 1 - k
+        hist[:, :, i, :m] = vext[:, :, i, mmax + n - m : mmax + n][..., ::-1]
+        sp[:, :, i] = vext[:, :, i, mmax + n - 1 - m]
+    op = outs[:, :, n - 1, :].copy()
+    return hist, sp, op
+
+
+class _FDNFunction(torch.autograd.Function):
+    """The FDN recursion on CPU: numba forward, numba adjoint (backwards in time)."""
+
+    @staticmethod
+    def forward(ctx, x, b0, b1, a1, mat, gin, gout, hist, sp, op, delays: tuple[int, ...]):  # type: ignore[override]
+        fwd, _ = _kernels()
+        d = np.asarray(delays, dtype=np.int64)
+        arrays = [_np(t) for t in (x, b0, b1, a1, mat, gin, gout, hist, sp, op)]
+        y, vext, outs = fwd(*arrays[:7], d, *arrays[7:])
+        n = x.shape[-1]
+        hist_new, sp_new, op_new = _new_state(vext, outs, d, hist.shape[-1], n)
+        ctx.delays = d
+        ctx.arrays = arrays
+        ctx.vext, ctx.outs = vext, outs
+        ctx.meta = (x.dtype, x.device)
+        dt, dev = x.dtype, x.device
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(dtype=dt, device=dev) for a in (y, hist_new, sp_new, op_new))
+
+    @staticmethod
+    def backward(ctx, gy, g_hist, g_sp, g_op):  # type: ignore[override]
+        _, bwd = _kernels()
+        x, b0, b1, a1, mat, gin, gout, hist, sp, op = ctx.arrays
+        dt, dev = ctx.meta
+
+        def arr(g, like):
+            return np.zeros(like.shape) if g is None else _np(g)
+
+        grads = bwd(
+            arr(gy, x), arr(g_hist, hist), arr(g_sp, sp), arr(g_op, op),
+            x, b0, b1, a1, mat, gin, gout, ctx.delays, sp, op, ctx.vext, ctx.outs,
+        )
+        out = [torch.from_numpy(g).to(dtype=dt, device=dev) for g in grads]
+        return (*out, None)
+
+
+def _check_tensor(t: Any, name: str, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"fdn: {name} must be a torch.Tensor shaped {shape}, got {type(t).__name__}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"fdn: {name} must be shaped {shape}, got {tuple(t.shape)}")
+    return t
+
+
+def fdn(
+    x: Tensor,
+    b0: Tensor,
+    b1: Tensor,
+    a1: Tensor,
+    matrix: Tensor,
+    input_gains: Tensor,
+    output_gains: Tensor,
+    delays: Sequence[int],
+    state: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """Run a feedback delay network (see the module docstring for the recursion) with exact
+    gradients w.r.t. every tensor argument, the state included.
+
+    Every row (batch item, channel) runs the same network independently; the absorption
+    coefficients may differ per batch item and per sample.
+
+    Args:
+        x: input ``(batch, channels, samples)``.
+        b0, b1, a1: absorption filter coefficients ``(batch|1, samples|1, N)`` (see
+            :func:`absorption_coefficients`); ``b0 = 1, b1 = a1 = 0`` is a lossless line.
+        matrix: feedback matrix ``(N, N)``.
+        input_gains, output_gains: ``(N,)``.
+        delays: ``N`` line lengths, ints >= 1 (samples).
+        state: ``(lines, s_prev, o_prev)``: ``lines`` ``(batch, channels, N, max(delays))`` the
+            last line inputs, most recent first (entries ``k >= m_i`` are zero), ``s_prev`` and
+            ``o_prev`` ``(batch, channels, N)`` the absorption filters' last input and output.
+            ``None`` means silence.
+
+    Returns:
+        ``(y, state)``: the wet output shaped like ``x`` and the state after the block.
+
+    On CPU the recursion is a numba loop with a hand-written adjoint loop (backwards in time).
+    On other devices the tensors are moved to the CPU for the loop and the results moved back.
+    """
+    if not isinstance(x, Tensor) or x.ndim != 3 or not x.is_floating_point():
+        raise ValueError(
+            "fdn: x must be a floating tensor shaped (batch, channels, samples), got "
+            f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+        )
+    bsz, chans, n = x.shape
+    d = [int(m) for m in delays]
+    nl = len(d)
+    if nl < 1 or any(m < 1 for m in d):
+        raise ValueError(f"fdn: delays must be a non-empty list of ints >= 1, got {list(delays)!r}")
+    mmax = max(d)
+    _check_tensor(matrix, "matrix", (nl, nl))
+    _check_tensor(input_gains, "input_gains", (nl,))
+    _check_tensor(output_gains, "output_gains", (nl,))
+    coefs = []
+    for name, c in (("b0", b0), ("b1", b1), ("a1", a1)):
+        if not isinstance(c, Tensor) or c.ndim != 3 or c.shape[-1] != nl or c.shape[0] not in (1, bsz) or c.shape[1] not in (1, n):
+            raise ValueError(
+                f"fdn: {name} must be shaped (batch|1, samples|1, N) = ({bsz}|1, {n}|1, {nl}), got "
+                f"{tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__}"
+            )
+        coefs.append(c)
+    bc = max(c.shape[0] for c in coefs)
+    tc = max(c.shape[1] for c in coefs)
+    b0, b1, a1 = (c.to(x.dtype).expand(bc, tc, nl) for c in coefs)
+    if state is None:
+        state = (
+            x.new_zeros(bsz, chans, nl, mmax),
+            x.new_zeros(bsz, chans, nl),
+            x.new_zeros(bsz, chans, nl),
+        )
+    if not isinstance(state, (tuple, list)) or len(state) != 3:
+        raise ValueError("fdn: state must be (lines, s_prev, o_prev) as returned by fdn, or None")
+    hist = _check_tensor(state[0], "state lines", (bsz, chans, nl, mmax))
+    sp = _check_tensor(state[1], "state s_prev", (bsz, chans, nl))
+    op = _check_tensor(state[2], "state o_prev", (bsz, chans, nl))
+    y, hist, sp, op = _FDNFunction.apply(
+        x, b0, b1, a1, matrix.to(x.dtype), input_gains.to(x.dtype), output_gains.to(x.dtype),
+        hist.to(x.dtype), sp.to(x.dtype), op.to(x.dtype), tuple(d),
+    )
+    return y, (hist, sp, op)
+
+
+def fdn_line_energy(state: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Energy held in the delay lines of an FDN state: ``sum(lines ** 2)`` per (batch, channel).
+
+    Conserved from block to block by a lossless network (orthogonal matrix, ``b0 = 1``,
+    ``b1 = a1 = 0``) once the input is silent: each step moves the N line outputs ``s``
+    into the lines as ``A s``, and ``|A s| = |s|``.
+    """
+    return state[0].square().sum(dim=(-1, -2))
+
+
+# --------------------------------------------------------------------------------------------
+# measurement
+# --------------------------------------------------------------------------------------------
+
+
+def _band_filter(h: np.ndarray, sample_rate: float, band_hz: tuple[float, float]) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    lo, hi = float(band_hz[0]), float(band_hz[1])
+    nyq = sample_rate / 2.0
+    if not 0 <= lo < hi:
+        raise ValueError(f"rt60: band_hz must be (low, high) with 0 <= low < high, got {band_hz!r}")
+    if lo <= 0:
+        sos = butter(4, min(hi, 0.999 * nyq), btype="lowpass", fs=sample_rate, output="sos")
+    elif hi >= nyq:
+        sos = butter(4, lo, btype="highpass", fs=sample_rate, output="sos")
+    else:
+        sos = butter(4, [lo, hi], btype="bandpass", fs=sample_rate, output="sos")
+    return sosfiltfilt(sos, h, axis=-1)
+
+
+def energy_decay_curve(impulse_response: Tensor | np.ndarray) -> np.ndarray:
+    """Schroeder's energy decay curve in dB (0 dB at the start): ``10 log10(sum_{k>=n} h[k]^2 / E)``.
+
+    Args:
+        impulse_response: ``(..., samples)``.
+
+    Returns:
+        ``(..., samples)`` numpy float64 array.
+    """
+    h = impulse_response.detach().cpu().double().numpy() if isinstance(impulse_response, Tensor) else np.asarray(impulse_response, dtype=np.float64)
+    e = np.cumsum((h * h)[..., ::-1], axis=-1)[..., ::-1]
+    return 10.0 * np.log10(np.maximum(e / np.maximum(e[..., :1], 1e-300), 1e-300))
+
+
+def rt60(
+    impulse_response: Tensor | np.ndarray,
+    sample_rate: float,
+    *,
+    fit_db: tuple[float, float] = (-5.0, -35.0),
+    band_hz: tuple[float, float] | None = None,
+) -> float | np.ndarray:
+    """Reverberation time (seconds) of an impulse response by Schroeder backward integration.
+
+    The energy decay curve (:func:`energy_decay_curve`) is fitted by a straight line (least
+    squares, in dB against time) where it lies between ``fit_db[0]`` and ``fit_db[1]``; the
+    RT60 is the time that line takes to fall 60 dB (T30 for the default -5 .. -35 dB).
+
+    Args:
+        impulse_response: ``(samples,)`` or ``(..., samples)`` (tensor or array).
+        sample_rate: Hz.
+        fit_db: the range of the decay curve fitted, in dB (both negative, first above second).
+        band_hz: optional ``(low, high)`` Hz: measure in this band only (zero-phase 4th-order
+            Butterworth band-pass, ``sosfiltfilt``; ``low = 0`` is a lowpass and ``high >=
+            Nyquist`` a highpass).
+
+    Returns:
+        A float for a 1-D response, else an array shaped like the leading dimensions; ``nan``
+        where the curve has no decay to fit (silence). The response should run well past the
+        ``fit_db[1]`` point: truncation bends the end of the curve down (a shorter estimate).
+
+    Reference: M. R. Schroeder, "New method of measuring reverberation time", JASA 37 (1965);
+    ISO 3382-1 (T20 / T30 evaluation ranges).
+    """
+    sr = _check_sample_rate(sample_rate)
+    top, bottom = float(fit_db[0]), float(fit_db[1])
+    if not 0 >= top > bottom:
+        raise ValueError(f"rt60: fit_db must be (upper, lower) dB with 0 >= upper > lower, got {fit_db!r}")
+    h = impulse_response.detach().cpu().double().numpy() if isinstance(impulse_response, Tensor) else np.asarray(impulse_response, dtype=np.float64)
+    if h.ndim < 1 or h.shape[-1] < 2:
+        raise ValueError(f"rt60: impulse_response must be (..., samples) with >= 2 samples, got shape {h.shape}")
+    if band_hz is not None:
+        h = _band_filter(h, sr, band_hz)
+    edc = energy_decay_curve(h)
+    flat = edc.reshape(-1, edc.shape[-1])
+    out = np.full(flat.shape[0], np.nan)
+    t = np.arange(edc.shape[-1]) / sr
+    for r, curve in enumerate(flat):
+        sel = (curve <= top) & (curve >= bottom)
+        if sel.sum() < 2:
+            continue
+        slope, _ = np.polyfit(t[sel], curve[sel], 1)
+        out[r] = -60.0 / slope if slope < 0 else np.nan
+    if h.ndim == 1:
+        return float(out[0])
+    return out.reshape(edc.shape[:-1])

@@ -14,7 +14,7 @@ compare against pedalboard's reference effects.
 
 __version__ = "0.1.0"
 
-from dspfx import effects, synths  # noqa: E402,F401  (registers the units)
+from dspfx import amps, effects, synths  # noqa: E402,F401  (registers the units)
 from dspfx.chain import Chain, DryWet, Parallel, build  # noqa: E402
 from dspfx.io import load, read_audio, save, write_audio  # noqa: E402
 from dspfx.reference import compare, from_pedalboard, to_pedalboard  # noqa: E402

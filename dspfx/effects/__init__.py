@@ -15,5 +15,13 @@ from dspfx.effects.filters import *  # noqa: F401,F403
 from dspfx.effects.filters import __all__ as _filters
 from dspfx.effects.gain import *  # noqa: F401,F403
 from dspfx.effects.gain import __all__ as _gain
+from dspfx.effects.fdn_reverb import *  # noqa: F401,F403
+from dspfx.effects.fdn_reverb import __all__ as _fdn_reverb
+from dspfx.effects.noise_reverb import *  # noqa: F401,F403
+from dspfx.effects.noise_reverb import __all__ as _noise_reverb
+from dspfx.effects.phaser import *  # noqa: F401,F403
+from dspfx.effects.phaser import __all__ as _phaser
+from dspfx.effects.reverb import *  # noqa: F401,F403
+from dspfx.effects.reverb import __all__ as _reverb
 
-__all__ = [*_gain, *_distortion, *_filters, *_dynamics, *_delay, *_convolution]
+__all__ = [*_gain, *_distortion, *_filters, *_dynamics, *_delay, *_convolution, *_phaser, *_reverb, *_fdn_reverb, *_noise_reverb]

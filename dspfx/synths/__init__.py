@@ -15,5 +15,7 @@ from dspfx.synths.subtractive import *  # noqa: F401,F403
 from dspfx.synths.subtractive import __all__ as _subtractive
 from dspfx.synths.wavetable import *  # noqa: F401,F403
 from dspfx.synths.wavetable import __all__ as _wavetable
+from dspfx.synths.waveshaper import *  # noqa: F401,F403
+from dspfx.synths.waveshaper import __all__ as _waveshaper
 
-__all__ = [*_harmonic, *_noise, *_wavetable, *_fm, *_subtractive, *_ddsp]
+__all__ = [*_harmonic, *_noise, *_wavetable, *_fm, *_subtractive, *_waveshaper, *_ddsp]

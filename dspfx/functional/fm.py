@@ -4,25 +4,48 @@
 - :func:`check_routing`: validate a free routing matrix and carrier list;
 - :func:`clamp_indices`: bound the modulation indices so the spectrum stays below Nyquist
   (Carson's rule, per sample);
-- :func:`fm_render`: render the operators (no python loop over samples; one over operators).
+- :func:`fm_render`: render the operators (no python loop over samples; one over operators);
+- :func:`operator_feedback`: DX7 operator self-feedback, a one-sample nonlinear recursion run by
+  a compiled loop (numba) with an exact hand-written backward;
+- :func:`feedback_harmonics` / :func:`max_feedback`: the band of a fed-back operator and the
+  largest feedback that keeps it below a limit.
 
 Convention: ``routing[i][j] = 1`` means operator ``j`` modulates operator ``i``; only ``j > i`` is
 allowed (strictly upper triangular, feed-forward), so operators are evaluated from the last one
 down to operator 0, as on the DX7 (whose operator 6 sits at the top of its stacks). Operator
 ``j`` outputs ``s_j = sin(2 pi phi_j + sum_k routing[j][k] * I_k * s_k)``; as a modulator it
 contributes ``I_j * s_j`` radians (its modulation index), as a carrier ``level_j * s_j`` to the
-output.
+output. An operator with feedback ``beta`` adds ``beta * (s_j[t-1] + s_j[t-2]) / 2`` to its own
+phase argument (the DX7's two-sample average).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FM_ALGORITHMS", "fm_algorithm", "check_routing", "clamp_indices", "fm_render"]
+__all__ = [
+    "FM_ALGORITHMS",
+    "fm_algorithm",
+    "check_routing",
+    "clamp_indices",
+    "clamp_indices_and_feedback",
+    "fm_render",
+    "fm_render_feedback",
+    "operator_feedback",
+    "feedback_harmonics",
+    "max_feedback",
+    "FEEDBACK_FLOOR_DB",
+]
+
+#: Level (dB re the fundamental) below which a fed-back operator's harmonics count as outside its
+#: band (:func:`feedback_harmonics`).
+FEEDBACK_FLOOR_DB = -60.0
 
 #: Names / DX7 numbers of the built-in algorithms.
 FM_ALGORITHMS = ("stack", "parallel", "pairs", 1, 5, 32)
@@ -112,6 +135,7 @@ def clamp_indices(
     operators ``j`` it modulates (``n_j`` = number of modulators of ``j``), so that
     ``E_j <= limit`` for every operator. Indices of operators that modulate nothing are returned
     as given (clamped to >= 0). Differentiable where not clamped (``torch.minimum``).
+    With operator feedback see :func:`clamp_indices_and_feedback`.
 
     Args:
         freqs: ``(B, N, n)`` operator frequencies in Hz.
@@ -121,17 +145,61 @@ def clamp_indices(
     Returns:
         ``(B, N, n)`` clamped indices.
     """
+    return clamp_indices_and_feedback(freqs, indices, routing, sample_rate, margin)[0]
+
+
+def clamp_indices_and_feedback(
+    freqs: Tensor,
+    indices: Tensor,
+    routing: list[list[int]],
+    sample_rate: float,
+    margin: float,
+    feedback: Tensor | None = None,
+    feedback_operators: list[int] | tuple[int, ...] = (),
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`clamp_indices` for patches with operator feedback; also bounds the feedback.
+
+    A fed-back operator whose phase argument (own phase plus modulation) has band edge ``e``
+    is given the band ``K(beta) e`` (:func:`feedback_harmonics`: beyond harmonic ``K`` the
+    self-modulation spectrum lies below :data:`FEEDBACK_FLOOR_DB`); when operator ``k`` is
+    visited, its feedback is clamped first to ``max_feedback(h)`` with ``h = limit / e_k``, or,
+    for a modulator with a requested index ``I_k > 0``, the smaller
+    ``(limit - f_j) / (n_j (I_k + 1) e_k)`` over the operators ``j`` it modulates (so the
+    requested index still fits), then its index as in :func:`clamp_indices` (with the widened
+    edge ``K(beta) e_k``). With ``beta = 0``, ``K = 1`` and the result equals :func:`clamp_indices` exactly.
+
+    Args:
+        freqs, indices, routing, sample_rate, margin: as :func:`clamp_indices`.
+        feedback: ``(B|1, N, n)`` feedback amounts ``beta >= 0`` (entries of operators not in
+            ``feedback_operators`` are unused), or ``None``.
+        feedback_operators: indices of the operators with feedback.
+
+    Returns:
+        ``(indices, feedback)``: ``(B, N, n)`` clamped indices and, when ``feedback`` is given,
+        ``(B, N, n)`` clamped feedback (unused entries 0), else ``None``.
+    """
     n_ops = len(routing)
     limit = (1 - margin) * sample_rate / 2
     n_mod = [sum(row) for row in routing]
     idx = indices.clamp(min=0.0).expand_as(freqs)
+    fb_in = feedback.clamp(min=0.0).expand_as(freqs) if feedback is not None else None
     edge: list[Tensor | None] = [None] * n_ops
     out: list[Tensor | None] = [None] * n_ops
+    fb_out: list[Tensor] = [torch.zeros_like(freqs[:, 0])] * n_ops
     for k in range(n_ops - 1, -1, -1):
         e = freqs[:, k]
         for m in range(k + 1, n_ops):
             if routing[k][m]:
                 e = e + torch.where(out[m] > 0, (out[m] + 1) * edge[m], torch.zeros_like(e))
+        if fb_in is not None and k in feedback_operators:
+            h = limit / e
+            for j in range(k):  # a fed-back modulator leaves room for its requested index
+                if routing[j][k]:
+                    share = (limit - freqs[:, j]) / (n_mod[j] * (idx[:, k] + 1) * e)
+                    h = torch.minimum(h, torch.where(idx[:, k] > 0, share, h))
+            beta = torch.minimum(fb_in[:, k], max_feedback(h))
+            fb_out[k] = beta
+            e = feedback_harmonics(beta) * e
         edge[k] = e
         ik = idx[:, k]
         for j in range(k):
@@ -139,7 +207,190 @@ def clamp_indices(
                 bound = ((limit - freqs[:, j]) / (n_mod[j] * e) - 1).clamp(min=0.0)
                 ik = torch.minimum(ik, bound)
         out[k] = ik
-    return torch.stack(out, dim=1)
+    return torch.stack(out, dim=1), (torch.stack(fb_out, dim=1) if fb_in is not None else None)
+
+
+@functools.lru_cache(maxsize=None)
+def _feedback_table() -> tuple[np.ndarray, np.ndarray]:
+    """``(beta, K)``: the band in harmonics of a fed-back operator for ``beta`` in [0, 1].
+
+    Continuous-time limit of the DX7 recursion: ``y = sin(phi + beta y)`` is Kepler's equation,
+    whose solution has the Fourier series ``y = sum_n a_n sin(n phi)`` with
+    ``a_n = 2 J_n(n beta) / (n beta)``; for ``beta <= 1`` the ``a_n`` fall monotonically with
+    ``n`` (``J_nu(nu beta)`` with argument below the order). ``K(beta)`` is the real order ``nu``
+    where ``a_nu / a_1`` falls to :data:`FEEDBACK_FLOOR_DB` (order interpolated in log-log),
+    ``K(0) = 1``. Computed once with scipy (about 0.2 s), then cached.
+    """
+    import scipy.special as sp
+
+    betas = np.linspace(0.0, 1.0, 201)
+    nu = np.geomspace(1.0, 3e4, 600)
+    floor = math.log(10 ** (FEEDBACK_FLOOR_DB / 20))
+    K = [1.0]
+    for b in betas[1:]:
+        a1 = 2 * sp.jv(1, b) / b
+        ratio = np.abs(2 * sp.jv(nu, nu * b) / (nu * b)) / a1
+        lr = np.log(np.maximum(ratio, 1e-300))
+        i = int(np.argmax(lr < floor))
+        x0, x1, y0, y1 = math.log(nu[i - 1]), math.log(nu[i]), lr[i - 1], lr[i]
+        K.append(math.exp(x0 + (floor - y0) * (x1 - x0) / (y1 - y0)))
+    K = np.maximum.accumulate(np.asarray(K))
+    return betas, K
+
+
+@functools.lru_cache(maxsize=32)
+def _table_tensors(inverse: bool, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    betas, K = _feedback_table()
+    xp, fp = (K, betas) if inverse else (betas, K)
+    return torch.as_tensor(xp, dtype=dtype, device=device), torch.as_tensor(fp, dtype=dtype, device=device)
+
+
+def _interp(x: Tensor, inverse: bool) -> Tensor:
+    """Piecewise-linear interpolation of the feedback table (``beta -> K``, or ``K -> beta`` when
+    ``inverse``) at ``x``, clamped to its ends; differentiable w.r.t. ``x`` inside the table."""
+    xp_t, fp_t = _table_tensors(inverse, x.dtype, x.device)
+    n = xp_t.shape[0]
+    xc = torch.minimum(torch.maximum(x, xp_t[0]), xp_t[-1])
+    i = torch.searchsorted(xp_t, xc.detach().contiguous(), right=True).clamp(1, n - 1)
+    x0, x1, y0, y1 = xp_t[i - 1], xp_t[i], fp_t[i - 1], fp_t[i]
+    return y0 + (y1 - y0) * ((xc - x0) / (x1 - x0))
+
+
+def feedback_harmonics(beta: Tensor) -> Tensor:
+    """Band of an operator with feedback ``beta``, in harmonics of its frequency: ``K(beta)``.
+
+    Beyond harmonic ``K`` every partial of ``y = sin(phi + beta y)`` lies below
+    :data:`FEEDBACK_FLOOR_DB` re the fundamental (see ``_feedback_table``); ``K(0) = 1``
+    exactly, ``K(0.5) ~ 9``, ``K(0.9) ~ 47``, ``K(1) ~ 180``. ``beta`` is clamped to [0, 1].
+    Piecewise linear in ``beta`` (differentiable).
+    """
+    return _interp(beta, inverse=False)
+
+
+def max_feedback(harmonics: Tensor) -> Tensor:
+    """Largest feedback ``beta`` in [0, 1] whose band :func:`feedback_harmonics` fits in
+    ``harmonics`` (the inverse of ``K``): 0 for ``harmonics <= 1``, 1 from ``K(1) ~ 180`` on."""
+    return _interp(harmonics, inverse=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _feedback_kernels():
+    """The compiled forward and adjoint loops of :class:`_FeedbackPhase` (numba, cached on disk)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def forward(a, beta, hist):  # pragma: no cover - compiled
+        # fb[t] = beta[t] (y[t-1] + y[t-2]) / 2, y[t] = sin(a[t] + fb[t]); y[-1-k] = hist[k]
+        rows, n = a.shape
+        fb = np.empty_like(a)
+        y = np.empty_like(a)
+        for r in range(rows):
+            y1 = hist[r, 0]
+            y2 = hist[r, 1]
+            for t in range(n):
+                f = beta[r, t] * (0.5 * (y1 + y2))
+                fb[r, t] = f
+                y0 = np.sin(a[r, t] + f)
+                y[r, t] = y0
+                y2 = y1
+                y1 = y0
+        return fb, y
+
+    @njit(cache=True, nogil=True)
+    def backward(a, beta, hist, fb, y, g):  # pragma: no cover - compiled
+        # adjoint, backwards in time: G[t] = dL/dfb[t] (total), lam[t] = dL/dy[t] (total)
+        # lam[t] = (G[t+1] beta[t+1] + G[t+2] beta[t+2]) / 2; dL/da[t] = lam[t] cos(a[t] + fb[t])
+        # G[t] = g[t] + dL/da[t]; dL/dbeta[t] = G[t] (y[t-1] + y[t-2]) / 2
+        rows, n = a.shape
+        ga = np.empty_like(a)
+        gb = np.empty_like(a)
+        gh = np.zeros((rows, 2))
+        for r in range(rows):
+            p1 = 0.0  # G[t+1] beta[t+1]
+            p2 = 0.0  # G[t+2] beta[t+2]
+            for t in range(n - 1, -1, -1):
+                d = 0.5 * (p1 + p2) * np.cos(a[r, t] + fb[r, t])
+                ga[r, t] = d
+                G = g[r, t] + d
+                y1 = y[r, t - 1] if t >= 1 else hist[r, 0]
+                y2 = y[r, t - 2] if t >= 2 else (hist[r, 0] if t == 1 else hist[r, 1])
+                gb[r, t] = G * (0.5 * (y1 + y2))
+                p2 = p1
+                p1 = G * beta[r, t]
+            gh[r, 0] = 0.5 * (p1 + p2)  # y[-1] feeds fb[0] and fb[1]
+            gh[r, 1] = 0.5 * p1  # y[-2] feeds fb[0]
+        return ga, gb, gh
+
+    return forward, backward
+
+
+def _as_f64(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
+
+
+class _FeedbackPhase(torch.autograd.Function):
+    """``fb = feedback term`` of the DX7 recursion (rows, n) from ``a``, ``beta`` (rows, n) and the
+    history (rows, 2): forward in numba (float64), exact adjoint loop in numba for the backward.
+    Tensors on another device are moved to the CPU for the loops and back."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, beta: Tensor, hist: Tensor) -> Tensor:
+        fwd, _ = _feedback_kernels()
+        arrays = (_as_f64(a), _as_f64(beta), _as_f64(hist))
+        fb, y = fwd(*arrays)
+        ctx.arrays = arrays + (fb, y)
+        ctx.meta = (a.dtype, a.device, beta.dtype, hist.dtype)
+        return torch.from_numpy(fb).to(device=a.device, dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_fb: Tensor):
+        _, bwd = _feedback_kernels()
+        a_dtype, device, b_dtype, h_dtype = ctx.meta
+        ga, gb, gh = bwd(*ctx.arrays, _as_f64(grad_fb))
+        return (
+            torch.from_numpy(ga).to(device=device, dtype=a_dtype) if ctx.needs_input_grad[0] else None,
+            torch.from_numpy(gb).to(device=device, dtype=b_dtype) if ctx.needs_input_grad[1] else None,
+            torch.from_numpy(gh).to(device=device, dtype=h_dtype) if ctx.needs_input_grad[2] else None,
+        )
+
+
+def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+    """A DX7 operator with self-feedback: ``y[t] = sin(arg[t] + beta[t] (y[t-1] + y[t-2]) / 2)``.
+
+    The one-sample nonlinear recursion runs in a compiled loop (numba, float64 internally) that
+    returns the feedback term; ``y = sin(arg + feedback term)`` is then taken in torch, so
+    ``beta = 0`` gives exactly ``torch.sin(arg)``. Gradients are exact (a hand-written adjoint
+    loop run backwards in time). On devices other than the CPU the loops run on the CPU (the
+    tensors are moved there and back).
+
+    Args:
+        arg: ``(..., n)`` phase argument in radians (``2 pi phase`` plus any modulation).
+        beta: feedback amount (radians per unit output), broadcastable to ``arg``.
+        history: ``(..., 2)`` outputs before the block, most recent first (``y[-1], y[-2]``).
+
+    Returns:
+        ``(y, new_history)``: ``y`` like ``arg``; ``new_history`` ``(..., 2)`` for the next block.
+        Differentiable w.r.t. ``arg``, ``beta`` and ``history``.
+
+    Reference: Yamaha DX7 operator feedback (the average of the last two outputs, as in the
+    DX7's envelope/feedback path described by Chowning & Bristow, "FM Theory and Applications").
+    """
+    lead, n = arg.shape[:-1], arg.shape[-1]
+    if history.shape[-1] != 2:
+        raise ValueError(f"history must be shaped (..., 2) (y[-1], y[-2]), got {tuple(history.shape)}")
+    beta = beta.expand_as(arg)
+    hist = history.expand(*lead, 2)
+    fb = _FeedbackPhase.apply(arg.reshape(-1, n), beta.reshape(-1, n), hist.reshape(-1, 2)).reshape(arg.shape)
+    y = torch.sin(arg + fb)
+    return y, _history_after(y, hist)
+
+
+def _history_after(y: Tensor, history: Tensor) -> Tensor:
+    """The last two outputs after the block ``y`` (..., n), most recent first, reaching into
+    ``history`` (..., 2) when ``n == 1``."""
+    if y.shape[-1] >= 2:
+        return torch.stack([y[..., -1], y[..., -2]], dim=-1)
+    return torch.stack([y[..., -1], history[..., 0].to(y.dtype).expand_as(y[..., -1])], dim=-1)
 
 
 def fm_render(
@@ -170,20 +421,74 @@ def fm_render(
     Returns:
         ``(B, 1, n)`` output. Differentiable w.r.t. phase, freqs, levels and indices.
     """
+    return _render(phase, freqs, levels, indices, routing, carriers, sample_rate, margin, None, (), None)[0]
+
+
+def fm_render_feedback(
+    phase: Tensor,
+    freqs: Tensor,
+    levels: Tensor,
+    indices: Tensor,
+    feedback: Tensor | None,
+    feedback_state: Tensor,
+    routing: list[list[int]],
+    carriers: list[int],
+    feedback_operators: list[int] | tuple[int, ...],
+    sample_rate: float,
+    margin: float | None = 0.05,
+) -> tuple[Tensor, Tensor]:
+    """:func:`fm_render` with DX7 operator self-feedback on ``feedback_operators``.
+
+    Operator ``k`` in ``feedback_operators`` outputs
+    ``s_k[t] = sin(2 pi phi_k[t] + modulation[t] + beta_k[t] (s_k[t-1] + s_k[t-2]) / 2)``
+    (:func:`operator_feedback`: compiled loop, exact backward); the other operators are
+    rendered exactly as in :func:`fm_render`, and ``beta = 0`` reproduces it exactly. With a
+    margin, feedback and indices are bounded together (:func:`clamp_indices_and_feedback`).
+
+    Args:
+        phase, freqs, levels, indices, routing, carriers, sample_rate, margin: as
+            :func:`fm_render`.
+        feedback: ``(B|1, N, n)`` feedback amounts ``beta >= 0`` (only the entries of
+            ``feedback_operators`` are used), or ``None`` for ``beta = 0`` everywhere (no loop
+            is run, and no gradient w.r.t. beta; the history is still tracked).
+        feedback_state: ``(B, len(feedback_operators), 2)`` the last two outputs of each fed-back
+            operator before the block (most recent first); zeros at the start.
+        feedback_operators: operator indices with feedback.
+
+    Returns:
+        ``(y, new_feedback_state)``: ``(B, 1, n)`` output and the state for the next block.
+        Differentiable w.r.t. every tensor argument, the feedback state included.
+    """
+    return _render(phase, freqs, levels, indices, routing, carriers, sample_rate, margin,
+                   feedback, tuple(feedback_operators), feedback_state)
+
+
+def _render(phase, freqs, levels, indices, routing, carriers, sample_rate, margin, feedback, fb_ops, fb_state):
     n_ops = len(routing)
     freqs = freqs.expand_as(phase)
+    fb = None
     if margin is None:
         idx = indices.expand_as(phase)
+        if feedback is not None:
+            fb = feedback.expand_as(phase)
     else:
-        idx = clamp_indices(freqs, indices, routing, sample_rate, margin)
+        idx, fb = clamp_indices_and_feedback(freqs, indices, routing, sample_rate, margin, feedback, fb_ops)
     outs: list[Tensor | None] = [None] * n_ops
+    new_state: list[Tensor | None] = [None] * len(fb_ops)
     two_pi = 2 * math.pi
     for k in range(n_ops - 1, -1, -1):
         arg = two_pi * phase[:, k]
         for m in range(k + 1, n_ops):
             if routing[k][m]:
                 arg = arg + idx[:, m] * outs[m]
-        outs[k] = torch.sin(arg)
+        if fb is not None and k in fb_ops:
+            j = fb_ops.index(k)
+            outs[k], new_state[j] = operator_feedback(arg, fb[:, k], fb_state[:, j])
+        else:
+            outs[k] = torch.sin(arg)
+            if fb_state is not None and k in fb_ops:  # beta = 0: the loop would give sin(arg)
+                j = fb_ops.index(k)
+                new_state[j] = _history_after(outs[k], fb_state[:, j])
     y = 0
     levels = levels.expand_as(phase)
     for c in carriers:
@@ -191,4 +496,5 @@ def fm_render(
         if margin is not None:
             term = term * (freqs[:, c] < (1 - margin) * sample_rate / 2).to(term.dtype)
         y = y + term
-    return y.unsqueeze(1)
+    state = torch.stack(new_state, dim=1) if fb_state is not None and fb_ops else fb_state
+    return y.unsqueeze(1), state

@@ -1,0 +1,286 @@
+"""Speaker cabinet: a parametric cabinet (a cascade of five biquads) or a loaded / learned
+impulse response."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dspfx.effects.convolution import IR_INITS, Convolution, _load_ir
+from dspfx.functional.convolution import _check_channels, fft_convolve, normalize_impulse_response
+from dspfx.functional.filters import biquad_coefficients, frequency_response, iir
+from dspfx.registry import register
+from dspfx.unit import Knob, Unit
+
+__all__ = ["Cabinet", "CABINET_MODES", "CABINET_SECTIONS"]
+
+CABINET_MODES = ("parametric", "ir")
+
+#: The parametric cabinet's sections in processing order: (name, RBJ biquad mode).
+CABINET_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("highpass", "highpass"),
+    ("resonance", "peak"),
+    ("upper_mid", "peak"),
+    ("lowpass", "lowpass"),
+    ("notch", "peak"),
+)
+
+#: Default length of a learned impulse response (about 43 ms at 48 kHz).
+DEFAULT_IR_TAPS = 2048
+
+
+def _parametric_knobs() -> list[tuple[str, Knob]]:
+    def hz(default: float, lo: float, hi: float, doc: str) -> Knob:
+        return Knob(default, lo, hi, scale="log", unit="Hz", doc=doc)
+
+    def q(default: float, lo: float, hi: float, doc: str) -> Knob:
+        return Knob(default, lo, hi, scale="log", doc=doc)
+
+    def db(default: float, lo: float, hi: float, doc: str) -> Knob:
+        return Knob(default, lo, hi, unit="dB", doc=doc)
+
+    return [
+        ("highpass_hz", hz(80.0, 20.0, 500.0, "low cut of the closed box (12 dB/octave)")),
+        ("highpass_q", q(0.7071, 0.3, 4.0, "resonance of the low cut")),
+        ("resonance_hz", hz(100.0, 40.0, 400.0, "speaker/box low resonance")),
+        ("resonance_gain_db", db(3.0, -12.0, 18.0, "height of the low resonance")),
+        ("resonance_q", q(2.0, 0.3, 10.0, "sharpness of the low resonance")),
+        ("upper_mid_hz", hz(2500.0, 500.0, 8000.0, "upper-mid (cone) presence peak")),
+        ("upper_mid_gain_db", db(4.0, -12.0, 18.0, "height of the upper-mid peak")),
+        ("upper_mid_q", q(1.0, 0.3, 10.0, "sharpness of the upper-mid peak")),
+        ("lowpass_hz", hz(5000.0, 1000.0, 20000.0, "high roll-off of the speaker (12 dB/octave)")),
+        ("lowpass_q", q(0.7071, 0.3, 4.0, "resonance of the roll-off")),
+        ("notch_hz", hz(7000.0, 2000.0, 16000.0, "cone break-up dip above the roll-off")),
+        ("notch_gain_db", db(-12.0, -40.0, 0.0, "depth of the dip (0 dB: no dip)")),
+        ("notch_q", q(2.0, 0.3, 10.0, "sharpness of the dip")),
+    ]
+
+
+@register
+class Cabinet(Unit):
+    """Guitar speaker cabinet: parametric (five biquads) or an impulse response (loaded or learned).
+
+    ``mode="parametric"`` (default) is a smooth, interpretable, learnable starting point: a
+    cascade of RBJ-cookbook biquads (:func:`dspfx.functional.biquad_coefficients`) run exactly,
+    time-varying knobs included, through :func:`dspfx.functional.iir` (designed and run in
+    float64 whatever the input dtype, output in the input's dtype), in this order:
+
+    1. high-pass (12 dB/octave, resonant): the closed box's low cut, ~80 Hz;
+    2. peak: the speaker-in-box low resonance, ~100 Hz;
+    3. peak: the upper-mid presence of the cone, ~2.5 kHz;
+    4. low-pass (12 dB/octave): the speaker's roll-off, ~5 kHz;
+    5. peak with a cut (a finite notch): the cone break-up dip, ~7 kHz. A true notch would be
+       infinitely deep; real cabinets show dips of 10-20 dB, so the dip depth is a knob.
+
+    ``mode="ir"`` convolves with an impulse response (zero latency, FFT; the state is the last
+    ``taps - 1`` input samples, so streaming is exact): loaded (``impulse_response``: tensor,
+    array or audio file, as in :class:`dspfx.effects.convolution.Convolution`) or learned (the
+    ``nn.Parameter`` ``impulse_response`` of ``n_taps`` taps, saved by :func:`dspfx.save` as a
+    tensor). Start parametric, fit, then call :meth:`to_ir_cabinet` to continue with a learned
+    response initialised from the fitted parametric one (:meth:`to_ir` renders it).
+
+    Options:
+        mode: ``"parametric"`` or ``"ir"``.
+        impulse_response, n_taps (default 2048 when learned), ir_channels (default 1),
+        normalize (default False: the response's level is kept), resample, init
+        (``"impulse"``, default, or ``"noise"``): ``mode="ir"`` only, as in ``Convolution``.
+
+    Knobs (parametric mode; the IR mode has none):
+        highpass_hz 20 .. 500 Hz (log, 80), highpass_q 0.3 .. 4 (log, 0.7071);
+        resonance_hz 40 .. 400 Hz (log, 100), resonance_gain_db -12 .. 18 dB (3),
+        resonance_q 0.3 .. 10 (log, 2);
+        upper_mid_hz 500 .. 8000 Hz (log, 2500), upper_mid_gain_db -12 .. 18 dB (4),
+        upper_mid_q 0.3 .. 10 (log, 1);
+        lowpass_hz 1 .. 20 kHz (log, 5000), lowpass_q 0.3 .. 4 (log, 0.7071);
+        notch_hz 2 .. 16 kHz (log, 7000), notch_gain_db -40 .. 0 dB (-12), notch_q 0.3 .. 10 (log, 2).
+    Cutoffs are clamped into [2 Hz, Nyquist - 100 Hz] inside the designs (like the biquad).
+    Not identifiable from audio: a peak's frequency and q when its gain is 0 dB, and, when a
+    peak sits on the slope of a cut, the trade between the two.
+
+    >>> cab = dspfx.make("cabinet", highpass_hz=90.0, lowpass_hz=4500.0)
+    >>> learned = cab.to_ir_cabinet(n_taps=2048)           # same sound, now a learnable FIR
+
+    Reference: the gray-box cabinet of the issue (high-pass, low resonance, upper-mid peak,
+    low-pass, notch); R. Bristow-Johnson's biquad cookbook; IR mode as ``pedalboard.Convolution``.
+    """
+
+    name = "cabinet"
+    category = "amp"
+
+    def __init__(
+        self,
+        sample_rate: float = 48000,
+        mode: str = "parametric",
+        impulse_response: Any = None,
+        n_taps: int | None = None,
+        ir_channels: int | None = None,
+        normalize: bool = False,
+        resample: bool = False,
+        init: str = "impulse",
+        **knobs: Any,
+    ) -> None:
+        if mode not in CABINET_MODES:
+            raise ValueError(f"cabinet mode must be one of {', '.join(CABINET_MODES)}; got {mode!r}")
+        if init not in IR_INITS:
+            raise ValueError(f"cabinet init must be one of {', '.join(IR_INITS)}; got {init!r}")
+        if not isinstance(normalize, bool):
+            raise TypeError(f"cabinet normalize must be True or False, got {normalize!r}")
+        for opt, value in (("n_taps", n_taps), ("ir_channels", ir_channels)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"cabinet {opt} must be a positive integer or None, got {value!r}")
+        self.mode = mode
+        self.normalize = normalize
+        self.resample = bool(resample)
+        self.init = init
+        h = None
+        if mode == "parametric":
+            if impulse_response is not None or n_taps is not None or ir_channels is not None:
+                raise ValueError(
+                    "cabinet: impulse_response, n_taps and ir_channels belong to mode='ir'; the parametric "
+                    "cabinet has none (render one with to_ir(n_taps))"
+                )
+            self.n_taps = None
+            self.ir_channels = None
+        else:
+            if impulse_response is not None:
+                h = _load_ir(impulse_response, sample_rate, self.resample)
+                if not bool(torch.isfinite(h).all()):
+                    raise ValueError("cabinet: impulse_response contains NaN or Inf values")
+                if n_taps is not None and int(n_taps) != h.shape[1]:
+                    raise ValueError(f"cabinet: n_taps={n_taps} differs from the impulse response's {h.shape[1]} taps")
+                if ir_channels is not None and int(ir_channels) != h.shape[0]:
+                    raise ValueError(
+                        f"cabinet: ir_channels={ir_channels} differs from the impulse response's {h.shape[0]} channels"
+                    )
+            else:
+                taps = DEFAULT_IR_TAPS if n_taps is None else int(n_taps)
+                h = Convolution._initial_ir(init, 1 if ir_channels is None else int(ir_channels), taps)
+            self.n_taps = int(h.shape[1])
+            self.ir_channels = int(h.shape[0])
+        super().__init__(sample_rate)
+        if mode == "parametric":
+            for key, knob in _parametric_knobs():
+                self.add_knob(key, knob)
+        else:
+            self.impulse_response = nn.Parameter(h.to(dtype=self.dtype, device=self.device))
+        unknown = [k for k in knobs if k not in self._knobs]
+        if unknown:
+            raise TypeError(self._unknown_message(unknown[0], "knob or option"))
+        if knobs:
+            self.set(**knobs)
+
+    def options(self) -> dict[str, Any]:
+        # a learned or loaded response travels as a tensor (dspfx.save); the spec keeps its shape
+        return {
+            "mode": self.mode,
+            "impulse_response": None,
+            "n_taps": self.n_taps,
+            "ir_channels": self.ir_channels,
+            "normalize": self.normalize,
+            "resample": self.resample,
+            "init": self.init,
+        }
+
+    def extra_repr(self) -> str:
+        return super().extra_repr().replace("impulse_response=None, ", "")
+
+    # -- parametric --------------------------------------------------------------------------
+    def sections(self, controls: dict[str, Tensor] | None = None) -> list[tuple[Tensor, Tensor]]:
+        """``(b, a)`` of the five biquads in processing order (see :data:`CABINET_SECTIONS`),
+        for the given controls or the current knobs (parametric mode); float64 (except on MPS)."""
+        if self.mode != "parametric":
+            raise ValueError("cabinet: sections() exist in mode='parametric' only")
+        if controls is None:
+            controls = {k: self.knob_value(k) for k in self._knobs}
+        work = self._work_dtype
+        zero = torch.zeros((), dtype=work, device=self.device)
+        out = []
+        for name, biquad_mode in CABINET_SECTIONS:
+            hz, q = controls[f"{name}_hz"].to(work), controls[f"{name}_q"].to(work)
+            gain = controls[f"{name}_gain_db"].to(work) if f"{name}_gain_db" in controls else zero
+            out.append(biquad_coefficients(biquad_mode, hz, q, gain, self.sample_rate))
+        return out
+
+    # -- impulse response ----------------------------------------------------------------------
+    def effective_impulse_response(self) -> Tensor:
+        """IR mode: the response the render uses, ``(ir_channels, taps)`` (normalised when
+        ``normalize``)."""
+        if self.mode != "ir":
+            raise ValueError("cabinet: effective_impulse_response() exists in mode='ir' only; use to_ir(n_taps)")
+        h = self.impulse_response
+        return normalize_impulse_response(h) if self.normalize else h
+
+    def to_ir(self, n_taps: int = DEFAULT_IR_TAPS) -> Tensor:
+        """The cabinet's impulse response, the first ``n_taps`` samples, ``(n_taps,)`` (first
+        channel in IR mode; zero-padded or truncated). Differentiable w.r.t. the knobs.
+        ``n_taps`` long enough for the low resonance to decay (at 48 kHz, 2048 taps keep the
+        truncation error of the default cabinet below -60 dB)."""
+        if isinstance(n_taps, bool) or not isinstance(n_taps, (int, np.integer)) or n_taps < 1:
+            raise ValueError(f"cabinet: n_taps must be a positive integer, got {n_taps!r}")
+        n_taps = int(n_taps)
+        if self.mode == "ir":
+            h = self.effective_impulse_response()[0]
+            if h.shape[-1] >= n_taps:
+                return h[:n_taps]
+            return torch.cat([h, h.new_zeros(n_taps - h.shape[-1])])
+        impulse = torch.zeros(1, 1, n_taps, dtype=self.dtype, device=self.device)
+        impulse[..., 0] = 1.0
+        controls = {k: self.knob_value(k).reshape(1, 1, 1) for k in self._knobs}
+        y, _ = self.process(impulse, controls, self.init_state(1, 1))
+        return y[0, 0]
+
+    def to_ir_cabinet(self, n_taps: int = DEFAULT_IR_TAPS) -> Cabinet:
+        """A ``mode="ir"`` cabinet whose learnable response starts as this cabinet's
+        :meth:`to_ir` (so it renders alike, up to the truncation at ``n_taps``)."""
+        h = self.to_ir(n_taps).detach()
+        out = Cabinet(self.sample_rate, mode="ir", impulse_response=h.to(torch.float64), normalize=False)
+        out = out.to(device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            out.impulse_response.copy_(h.reshape(1, -1))  # not rounded through float32
+        return out
+
+    # -- rendering -----------------------------------------------------------------------------
+    @property
+    def _work_dtype(self) -> torch.dtype:
+        # the parametric recursions run in float64 (float32 loses ~-80 dB to rounding with the
+        # resonant low sections), except on devices without float64 (MPS)
+        return self.dtype if self.device.type == "mps" else torch.float64
+
+    def init_state(self, batch: int, channels: int) -> Any:
+        if self.mode == "ir":
+            _check_channels(channels, self.ir_channels)
+            return torch.zeros(batch, channels, self.n_taps - 1, dtype=self.dtype, device=self.device)
+        zeros = torch.zeros(batch, channels, 2, dtype=self._work_dtype, device=self.device)
+        return tuple((zeros.clone(), zeros.clone()) for _ in CABINET_SECTIONS)
+
+    def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+        if self.mode == "ir":
+            return fft_convolve(x, self.effective_impulse_response(), state)
+        work = self._work_dtype
+        y = x.to(work)
+        new_state = []
+        for (b, a), section_state in zip(self.sections(controls), state):
+            y, s = iir(y, b.to(work), a.to(work), section_state)
+            new_state.append(s)
+        return y.to(x.dtype), tuple(new_state)
+
+    def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(freqs_hz, magnitude in dB) of the current cabinet: the product of the sections'
+        responses (parametric) or the response's first channel (IR); 512 log-spaced points from
+        10 Hz to Nyquist by default."""
+        if freqs_hz is None:
+            freqs_hz = torch.logspace(1.0, math.log10(self.sample_rate / 2.0), 512, dtype=self.dtype)
+        if self.mode == "ir":
+            taps = self.effective_impulse_response()[0]
+            one = torch.ones(1, dtype=taps.dtype, device=taps.device)
+            h = frequency_response(taps, one, freqs_hz, self.sample_rate)
+        else:
+            h = None
+            for b, a in self.sections():
+                hs = frequency_response(b, a, freqs_hz, self.sample_rate)
+                h = hs if h is None else h * hs
+        return torch.as_tensor(freqs_hz), 20.0 * torch.log10(h.abs().clamp_min(1e-12))

@@ -44,6 +44,11 @@ class Biquad(Unit):
     Options:
         mode: ``"lowpass"``, ``"highpass"``, ``"bandpass"`` (0 dB peak), ``"notch"``,
             ``"allpass"``, ``"peak"`` (default), ``"lowshelf"``, ``"highshelf"``.
+        form: ``"df1"`` (default, direct form I) or ``"tdf2"`` (transposed direct form II in
+            JUCE's operation order: float32 renders round exactly like pedalboard's, which
+            matters at ill-conditioned settings such as a 20 Hz shelf at Q 20; twins made by
+            ``dspfx.from_pedalboard`` use it). Same filter, same gradients; the state differs
+            (two TDF-II states instead of four histories).
 
     Knobs:
         cutoff_hz: 20 .. 20000 Hz (log, default 1000; a lowshelf starts at 200, a highshelf at
@@ -70,17 +75,20 @@ class Biquad(Unit):
     q = Knob(0.7071, 0.1, 20.0, scale="log", doc="quality factor")
     gain_db = Knob(0.0, -24.0, 24.0, unit="dB", doc="gain of peak and shelf modes")
 
-    def __init__(self, sample_rate: float = 48000, mode: str = "peak", **knobs: Any) -> None:
+    def __init__(self, sample_rate: float = 48000, mode: str = "peak", form: str = "df1", **knobs: Any) -> None:
         if mode not in BIQUAD_MODES:
             raise ValueError(f"biquad mode must be one of {', '.join(BIQUAD_MODES)}; got {mode!r}")
+        if form not in ("df1", "tdf2"):
+            raise ValueError(f"biquad form must be 'df1' or 'tdf2', got {form!r}")
         self.mode = mode
+        self.form = form
         if mode in SHELF_DEFAULT_CUTOFF_HZ and "cutoff_hz" not in knobs:
             knobs["cutoff_hz"] = SHELF_DEFAULT_CUTOFF_HZ[mode]
         super().__init__(sample_rate, **knobs)
 
-    def init_state(self, batch: int, channels: int) -> tuple[Tensor, Tensor]:
+    def init_state(self, batch: int, channels: int) -> Any:
         zeros = torch.zeros(batch, channels, 2, dtype=self.dtype, device=self.device)
-        return zeros, zeros.clone()
+        return zeros if self.form == "tdf2" else (zeros, zeros.clone())
 
     def coefficients(self, controls: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """(b, a) for the given controls, or for the current knobs when none are given."""
@@ -92,7 +100,7 @@ class Biquad(Unit):
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         b, a = self.coefficients(controls)  # (batch|1, 1, samples|1, 3)
-        return iir(x, b, a, state)
+        return iir(x, b, a, state, form=self.form)
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current knobs; 512 log-spaced points by default."""
@@ -107,6 +115,7 @@ class Biquad(Unit):
         return cls(
             sample_rate=sample_rate,
             mode=_PEDALBOARD_MODES[type(plugin).__name__],
+            form="tdf2",
             cutoff_hz=plugin.cutoff_frequency_hz,
             q=plugin.q,
             gain_db=plugin.gain_db,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 from functools import lru_cache, reduce
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +61,16 @@ NYQUIST_MARGIN_HZ = 100.0
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
+_TWO_PI_F32 = float(np.float32(2.0) * np.float32(math.pi))  # JUCE's 2 * MathConstants<float>::pi
+
+
+def _rounded(fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
+    """``fn(v)`` computed in float64 and rounded once to ``v``'s dtype when that is narrower
+    (the correctly rounded result a C library's float function gives), else ``fn(v)``."""
+    if v.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return fn(v.double()).to(v.dtype)
+    return fn(v)
 
 
 def _check_sample_rate(sample_rate: float) -> float:
@@ -184,10 +194,15 @@ def biquad_coefficients(
     cutoff_hz, q, gain_db = _design_inputs(cutoff_hz=cutoff_hz, q=q, gain_db=gain_db)
 
     fc = torch.clamp(cutoff_hz, min=MIN_CUTOFF_HZ, max=upper)
-    w0 = (2.0 * math.pi / sample_rate) * fc
-    cos_w0 = torch.cos(w0)
-    sin_w0 = torch.sin(w0)
-    alpha = sin_w0 / (2.0 * q)
+    # The operations follow JUCE's float32 order (IIR::Coefficients::make*), so a float32 design
+    # rounds exactly like pedalboard's: that matters where the design is ill-conditioned (a 20 Hz
+    # shelf at Q 20 moves by 1e-3 ESR with one ulp of cos(w0)). Transcendentals are taken in
+    # float64 and rounded once (what the C library's cosf/sinf/powf return), not torch's
+    # vectorised float32 approximations.
+    w0 = (fc * (_TWO_PI_F32 if fc.dtype == torch.float32 else 2.0 * math.pi)) / sample_rate
+    cos_w0 = _rounded(torch.cos, w0)
+    sin_w0 = _rounded(torch.sin, w0)
+    alpha = sin_w0 / (q * 2.0)
     one = torch.ones_like(cos_w0)
     two_cos = 2.0 * cos_w0
 
@@ -209,40 +224,45 @@ def biquad_coefficients(
         b = (1.0 - alpha, -two_cos, 1.0 + alpha)
         a = (1.0 + alpha, -two_cos, 1.0 - alpha)
     else:
-        big_a = torch.pow(10.0, gain_db / 40.0)
+        # A = sqrt(10^(dB/20)) (= 10^(dB/40)), as JUCE: sqrt(Decibels::decibelsToGain(dB))
+        big_a = torch.sqrt(_rounded(lambda v: torch.pow(10.0, v), gain_db * 0.05))
         if mode == "peak":
-            b = (1.0 + alpha * big_a, -two_cos, 1.0 - alpha * big_a)
-            a = (1.0 + alpha / big_a, -two_cos, 1.0 - alpha / big_a)
+            c2 = -2.0 * cos_w0
+            alpha_times_a = alpha * big_a
+            alpha_over_a = alpha / big_a
+            b = (1.0 + alpha_times_a, c2, 1.0 - alpha_times_a)
+            a = (1.0 + alpha_over_a, c2, 1.0 - alpha_over_a)
         else:
-            beta = 2.0 * torch.sqrt(big_a) * alpha
+            beta = sin_w0 * torch.sqrt(big_a) / q  # = 2 sqrt(A) alpha
             a_plus = big_a + 1.0
             a_minus = big_a - 1.0
+            a_minus_cos = a_minus * cos_w0
             if mode == "lowshelf":
                 b = (
-                    big_a * (a_plus - a_minus * cos_w0 + beta),
-                    2.0 * big_a * (a_minus - a_plus * cos_w0),
-                    big_a * (a_plus - a_minus * cos_w0 - beta),
+                    big_a * (a_plus - a_minus_cos + beta),
+                    big_a * 2.0 * (a_minus - a_plus * cos_w0),
+                    big_a * (a_plus - a_minus_cos - beta),
                 )
                 a = (
-                    a_plus + a_minus * cos_w0 + beta,
+                    a_plus + a_minus_cos + beta,
                     -2.0 * (a_minus + a_plus * cos_w0),
-                    a_plus + a_minus * cos_w0 - beta,
+                    a_plus + a_minus_cos - beta,
                 )
             else:  # highshelf
                 b = (
-                    big_a * (a_plus + a_minus * cos_w0 + beta),
-                    -2.0 * big_a * (a_minus + a_plus * cos_w0),
-                    big_a * (a_plus + a_minus * cos_w0 - beta),
+                    big_a * (a_plus + a_minus_cos + beta),
+                    big_a * -2.0 * (a_minus + a_plus * cos_w0),
+                    big_a * (a_plus + a_minus_cos - beta),
                 )
                 a = (
-                    a_plus - a_minus * cos_w0 + beta,
+                    a_plus - a_minus_cos + beta,
                     2.0 * (a_minus - a_plus * cos_w0),
-                    a_plus - a_minus * cos_w0 - beta,
+                    a_plus - a_minus_cos - beta,
                 )
     b_t = torch.stack(b, dim=-1)
     a_t = torch.stack(a, dim=-1)
-    a0 = a_t[..., :1]
-    return b_t / a0, torch.cat([torch.ones_like(a0), a_t[..., 1:] / a0], dim=-1)
+    a0_inv = 1.0 / a_t[..., :1]  # JUCE normalises by multiplying with 1/a0
+    return b_t * a0_inv, torch.cat([torch.ones_like(a0_inv), a_t[..., 1:] * a0_inv], dim=-1)
 
 
 def one_pole_coefficients(
@@ -534,6 +554,169 @@ class StaticIIR(torch.autograd.Function):
         return tuple(grads)
 
 
+@lru_cache(maxsize=None)
+def _tdf2_kernel():
+    """The compiled loop of :class:`StaticTDF2` (numba, cached on disk; imported lazily)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def kernel(x, b, a, s0):  # pragma: no cover - compiled
+        # y[t] = b0 x[t] + s1;  s_j = b_j x[t] - a_j y[t] + s_{j+1}  (s_{p+1} = 0), JUCE's order
+        rows, n = x.shape
+        p = s0.shape[1]
+        y = np.empty_like(x)
+        s_out = np.empty_like(s0)
+        for r in range(rows):
+            if p == 2:
+                b0, b1, b2 = b[r, 0], b[r, 1], b[r, 2]
+                a1, a2 = a[r, 0], a[r, 1]
+                s1, s2 = s0[r, 0], s0[r, 1]
+                for t in range(n):
+                    x0 = x[r, t]
+                    y0 = b0 * x0 + s1
+                    s1 = b1 * x0 - a1 * y0 + s2
+                    s2 = b2 * x0 - a2 * y0
+                    y[r, t] = y0
+                s_out[r, 0] = s1
+                s_out[r, 1] = s2
+                continue
+            if p == 1:
+                b0, b1, a1 = b[r, 0], b[r, 1], a[r, 0]
+                s1 = s0[r, 0]
+                for t in range(n):
+                    x0 = x[r, t]
+                    y0 = b0 * x0 + s1
+                    s1 = b1 * x0 - a1 * y0
+                    y[r, t] = y0
+                s_out[r, 0] = s1
+                continue
+            st = s0[r].copy()
+            for t in range(n):
+                x0 = x[r, t]
+                y0 = b[r, 0] * x0 + (st[0] if p > 0 else 0.0)
+                for j in range(p - 1):
+                    st[j] = b[r, j + 1] * x0 - a[r, j] * y0 + st[j + 1]
+                if p > 0:
+                    st[p - 1] = b[r, p] * x0 - a[r, p - 1] * y0
+                y[r, t] = y0
+            s_out[r] = st
+        return y, s_out
+
+    return kernel
+
+
+class StaticTDF2(torch.autograd.Function):
+    """Static recursive filter in transposed direct form II on CPU (compiled loop, exact backward).
+
+    Same filter as :class:`StaticIIR` (``b`` of ``p + 1`` taps, ``a`` of ``p`` without ``a0``),
+    but computed in TDF-II with JUCE's operation order and carrying the ``p`` TDF-II states
+    (scipy's ``zi``), so float32 renders round exactly like pedalboard's/JUCE's filters. With
+    initial state ``s``, ``y = allpole_a(numerator_b(x) + e)`` where ``e[j] = s[j]`` for
+    ``j < p``: the backward is StaticIIR's with zero histories, plus ``dL/ds[j] = g[j]``.
+    Returns ``(y, final_state)``; the final state is exact but carries no gradient (see
+    :func:`_tdf2_final_state`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, b: Tensor, a: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
+        arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (x, b, a, s0))
+        y_np, s_np = _tdf2_kernel()(*arrays)
+        y, s_out = torch.from_numpy(y_np), torch.from_numpy(s_np)
+        ctx.save_for_backward(x, b, a, y)
+        ctx.mark_non_differentiable(s_out)
+        return y, s_out
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor, _grad_s: Tensor):
+        x, b, a, y = ctx.saved_tensors
+        rows, n = x.shape
+        p = a.shape[1]
+        one = torch.ones(rows, 1, dtype=x.dtype)
+        no_history = x.new_zeros(rows, 0)
+        g = _static_iir_numpy(grad_y.flip(-1), one, a, no_history, x.new_zeros(rows, p)).flip(-1)
+        grads = [None] * 4
+        if ctx.needs_input_grad[0]:
+            grads[0] = _static_iir_numpy(g.flip(-1), b, no_history, x.new_zeros(rows, p), no_history).flip(-1)
+        if ctx.needs_input_grad[1]:
+            grads[1] = _lagged_sum(g, x, x.new_zeros(rows, p), p + 1, 0)
+        if ctx.needs_input_grad[2]:
+            grads[2] = -_lagged_sum(g, y, x.new_zeros(rows, p), p, 1)
+        if ctx.needs_input_grad[3]:
+            grads[3] = F.pad(g[:, :p], (0, max(0, p - n)))
+        return tuple(grads)
+
+
+def _tdf2_final_state(x: Tensor, y: Tensor, b: Tensor, a: Tensor, s0: Tensor) -> Tensor:
+    """TDF-II states after a block, as a differentiable expression of its last samples.
+
+    ``s_j = sum_{k=j}^{p} (b_k x[n-1-(k-j)] - a_k y[n-1-(k-j)])`` with samples before the block
+    replaced by the initial state's contribution (exact for any block length). Rows ``(R, n)``,
+    ``b`` ``(R, p+1)``, ``a`` ``(R, p)`` without ``a0``, ``s0`` ``(R, p)``.
+    """
+    p = s0.shape[1]
+    n = x.shape[1]
+    a_full = F.pad(a, (1, 0))  # a_0 = 0 here: the a0 term is the output itself
+    out = []
+    for j in range(1, p + 1):
+        acc = x.new_zeros(x.shape[0])
+        for k in range(j, p + 1):
+            t = n - 1 - (k - j)
+            if t < 0:
+                break
+            acc = acc + b[:, k] * x[:, t] - a_full[:, k] * y[:, t]
+        else:
+            out.append(acc)
+            continue
+        # the block is shorter than the lag: the rest of the sum is the state carried in
+        out.append(acc + s0[:, j - 1 + n])
+    return torch.stack(out, dim=-1) if out else s0
+
+
+def _iir_tdf2(x: Tensor, b4: Tensor, a4: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``iir(..., form="tdf2")``: see :func:`iir`."""
+    batch, channels, n = x.shape
+    p = max(b4.shape[-1], a4.shape[-1]) - 1
+    b4 = F.pad(b4, (0, p + 1 - b4.shape[-1]))
+    a4 = F.pad(a4, (0, p + 1 - a4.shape[-1]))
+    if state is None:
+        s0 = x.new_zeros(batch, channels, p)
+    else:
+        if not isinstance(state, Tensor) or state.shape != (batch, channels, p):
+            got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+            raise ValueError(
+                f"form='tdf2' takes its state as one tensor of TDF-II states shaped (batch, channels, "
+                f"max(nb, na) - 1) = {(batch, channels, p)}, got {got}"
+            )
+        s0 = state.to(x.dtype)
+    if n == 0:
+        return x, s0
+    a0_inv = 1.0 / a4[..., :1]
+    bn, an = b4 * a0_inv, a4[..., 1:] * a0_inv
+    static = bn.shape[2] == 1 and an.shape[2] == 1
+    rows = batch * channels
+    if static and x.device.type == "cpu":
+        xr = x.reshape(rows, n)
+        br = bn[:, :, 0].expand(batch, channels, p + 1).reshape(rows, p + 1)
+        ar = an[:, :, 0].expand(batch, channels, p).reshape(rows, p)
+        sr = s0.reshape(rows, p)
+        y, s_exact = StaticTDF2.apply(xr, br, ar, sr)
+        s_graph = _tdf2_final_state(xr, y, br, ar, sr)
+        s_out = s_graph + (s_exact - s_graph).detach()  # exact value, the expression's gradient
+        return y.reshape(batch, channels, n), s_out.reshape(batch, channels, p)
+    # time-varying coefficients or another device: by linearity, the zero-state response plus
+    # the all-pole response to the state injected at the first p samples
+    y, _ = iir(x, bn, torch.cat([torch.ones_like(an[..., :1]), an], dim=-1))
+    if p:
+        e = F.pad(s0, (0, max(0, n - p)))[..., :n]
+        one = torch.ones(1, dtype=x.dtype, device=x.device)
+        y_e, _ = iir(e, one, torch.cat([torch.ones_like(an[..., :1]), an], dim=-1))
+        y = y + y_e
+    b_last = bn[:, :, -1].expand(batch, channels, p + 1).reshape(rows, p + 1)
+    a_last = an[:, :, -1].expand(batch, channels, p).reshape(rows, p)
+    s_out = _tdf2_final_state(x.reshape(rows, n), y.reshape(rows, n), b_last, a_last, s0.reshape(rows, p))
+    return y, s_out.reshape(batch, channels, p)
+
+
 def _all_pole_scan(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
     """Pure-torch all-pole recursion (same contract as ``_all_pole``) by a parallel prefix scan.
 
@@ -601,8 +784,9 @@ def iir(
     x: Tensor,
     b: Tensor,
     a: Tensor,
-    state: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    state: tuple[Tensor, Tensor] | Tensor | None = None,
+    form: str = "df1",
+) -> tuple[Tensor, Any]:
     """Exact, possibly time-varying, recursive (IIR) filter with explicit state.
 
     Direct form I, per sample ``n`` (``a0 = a[..., 0]``, 1 for the designs in this module):
@@ -625,7 +809,14 @@ def iir(
             circle; this is not checked.
         state: ``(x_history, y_history)`` shaped ``(batch, channels, nb - 1)`` and
             ``(batch, channels, na - 1)``, most recent sample first (``x_history[..., 0]`` is
-            ``x[-1]``); ``None`` means zeros.
+            ``x[-1]``); ``None`` means zeros. With ``form="tdf2"``: one tensor of transposed
+            direct form II states shaped ``(batch, channels, max(nb, na) - 1)`` (scipy's ``zi``).
+        form: ``"df1"`` (default: direct form I, the histories above) or ``"tdf2"``: static
+            coefficients on CPU run in transposed direct form II with JUCE's operation order, so
+            a float32 render rounds exactly like pedalboard's filters (the pedalboard twins use
+            it: at ill-conditioned settings, e.g. a 20 Hz shelf at Q 20, the two forms' float32
+            roundoff differs by up to 1e-3 ESR). Time-varying ``tdf2`` filters the same way as
+            ``df1`` and converts the state.
 
     Returns:
         ``(y, state)``: ``y`` shaped like ``x``; ``state`` the histories after the block in the
@@ -649,6 +840,10 @@ def iir(
     batch, channels, n_samples = x.shape
     b4 = _as_coefficients(b, "b", x)
     a4 = _as_coefficients(a, "a", x)
+    if form == "tdf2":
+        return _iir_tdf2(x, b4, a4, state)
+    if form != "df1":
+        raise ValueError(f"form must be 'df1' or 'tdf2', got {form!r}")
     nb, na = b4.shape[-1], a4.shape[-1]
     fir_order, ar_order = nb - 1, na - 1
 

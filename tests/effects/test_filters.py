@@ -66,6 +66,12 @@ PEDALBOARD_SETTINGS = [
     (pedalboard.LowShelfFilter, dict(cutoff_frequency_hz=2500.0, gain_db=12.0, q=2.0)),
     (pedalboard.HighShelfFilter, dict(cutoff_frequency_hz=3500.0, gain_db=-8.0, q=0.7071)),
     (pedalboard.HighShelfFilter, dict(cutoff_frequency_hz=19000.0, gain_db=24.0, q=0.3)),
+    # range edges, where float32 roundoff decides (the twin runs JUCE's TDF-II arithmetic)
+    (pedalboard.LowShelfFilter, dict(cutoff_frequency_hz=20.0, gain_db=-24.0, q=20.0)),
+    (pedalboard.HighShelfFilter, dict(cutoff_frequency_hz=20.0, gain_db=-24.0, q=20.0)),
+    (pedalboard.HighShelfFilter, dict(cutoff_frequency_hz=20.0, gain_db=-24.0, q=0.1)),
+    (pedalboard.PeakFilter, dict(cutoff_frequency_hz=20.0, gain_db=24.0, q=20.0)),
+    (pedalboard.PeakFilter, dict(cutoff_frequency_hz=20000.0, gain_db=24.0, q=20.0)),
     (pedalboard.Gain, dict(gain_db=-13.5)),
     (pedalboard.Distortion, dict(drive_db=20.0)),
     (pedalboard.Distortion, dict(drive_db=0.0)),

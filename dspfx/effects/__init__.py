@@ -23,5 +23,7 @@ from dspfx.effects.phaser import *  # noqa: F401,F403
 from dspfx.effects.phaser import __all__ as _phaser
 from dspfx.effects.reverb import *  # noqa: F401,F403
 from dspfx.effects.reverb import __all__ as _reverb
+from dspfx.effects.modulation import *  # noqa: F401,F403
+from dspfx.effects.modulation import __all__ as _modulation
 
-__all__ = [*_gain, *_distortion, *_filters, *_dynamics, *_delay, *_convolution, *_phaser, *_reverb, *_fdn_reverb, *_noise_reverb]
+__all__ = [*_gain, *_distortion, *_filters, *_dynamics, *_delay, *_convolution, *_modulation, *_phaser, *_reverb, *_fdn_reverb, *_noise_reverb]

@@ -1,8 +1,11 @@
 """The delay unit: pedalboard twin, analytic echoes, gradients, streaming, files, fitting, errors."""
 
+import math
+
 import numpy as np
 import pedalboard
 import pytest
+import scipy.signal
 import torch
 
 import dspfx
@@ -207,3 +210,110 @@ def test_bad_input_errors():
         unit(torch.zeros(1, 1, 100), mix=torch.tensor([[0.5, 1.2]]))
     with pytest.raises(TypeError, match="needs input audio"):
         unit()
+
+
+# ------------------------------------------------------------------ fractional delay, damping
+
+
+def test_linear_mode_whole_samples_equals_the_default_mode():
+    x = white_noise(0.1, 8000, channels=2, seed=10).double()
+    exact = Delay(sample_rate=8000, delay_ms=2.0, feedback=0.7, mix=0.4).double()
+    linear = Delay(sample_rate=8000, interpolation="linear", delay_ms=2.0, feedback=0.7, mix=0.4).double()
+    assert exact.delay_samples() == 16
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x), exact(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("delay_samples", [10.25, 33.6, 1.5])
+def test_linear_mode_fractional_click(delay_samples):
+    sr = 8000
+    unit = Delay(sample_rate=sr, interpolation="linear", delay_ms=delay_samples * 1000.0 / sr, mix=1.0).double()
+    x = torch.zeros(1, 1, 80, dtype=torch.float64)
+    x[..., 4] = 1.0
+    y = unit(x)[0, 0].detach()
+    t = torch.arange(80, dtype=torch.float64)
+    assert abs(float((t * y).sum() / y.sum()) - 4 - delay_samples) < 0.01
+
+
+def test_damping_darkens_each_repeat():
+    sr, d = 8000, 40
+    unit = Delay(sample_rate=sr, damping=True, delay_ms=5.0 + 1e-6, feedback=0.9, mix=1.0, damping_hz=500.0).double()
+    assert unit.delay_samples() == d
+    x = torch.zeros(1, 1, 4 * d, dtype=torch.float64)
+    x[..., 0] = 1.0
+    y = unit(x)[0, 0].detach()
+    p = math.exp(-2 * math.pi * 500.0 / sr)
+    j = torch.arange(d, dtype=torch.float64)
+    assert float(y[d]) == pytest.approx(1.0) and float(y[d + 1 : 2 * d].abs().max()) == 0.0
+    torch.testing.assert_close(y[2 * d : 3 * d], 0.9 * (1 - p) * p**j, rtol=1e-12, atol=1e-15)
+    # the undamped twin keeps the pedalboard render
+    plain = Delay(sample_rate=sr, delay_ms=5.0 + 1e-6, feedback=0.9, mix=1.0).double()
+    assert float(plain(x)[0, 0, 2 * d].detach()) == pytest.approx(0.9)
+
+
+def test_linear_mode_gradcheck_delay_feedback_mix_damping():
+    unit = Delay(sample_rate=1000, interpolation="linear", damping=True, damping_hz=200.0).double()
+    x = torch.randn(1, 2, 30, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    delay = torch.tensor([[3.3, 7.45, 5.1]], dtype=torch.float64, requires_grad=True)  # ms, time-varying
+    g = torch.tensor([[0.3, 0.7]], dtype=torch.float64, requires_grad=True)
+    m = torch.tensor([0.6], dtype=torch.float64, requires_grad=True)
+    damp = torch.tensor([[150.0, 320.0]], dtype=torch.float64, requires_grad=True)
+
+    def f(delay, g, m, damp):
+        return unit(x, delay_ms=delay, feedback=g, mix=m, damping_hz=damp)
+
+    assert torch.autograd.gradcheck(f, (delay, g, m, damp), eps=1e-6, atol=1e-7)
+    unit.set(delay_ms=4.37)
+    unit(x).square().sum().backward()
+    assert unit.raw_knobs["delay_ms"].grad.abs() > 0
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+def test_linear_damped_streaming_equals_offline(block):
+    unit = Delay(sample_rate=8000, interpolation="linear", damping=True, delay_ms=3.33, feedback=0.8, mix=0.6)
+    x = white_noise(0.6, 8000, channels=2, seed=12)[..., : 4500 if block > 1 else 500]
+    with torch.no_grad():
+        offline = unit(x)
+        stream = dspfx.Stream(unit, batch=1, channels=2)
+        blocks = [stream(x[..., i : i + block]) for i in range(0, x.shape[-1], block)]
+    torch.testing.assert_close(torch.cat(blocks, dim=-1), offline, rtol=0.0, atol=1e-5)
+
+
+def test_fit_recovers_a_fractional_delay_time_and_feedback():
+    sr = 8000
+    w = np.random.default_rng(5).standard_normal(int(0.5 * sr))
+    b, a = scipy.signal.butter(1, 30 / (sr / 2))  # one-pole low-passed noise: one valley in the delay
+    x = scipy.signal.lfilter(b, a, w)
+    x = torch.from_numpy((0.5 * x / np.abs(x).max()).astype(np.float32)).view(1, 1, -1)
+    hidden = dict(delay_ms=27.5, feedback=0.5, mix=0.4, damping_hz=800.0)
+    with torch.no_grad():
+        target = Delay(sample_rate=sr, interpolation="linear", damping=True, **hidden)(x)
+    # damping_hz is frozen at its value: a 30 Hz input hardly shows an 800 Hz damping
+    unit = Delay(sample_rate=sr, interpolation="linear", damping=True, delay_ms=20.0, feedback=0.0, damping_hz=800.0)
+    unit.freeze("damping_hz")
+    dspfx.fit(unit, x, target, steps=200, lr=0.05, loss="esr", align_latency=False, progress=False)
+    k = unit.knobs()
+    assert k["delay_ms"] == pytest.approx(27.5, rel=0.002)
+    assert k["feedback"] == pytest.approx(0.5, abs=0.01)
+    assert k["mix"] == pytest.approx(0.4, abs=0.01)
+
+
+def test_modes_spec_and_errors():
+    unit = Delay(sample_rate=44100, interpolation="linear", damping=True, damping_hz=2500.0, delay_ms=80.0)
+    spec = unit.spec()
+    assert spec["options"] == {"interpolation": "linear", "damping": True}
+    assert spec["knobs"]["damping_hz"] == pytest.approx(2500.0)
+    built = dspfx.build(spec)
+    x = white_noise(0.1, 44100, seed=13)
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), unit(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="has no pedalboard twin"):
+        dspfx.to_pedalboard(unit)
+    with pytest.raises(ValueError, match="interpolation must be 'none' or 'linear', got 'cubic'"):
+        Delay(interpolation="cubic")
+    with pytest.raises(TypeError, match="damping must be True or False"):
+        Delay(damping="yes")
+    with pytest.raises(TypeError, match="damping_hz' exists only with the option damping=True"):
+        Delay(damping_hz=1000.0)
+    with pytest.raises(ValueError, match="damping_hz = 5 Hz is out of range"):
+        Delay(damping=True, damping_hz=5.0)

@@ -1,12 +1,21 @@
 """dspfx.functional.delay: the feedback comb against a per-sample reference, analytic impulse
-responses, pedalboard's delay rounding, gradients, block-wise state, errors."""
+responses, pedalboard's delay rounding, gradients, block-wise state, errors; and the fractional,
+damped echo loop (reference loop, analytic echoes, gradcheck, blocks)."""
+
+import math
 
 import numpy as np
 import pedalboard
 import pytest
 import torch
 
-from dspfx.functional.delay import feedback_delay, pedalboard_delay_samples
+from dspfx.functional.delay import (
+    damped_delay_state,
+    damped_feedback_delay,
+    damping_pole,
+    feedback_delay,
+    pedalboard_delay_samples,
+)
 
 
 def _reference(x, delay, feedback, mix, state=None):
@@ -144,3 +153,115 @@ def test_errors_name_what_was_given():
         feedback_delay(torch.zeros(1, 1, 4, dtype=torch.int64), 2, 0.5, 0.5)
     with pytest.raises(ValueError, match="delay_seconds must be a finite number >= 0"):
         pedalboard_delay_samples(-0.1, 48000)
+
+
+# ------------------------------------------------------------------ fractional, damped echo
+
+
+def _damped_reference(x, d, g, m, p, hist, z0):
+    """Per-sample loop (numpy float64): read first (linear interpolation), damp, then write."""
+    x = np.asarray(x, np.float64)
+    b, c, n = x.shape
+    d, g, m, p = (np.broadcast_to(np.asarray(v, np.float64), x.shape) for v in (d, g, m, p))
+    length = hist.shape[-1]
+    line = np.concatenate([np.asarray(hist, np.float64), np.zeros((b, c, n))], axis=-1)
+    z = np.asarray(z0, np.float64)[..., 0].copy()
+    y = np.zeros_like(x)
+    for t in range(n):
+        dd = np.clip(d[..., t], 1.0, length - 1.0)
+        k = np.floor(dd).astype(int)
+        f = dd - k
+        idx = (length + t - k)[..., None]
+        a = np.take_along_axis(line, idx, -1)[..., 0]
+        w = a + f * (np.take_along_axis(line, idx - 1, -1)[..., 0] - a)
+        z = (1 - p[..., t]) * w + p[..., t] * z
+        line[..., length + t] = x[..., t] + g[..., t] * z
+        y[..., t] = (1 - m[..., t]) * x[..., t] + m[..., t] * w
+    return y, line[..., n:], z[..., None]
+
+
+def test_damped_delay_equals_per_sample_reference():
+    x = _noise((2, 2, 80), seed=20)
+    gen = torch.Generator().manual_seed(21)
+    d = 0.5 + 12 * torch.rand(2, 1, 80, generator=gen, dtype=torch.float64)  # below 1 and beyond L - 1 too
+    g = 0.9 * torch.rand(1, 2, 80, generator=gen, dtype=torch.float64)
+    m = torch.rand(2, 1, 1, generator=gen, dtype=torch.float64)
+    p = 0.9 * torch.rand(1, 1, 80, generator=gen, dtype=torch.float64)
+    hist, z0 = _noise((2, 2, 11), seed=22), _noise((2, 2, 1), seed=23)
+    y, (h, z) = damped_feedback_delay(x, d, g, m, p, (hist, z0))
+    ref = _damped_reference(x.numpy(), d.numpy(), g.numpy(), m.numpy(), p.numpy(), hist.numpy(), z0.numpy())
+    for got, want in zip((y, h, z), ref):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("delay", [1, 6, 37])
+def test_whole_sample_undamped_equals_feedback_delay(delay):
+    x = _noise((1, 2, 200), seed=24)
+    y, _ = damped_feedback_delay(x, float(delay), 0.8, 0.4, 0.0, max_delay_samples=40)
+    ref, _ = feedback_delay(x, delay, 0.8, 0.4)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-13)
+
+
+def test_damped_second_echo_is_the_one_pole_impulse_response():
+    delay, g, mix, p, n = 30, 0.7, 0.5, 0.6, 90
+    x = torch.zeros(1, 1, n, dtype=torch.float64)
+    x[..., 0] = 1.0
+    y, _ = damped_feedback_delay(x, float(delay), g, mix, p, max_delay_samples=40)
+    h = y[0, 0]
+    assert float(h[delay]) == pytest.approx(mix)  # the first echo is not filtered
+    j = torch.arange(delay, dtype=torch.float64)
+    torch.testing.assert_close(h[2 * delay : 3 * delay], mix * g * (1 - p) * p**j, rtol=1e-12, atol=1e-15)
+    assert float(damping_pole(1000.0, 48000)) == pytest.approx(math.exp(-2 * math.pi * 1000 / 48000))
+
+
+@pytest.mark.parametrize("delay", [10.25, 4.6, 1.5])
+def test_damped_delay_fractional_click(delay):
+    x = torch.zeros(1, 1, 40, dtype=torch.float64)
+    x[..., 2] = 1.0
+    y, _ = damped_feedback_delay(x, delay, 0.0, 1.0, 0.3, max_delay_samples=20)
+    t = torch.arange(40, dtype=torch.float64)
+    assert abs(float((t * y[0, 0]).sum() / y[0, 0].sum()) - 2 - delay) < 0.01
+
+
+def test_damped_delay_gradcheck_all_inputs_and_state():
+    x = _noise((1, 2, 30), seed=25).requires_grad_(True)
+    base = torch.linspace(1.3, 7.6, 30, dtype=torch.float64).view(1, 1, 30)
+    d = (base + 0.05 * _noise((1, 1, 30), seed=26)).requires_grad_(True)
+    gen = torch.Generator().manual_seed(27)
+    g = (0.2 + 0.6 * torch.rand(1, 2, 30, dtype=torch.float64, generator=gen)).requires_grad_(True)
+    m = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    p = (0.1 + 0.8 * torch.rand(1, 1, 30, dtype=torch.float64, generator=gen)).requires_grad_(True)
+    hist, z0 = damped_delay_state(1, 2, 9, dtype=torch.float64)
+    hist = _noise(hist.shape, seed=29).requires_grad_(True)
+    z0 = _noise(z0.shape, seed=30).requires_grad_(True)
+
+    def f(x, d, g, m, p, hist, z0):
+        y, (h, z) = damped_feedback_delay(x, d, g, m, p, (hist, z0))
+        return y, h, z
+
+    assert torch.autograd.gradcheck(f, (x, d, g, m, p, hist, z0), eps=1e-6, atol=1e-7)
+
+
+def test_damped_delay_blocks_equal_one_call():
+    x = _noise((1, 2, 300), seed=31)
+    d = (20 + 8 * torch.sin(torch.arange(300, dtype=torch.float64) / 13)).view(1, 1, -1)
+    full, (fh, fz) = damped_feedback_delay(x, d, 0.8, 0.5, 0.4, max_delay_samples=30)
+    outs, state = [], damped_delay_state(1, 2, 30, dtype=torch.float64)
+    for a, b in [(0, 1), (1, 8), (8, 9), (9, 72), (72, 300)]:
+        y, state = damped_feedback_delay(x[..., a:b], d[..., a:b], 0.8, 0.5, 0.4, state)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, -1), full, rtol=0, atol=1e-14)
+    torch.testing.assert_close(state[0], fh, rtol=0, atol=1e-14)
+    torch.testing.assert_close(state[1], fz, rtol=0, atol=1e-14)
+
+
+def test_damped_delay_errors():
+    x = torch.zeros(1, 1, 10)
+    with pytest.raises(ValueError, match="needs max_delay_samples"):
+        damped_feedback_delay(x, 2.0, 0.5, 0.5)
+    with pytest.raises(ValueError, match="max_delay_samples must be a finite number >= 1"):
+        damped_delay_state(1, 1, 0.5)
+    with pytest.raises(ValueError, match="state history must be shaped"):
+        damped_feedback_delay(x, 2.0, 0.5, 0.5, state=damped_delay_state(2, 1, 4))
+    with pytest.raises(ValueError, match="damping shaped"):
+        damped_feedback_delay(x, 2.0, 0.5, 0.5, torch.zeros(1, 1, 3), max_delay_samples=4)

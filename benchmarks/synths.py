@@ -9,7 +9,9 @@ Two configurations, as a training loop would run them:
 Every synth is driven by per-frame controls at 250 frames per second (DDSP's frame rate: 1000 frames
 for 4 s): ``f0_hz`` 220 Hz with a 5 Hz, +-1 % vibrato, an amplitude envelope, and seeded random
 frames for the multi-dimensional controls (harmonic distribution, sinusoid amplitudes, noise
-magnitudes, wavetable weights, FM indices); the ``adsr`` gate is on for 3 s and off for the last 1 s.
+magnitudes, wavetable weights, FM indices and FM self-feedback, waveshaper output gains); the
+``adsr`` gate is on for 3 s and off for the last 1 s. FM is measured twice, without and with DX7
+self-feedback on its top operator (the feedback path runs a per-sample recursion).
 Reported per row:
 
 - forward ms (under ``torch.no_grad()``) and throughput, in seconds of audio (batch x 4 s) per
@@ -112,6 +114,8 @@ def synth_cases(
     k = np.arange(1, 17, dtype=np.float32)
     gate = np.zeros((batch, frames), dtype=np.float32)
     gate[:, : frames * 3 // 4] = 1.0
+    fm_feedback = np.zeros((batch, frames, 6), dtype=np.float32)
+    fm_feedback[..., 5] = rand[..., 22]  # DX7 self-feedback 0 .. 1 rad on operator 6 (the only one allowed)
     return [
         (
             f"harmonic ({n_harmonics} harmonics)",
@@ -137,6 +141,16 @@ def synth_cases(
             "fm (6 operators, stack)",
             dspfx.make("fm", sample_rate=sample_rate),
             {"f0_hz": (f0, True), "indices": (rand[..., :6] * 2, True)},
+        ),
+        (
+            "fm (6 operators, stack, feedback on the top operator)",
+            dspfx.make("fm", sample_rate=sample_rate),
+            {"f0_hz": (f0, True), "indices": (rand[..., :6] * 2, True), "feedback": (fm_feedback, True)},
+        ),
+        (
+            "waveshaper (16 Chebyshev shapers, order 32)",
+            dspfx.make("waveshaper", sample_rate=sample_rate, n_shapers=16, order=32),
+            {"f0_hz": (f0, True), "output_gain": (rand[..., 6:22] / 16, True)},
         ),
         (
             "oscillator (saw)",
@@ -223,6 +237,12 @@ def best_of(fn: Callable[[], Any], repeats: int, budget_s: float) -> tuple[float
     return best, calls
 
 
+def uncovered_synths(labels: list[str]) -> list[str]:
+    """Registered synths that no row of :func:`synth_cases` renders (a new synth needs a row)."""
+    covered = {label.split(" ")[0] for label in labels}
+    return [u["name"] for u in dspfx.units(category="synth") if u["name"] not in covered]
+
+
 def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     for batch, sample_rate in CONFIGS:
@@ -230,7 +250,11 @@ def run(args: argparse.Namespace) -> list[Row]:
         frames = max(2, int(round(args.seconds * FRAME_RATE)))
         ctl = frame_controls(batch, frames, args.seconds, seed=0)
         audio_s = batch * n / sample_rate
-        for label, unit, spec in synth_cases(sample_rate, batch, frames, args.harmonics, ctl):
+        cases = synth_cases(sample_rate, batch, frames, args.harmonics, ctl)
+        missing = uncovered_synths([label for label, _, _ in cases])
+        if missing and batch == CONFIGS[0][0]:
+            print(f"  note: registered synths without a row here: {', '.join(missing)}", file=sys.stderr, flush=True)
+        for label, unit, spec in cases:
             controls = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, (v, _) in spec.items()}
             grad_controls = {
                 name: c.clone().requires_grad_(spec[name][1]) for name, c in controls.items()

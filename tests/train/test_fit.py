@@ -108,3 +108,23 @@ def test_fit_accepts_one_and_two_dimensional_audio():
     x, y = _pair(seconds=0.1)
     result = dspfx.fit(_model(), x[0, 0], y[0], steps=2, progress=False)
     assert len(result.loss_history) == 2
+
+
+def test_latency_is_measured_against_the_units_render_not_its_input():
+    # A resonant low-pass's impulse response peaks several samples late: measured against the
+    # input, that group delay reads as capture latency and would misalign the fit.
+    sr = 48000
+    x = dspfx.signals.white_noise(0.25, sr, seed=3)
+    truth = dspfx.make("biquad", sample_rate=sr, mode="lowpass", cutoff_hz=1500.0, q=4.0)
+    with torch.no_grad():
+        target = truth(x)
+    assert dspfx.train.align.estimate_latency(x, target) > 0  # the trap
+    unit = dspfx.make("biquad", sample_rate=sr, mode="lowpass", cutoff_hz=1200.0, q=2.0)
+    unit.freeze("gain_db")
+    result = dspfx.fit(unit, x, target, steps=150, lr=0.05, loss="esr", progress=False)
+    assert result.latency_samples == 0
+    assert unit.knobs()["cutoff_hz"] == pytest.approx(1500.0, rel=0.02)
+    # and a real capture delay on top is still found
+    delayed = torch.nn.functional.pad(target, (37, 0))[..., : target.shape[-1]]
+    unit.set(cutoff_hz=1200.0, q=2.0)
+    assert dspfx.fit(unit, x, delayed, steps=1, progress=False).latency_samples == 37

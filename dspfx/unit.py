@@ -621,6 +621,9 @@ class Unit(nn.Module):
 def _check_control_range(c: Tensor, knob: Knob, where: str) -> None:
     with torch.no_grad():
         lo, hi = float(c.min()), float(c.max())
+        finite = bool(torch.isfinite(c).all())
+    if not finite:  # min/max comparisons let NaN through
+        raise ValueError(f"control {where} contains NaN or Inf; a control must be finite")
     tol = _EDGE_TOLERANCE * (knob.maximum - knob.minimum)
     if lo < knob.minimum - tol or hi > knob.maximum + tol:
         raise ValueError(

@@ -296,3 +296,13 @@ def test_extra_controls_reach_process_as_given_and_unknown_names_still_raise():
         unit(x, weight=1.0)
     chain = dspfx.Chain(w=unit)
     assert torch.allclose(chain(x, **{"w.weights": torch.ones(1, 1, 2)}), 0.5 * x)
+
+
+def test_nan_and_inf_controls_are_rejected_by_name():
+    unit = dspfx.make("biquad")
+    x = torch.zeros(1, 1, 64)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"cutoff_hz.* contains NaN or Inf"):
+            unit(x, cutoff_hz=torch.tensor([[1000.0, bad]]))
+        with pytest.raises(ValueError, match=r"cutoff_hz.* contains NaN or Inf"):
+            unit(x, cutoff_hz=bad)

@@ -25,5 +25,9 @@ from dspfx.effects.reverb import *  # noqa: F401,F403
 from dspfx.effects.reverb import __all__ as _reverb
 from dspfx.effects.modulation import *  # noqa: F401,F403
 from dspfx.effects.modulation import __all__ as _modulation
+from dspfx.effects.ladder import *  # noqa: F401,F403
+from dspfx.effects.ladder import __all__ as _ladder
+from dspfx.effects.svf import *  # noqa: F401,F403
+from dspfx.effects.svf import __all__ as _svf
 
-__all__ = [*_gain, *_distortion, *_filters, *_dynamics, *_delay, *_convolution, *_modulation, *_phaser, *_reverb, *_fdn_reverb, *_noise_reverb]
+__all__ = [*_gain, *_distortion, *_filters, *_svf, *_ladder, *_dynamics, *_delay, *_convolution, *_modulation, *_phaser, *_reverb, *_fdn_reverb, *_noise_reverb]

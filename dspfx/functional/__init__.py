@@ -7,7 +7,18 @@
 - :mod:`~dspfx.functional.nonlinear`: clippers, bit crushing, Chebyshev series, curves;
 - :mod:`~dspfx.functional.dynamics`: envelope ballistics, compressor, expander, gate, limiter;
 - :mod:`~dspfx.functional.delay`: the feedback delay line (echo);
-- :mod:`~dspfx.functional.convolution`: FFT convolution with carried history, IR normalisation.
+- :mod:`~dspfx.functional.convolution`: FFT convolution with carried history, IR normalisation;
+- :mod:`~dspfx.functional.oscillators`, :mod:`~dspfx.functional.wavetable`,
+  :mod:`~dspfx.functional.fm`, :mod:`~dspfx.functional.waveshaper` (and
+  :mod:`~dspfx.functional.blep`, imported by name): the synths' oscillators and shapers;
+- :mod:`~dspfx.functional.svf`, :mod:`~dspfx.functional.ladder`: the TPT state-variable and
+  Moog ladder filters (compiled loops with exact adjoints);
+- :mod:`~dspfx.functional.modulation`, :mod:`~dspfx.functional.phaser`: LFOs, the modulated
+  fractional delay line, the allpass cascade;
+- :mod:`~dspfx.functional.reverb`, :mod:`~dspfx.functional.fdn`,
+  :mod:`~dspfx.functional.noise_reverb`: Freeverb, feedback delay networks, band-noise impulse
+  responses, RT60 measurement;
+- :mod:`~dspfx.functional.tonestack`: the passive tone-stack circuit (analog and bilinear).
 """
 
 from .control import *  # noqa: F401,F403
@@ -24,5 +35,31 @@ from .filters import *  # noqa: F401,F403
 from .filters import __all__ as _filters
 from .nonlinear import *  # noqa: F401,F403
 from .nonlinear import __all__ as _nonlinear
+from .oscillators import *  # noqa: F401,F403
+from .oscillators import __all__ as _oscillators
+from .wavetable import *  # noqa: F401,F403
+from .wavetable import __all__ as _wavetable
+from .fm import *  # noqa: F401,F403
+from .fm import __all__ as _fm
+from .svf import *  # noqa: F401,F403
+from .svf import __all__ as _svf
+from .ladder import *  # noqa: F401,F403
+from .ladder import __all__ as _ladder
+from .modulation import *  # noqa: F401,F403
+from .modulation import __all__ as _modulation
+from .phaser import *  # noqa: F401,F403
+from .phaser import __all__ as _phaser
+from .reverb import *  # noqa: F401,F403
+from .reverb import __all__ as _reverb
+from .fdn import *  # noqa: F401,F403
+from .fdn import __all__ as _fdn
+from .noise_reverb import *  # noqa: F401,F403
+from .noise_reverb import __all__ as _noise_reverb
+from .waveshaper import *  # noqa: F401,F403
+from .waveshaper import __all__ as _waveshaper
+from .tonestack import *  # noqa: F401,F403
+from .tonestack import __all__ as _tonestack
 
-__all__ = [*_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution]
+__all__ = [*_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution,
+    *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack,
+]

@@ -94,3 +94,30 @@ def test_demo_runs_small(tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert {"input.wav", "target.wav", "fitted.wav", "fitted.safetensors", "report.png", "fit.json"} <= names
     assert isinstance(dspfx.load(tmp_path / "fitted.safetensors"), dspfx.Chain)
+
+
+def test_prepare_train_transfer_from_the_command_line(tmp_path, capsys):
+    from dspfx.cli import main
+    from dspfx.io import read_audio, write_audio
+
+    sr = 16000
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(2 * sr) / sr
+    write_audio(audio / "tone.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(np.pi * t / 2)).astype(np.float32), sr)
+    assert main(["prepare", str(audio), str(tmp_path / "data"), "--window-s", "0.5", "--hop-s", "0.5", "--quiet"]) == 0
+    assert (tmp_path / "data" / "stats.json").is_file()
+    assert main(["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--steps", "1",
+                 "--batch-size", "1", "--reverb-s", "0.05", "--quiet"]) == 0
+    model = tmp_path / "run" / "model.safetensors"
+    assert model.is_file()
+    voice = tmp_path / "voice.wav"
+    write_audio(voice, (0.2 * np.sin(2 * np.pi * 330 * t[: 22050 // 2])).astype(np.float32), 22050)
+    assert main(["transfer", str(model), str(voice), str(tmp_path / "out.wav"), "--octave-shift", "0"]) == 0
+    out, rate = read_audio(tmp_path / "out.wav")
+    assert rate == 22050 and out.shape[-1] == 22050 // 2 and bool(out.abs().max() > 0)
+    # a chain file is not a model: one line, status 2
+    spec = tmp_path / "chain.json"
+    dspfx.save(dspfx.make("gain"), spec)
+    assert main(["transfer", str(spec), str(voice), str(tmp_path / "x.wav")]) == 2
+    assert "error" in capsys.readouterr().err

@@ -18,7 +18,9 @@
 - :mod:`~dspfx.functional.reverb`, :mod:`~dspfx.functional.fdn`,
   :mod:`~dspfx.functional.noise_reverb`: Freeverb, feedback delay networks, band-noise impulse
   responses, RT60 measurement;
-- :mod:`~dspfx.functional.tonestack`: the passive tone-stack circuit (analog and bilinear).
+- :mod:`~dspfx.functional.tonestack`, :mod:`~dspfx.functional.tube`,
+  :mod:`~dspfx.functional.oversample`: the tone-stack circuit, tube curves, polyphase
+  oversampling for the amp blocks.
 """
 
 from .control import *  # noqa: F401,F403
@@ -59,7 +61,11 @@ from .waveshaper import *  # noqa: F401,F403
 from .waveshaper import __all__ as _waveshaper
 from .tonestack import *  # noqa: F401,F403
 from .tonestack import __all__ as _tonestack
+from .oversample import *  # noqa: F401,F403
+from .oversample import __all__ as _oversample
+from .tube import *  # noqa: F401,F403
+from .tube import __all__ as _tube
 
 __all__ = [*_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution,
-    *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack,
+    *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
 ]

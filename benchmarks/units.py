@@ -102,6 +102,10 @@ def pedalboard_cases() -> list[tuple[str, Any]]:
         ("noise_gate", pedalboard.NoiseGate(threshold_db=-30.0, ratio=8.0, attack_ms=2.0, release_ms=120.0)),
         ("delay 250 ms", pedalboard.Delay(delay_seconds=0.25, feedback=0.5, mix=0.4)),
         ("delay 2 ms", pedalboard.Delay(delay_seconds=0.002, feedback=0.7, mix=0.5)),
+        ("ladder lpf24", pedalboard.LadderFilter(mode=pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=1200.0, resonance=0.5, drive=2.0)),
+        ("chorus", pedalboard.Chorus(rate_hz=1.5, depth=0.4, centre_delay_ms=8.0, feedback=0.2, mix=0.5)),
+        ("phaser", pedalboard.Phaser(rate_hz=0.8, depth=0.6, centre_frequency_hz=1000.0, feedback=0.3, mix=0.5)),
+        ("reverb", pedalboard.Reverb(room_size=0.7, damping=0.4, wet_level=0.4, dry_level=0.6, width=1.0)),
         ("convolution 1 s IR", pedalboard.Convolution(_decaying_noise_ir(48000), sample_rate=48000, mix=0.7)),
         (
             "board: distortion + 3 biquads",

@@ -40,6 +40,9 @@ import torch  # noqa: E402
 import dspfx  # noqa: E402
 from dspfx.reference import twin_table  # noqa: E402
 from dspfx.signals import guitar_di, log_sweep, white_noise  # noqa: E402
+from dspfx.train.metrics import esr  # noqa: E402
+
+import units  # noqa: E402  (benchmarks/units.py: the speed table and its helpers)
 
 RATES = (44100, 48000)
 SIGNALS = ("noise", "sweep", "guitar")
@@ -48,17 +51,11 @@ SIGNALS = ("noise", "sweep", "guitar")
 LIMITS = {"Chorus": 1e-5, "Reverb": 1e-5}
 
 
-def _decaying_noise_ir(taps: int, channels: int = 1, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    env = np.exp(np.log(1e-3) * np.arange(taps) / taps)
-    return (rng.standard_normal((taps, channels)) * env[:, None]).astype(np.float32).squeeze()
-
-
 def default_plugin(name: str, sample_rate: int) -> Any:
     """A pedalboard object of class ``name`` at its defaults (Convolution gets a 0.1 s IR)."""
     cls = getattr(pedalboard, name)
     if name == "Convolution":
-        return cls(_decaying_noise_ir(int(0.1 * sample_rate)), sample_rate=float(sample_rate))
+        return cls(units._decaying_noise_ir(int(0.1 * sample_rate)), sample_rate=float(sample_rate))
     return cls()
 
 
@@ -116,15 +113,6 @@ def settings(unit: dspfx.Unit, keys: list[str], n: int, seed: int) -> list[dict[
     return out[: max(n, 1)] if keys else [{}]
 
 
-def esr(y: np.ndarray, ref: np.ndarray) -> float:
-    y, ref = y.astype(np.float64), ref.astype(np.float64)
-    energy = float(np.sum(ref**2))
-    err = float(np.sum((y - ref) ** 2))
-    if energy == 0.0:
-        return 0.0 if err == 0.0 else math.inf
-    return err / energy
-
-
 @dataclass
 class FidelityRow:
     pedalboard_class: str
@@ -167,7 +155,7 @@ def fidelity(args: argparse.Namespace) -> list[FidelityRow]:
                     with torch.no_grad():
                         y = unit(x)[0].numpy()
                     ref = plugin(np.ascontiguousarray(x[0].numpy()), float(sample_rate))
-                    e = esr(y, ref)
+                    e = float(esr(torch.from_numpy(y).double(), torch.from_numpy(np.asarray(ref)).double()))
                     if e > worst[kind] or not where[kind]:
                         worst[kind] = max(e, worst[kind])
                         where[kind] = f"#{i} {sample_rate} Hz {'stereo' if channels == 2 else 'mono'}"
@@ -227,8 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         fidelity_table(rows),
     ]
     if not args.no_speed:
-        import units  # benchmarks/units.py
-
         speed_args = units.parse_args(["--seconds", "10", "--repeats", str(args.repeats), "--threads", str(args.threads)])
         speed_rows = units.run(speed_args)
         parts += [

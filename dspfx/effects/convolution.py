@@ -10,7 +10,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.convolution import _check_channels, fft_convolve, normalize_impulse_response
+from dspfx.functional.convolution import (
+    DEFAULT_PARTITION_SIZE,
+    _check_channels,
+    normalize_impulse_response,
+    partition_spectra,
+    partitioned_convolve,
+    partitioned_state,
+)
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -75,12 +82,19 @@ class Convolution(Unit):
     :func:`dspfx.load` restores the tensor). ``dspfx.build(spec)`` alone makes a unit of the same
     shape with a freshly initialised response.
 
-    Offline the block is convolved by FFT, zero latency: ``wet[n] = sum_k h[k] x[n - k]``, the
-    output truncated to the input's length. Streaming carries the last ``taps - 1`` input samples
-    as state and convolves ``[history, block]`` each call (by FFT; directly when
-    ``block * taps <= 16384``), which is exact for any block size. There is no partitioning: a
-    block costs an FFT of ``taps - 1 + block`` samples (a 1 s response at 48 kHz streams in
-    512-sample blocks at about 4x real time on one CPU core).
+    Zero latency: ``wet[n] = sum_k h[k] x[n - k]``, the output truncated to the input's length.
+    Offline (a block long compared to the response) it is one FFT convolution, by overlap-save
+    segments of about twice the response (:func:`dspfx.functional.fft_convolve`). Streaming
+    (:class:`dspfx.Stream`, short blocks) it is uniformly partitioned
+    (:func:`dspfx.functional.partitioned_convolve`): the response cut into partitions of
+    ``partition_size`` taps whose spectra are computed once (cached until the response changes;
+    recomputed at every block while the response takes gradients), a frequency-domain delay line
+    of past input spectra, per ``partition_size`` samples two FFTs of ``2 * partition_size``
+    points and one complex multiply-add per partition, the first partition convolved in the time
+    domain so there is no latency. Blocks of any sizes, changing from call to call, give the
+    offline result (the partitions follow the stream's sample count, not the blocks). The state
+    holds the last ``ceil(taps / B) * B + B - 1`` input samples, the delay line and the current
+    partition's tail.
 
     Channels (as pedalboard): a mono response applies to every input channel; an
     ``ir_channels``-channel response applies channel-wise to an input with as many channels; a
@@ -98,6 +112,9 @@ class Convolution(Unit):
             pedalboard twin), False for a learned one (whose gain must be learnable).
         resample: resample a file at another sample rate to the unit's (default False: a rate
             mismatch is an error naming both rates).
+        partition_size: samples per partition when streaming (default 256: a 1 s response at
+            48 kHz streams in 256-sample blocks at about 20x real time on one CPU core; see
+            benchmarks/convolution.py).
         init: initial learned response: ``"noise"`` (default; seeded Gaussian noise under an
             exponential decay to -60 dB over the response, scaled to unit energy) or
             ``"impulse"`` (``[1, 0, 0, ...]``: the identity).
@@ -126,8 +143,11 @@ class Convolution(Unit):
         normalize: bool | None = None,
         resample: bool = False,
         init: str = "noise",
+        partition_size: int = DEFAULT_PARTITION_SIZE,
         **knobs: Any,
     ) -> None:
+        if isinstance(partition_size, bool) or not isinstance(partition_size, (int, np.integer)) or partition_size < 1:
+            raise ValueError(f"convolution: partition_size must be a positive integer, got {partition_size!r}")
         if init not in IR_INITS:
             raise ValueError(f"convolution: init must be one of {', '.join(IR_INITS)}, got {init!r}")
         for opt, value in (("n_taps", n_taps), ("ir_channels", ir_channels)):
@@ -157,8 +177,10 @@ class Convolution(Unit):
         self.normalize = loaded if normalize is None else normalize
         self.resample = bool(resample)
         self.init = init
+        self.partition_size = int(partition_size)
         super().__init__(sample_rate, **knobs)
         self.impulse_response = nn.Parameter(h.to(dtype=self.dtype, device=self.device))
+        self._spectra_cache: tuple[Any, ...] | None = None
 
     @staticmethod
     def _initial_ir(init: str, channels: int, taps: int) -> Tensor:
@@ -180,6 +202,7 @@ class Convolution(Unit):
             "normalize": self.normalize,
             "resample": self.resample,
             "init": self.init,
+            "partition_size": self.partition_size,
         }
 
     def extra_repr(self) -> str:
@@ -191,12 +214,31 @@ class Convolution(Unit):
         h = self.impulse_response
         return normalize_impulse_response(h) if self.normalize else h
 
-    def init_state(self, batch: int, channels: int) -> Tensor:
+    def init_state(self, batch: int, channels: int) -> dict[str, Any]:
         _check_channels(channels, self.ir_channels)
-        return torch.zeros(batch, channels, self.n_taps - 1, dtype=self.dtype, device=self.device)
+        return partitioned_state(batch, channels, self.n_taps, self.partition_size, dtype=self.dtype, device=self.device)
+
+    def _response_and_spectra(self) -> tuple[Tensor, Any]:
+        """The effective response and its :func:`partition_spectra` (a tensor, or a callable that
+        computes it when the partitioned path needs it). Both are cached while the parameter is
+        unchanged and takes no gradient; a response being trained is normalised and transformed
+        anew at every block."""
+        param = self.impulse_response
+        if torch.is_grad_enabled() and param.requires_grad:
+            h = self.effective_impulse_response()
+            return h, lambda: partition_spectra(h, self.partition_size)
+        key = (param._version, param.data_ptr(), self.normalize, self.partition_size, param.dtype, param.device)
+        cache = self._spectra_cache
+        if cache is None or cache[0] is not param or cache[1] != key:
+            with torch.no_grad():
+                h = self.effective_impulse_response()
+                cache = (param, key, h, partition_spectra(h, self.partition_size))
+            self._spectra_cache = cache
+        return cache[2], cache[3]
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        wet, state = fft_convolve(x, self.effective_impulse_response(), state)
+        h, spectra = self._response_and_spectra()
+        wet, state = partitioned_convolve(x, h, state, self.partition_size, spectra=spectra)
         mix = controls["mix"]
         return (1 - mix) * x + mix * wet, state
 

@@ -5,6 +5,7 @@ import functools
 import numpy as np
 import pedalboard
 import pytest
+import scipy.signal
 import soundfile as sf
 import torch
 
@@ -119,7 +120,7 @@ def test_equals_numpy_convolve_truncated_and_mix_edges():
     np.testing.assert_allclose(half, 0.75 * x[0].numpy() + 0.25 * wet, atol=1e-11)
 
 
-@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+@pytest.mark.parametrize("block", [1, 7, 64, 256, 4096])
 def test_stream_equals_offline(block):
     ir = torch.from_numpy(_decaying_noise_ir(48000, 2, seconds=0.005))  # 240 taps
     unit = Convolution(48000, impulse_response=ir, mix=0.8)
@@ -129,6 +130,101 @@ def test_stream_equals_offline(block):
     with torch.no_grad():
         blocks = [stream(x[..., i : i + block]) for i in range(0, x.shape[-1], block)]
     assert (torch.cat(blocks, -1) - offline).abs().max() <= 1e-5
+
+
+STREAM_PLANS = {
+    "1": [1] * 900,
+    "7": [7] * 130,
+    "64": [64] * 15,
+    "256": [256] * 4,
+    "4096": [4096],
+    "changing": [1, 255, 3, 700, 64, 2, 1000, 31, 4096],
+}
+
+
+@pytest.mark.parametrize("plan", list(STREAM_PLANS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_partitioned_stream_of_a_long_response_equals_offline(plan, dtype):
+    # 3000 taps = 12 partitions of 256 (the default): the stream runs through the delay line
+    ir = torch.from_numpy(_decaying_noise_ir(48000, 2, seconds=0.0625)).double()
+    unit = Convolution(48000, impulse_response=ir, mix=0.7).to(dtype)
+    assert unit.partition_size == 256 and unit.latency_samples == 0
+    blocks = STREAM_PLANS[plan]
+    x = white_noise(sum(blocks) / 48000, 48000, channels=2, seed=8, dtype=dtype)
+    with torch.no_grad():
+        offline = unit(x)
+        stream = dspfx.Stream(unit, batch=1, channels=2)
+        parts, i = [], 0
+        for b in blocks:
+            parts.append(stream(x[..., i : i + b]))
+            i += b
+    streamed = torch.cat(parts, -1)
+    h = unit.effective_impulse_response().detach().double().numpy()
+    wet = scipy.signal.fftconvolve(x[0].double().numpy(), h, axes=-1)[:, : x.shape[-1]]
+    expected = 0.3 * x[0].double().numpy() + 0.7 * wet
+    tol = (1e-12 if dtype == torch.float64 else 1e-5) * np.abs(expected).max()
+    assert float((streamed - offline).abs().max()) <= tol
+    assert np.abs(streamed[0].double().numpy() - expected).max() <= tol
+    if plan in ("1", "7", "64", "256"):
+        assert "fdl" in stream.state  # short blocks went through the partitions
+
+
+def test_stream_of_a_mono_response_on_stereo_and_a_short_response():
+    for taps, partition_size in ((1000, 64), (40, 64)):  # longer / shorter than a partition
+        h = torch.randn(taps, generator=torch.Generator().manual_seed(taps), dtype=torch.float64)
+        unit = Convolution(48000, impulse_response=h, normalize=False, partition_size=partition_size).double()
+        x = white_noise(2000 / 48000, 48000, channels=2, seed=9, dtype=torch.float64)
+        stream = dspfx.Stream(unit, batch=1, channels=2)
+        with torch.no_grad():
+            streamed = torch.cat([stream(x[..., i : i + 50]) for i in range(0, 2000, 50)], -1)
+        h = unit.impulse_response.detach()[0]  # as stored (the unit was made in float32)
+        expected = scipy.signal.fftconvolve(x[0].numpy(), h.numpy()[None], axes=-1)[:, :2000]
+        np.testing.assert_allclose(streamed[0].numpy(), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_streaming_follows_a_response_that_changes():
+    # the partition spectra are cached while streaming: a changed response (an optimiser step)
+    # applies from the next block on, to the whole input history, as offline
+    unit = Convolution(48000, n_taps=700, init="noise", partition_size=64).double()
+    x = white_noise(0.01, 48000, seed=10, dtype=torch.float64)
+    stream = dspfx.Stream(unit)
+    with torch.no_grad():
+        stream(x[..., :100])
+        unit.impulse_response.mul_(-2.0).add_(0.01)
+        y = stream(x[..., 100:164])
+    h = unit.impulse_response.detach()[0].numpy()
+    expected = np.convolve(x[0, 0, :164].numpy(), h)[100:164]
+    np.testing.assert_allclose(y[0, 0].numpy(), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_gradcheck_through_the_streamed_partitions():
+    unit = Convolution(48000, impulse_response=torch.randn(2, 20), normalize=True, partition_size=8).double()
+    x = torch.randn(1, 2, 30, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 20, dtype=torch.float64, requires_grad=True)
+    mix = torch.tensor([0.6], dtype=torch.float64, requires_grad=True)
+
+    def render(x, mix, h):
+        def blocks():
+            stream = dspfx.Stream(unit, batch=1, channels=2)
+            out = [stream(x[..., i : i + n], mix=mix) for i, n in ((0, 5), (5, 1), (6, 13), (19, 11))]
+            assert "fdl" in stream.state
+            return torch.cat(out, -1)
+
+        return _with_response(unit, h, blocks)
+
+    assert torch.autograd.gradcheck(render, (x, mix, h))
+
+
+def _with_response(unit, h, fn):
+    """Run ``fn`` with the unit's response parameter replaced by ``h`` (keeps the graph to h)."""
+    saved = unit._parameters["impulse_response"]
+    try:
+        del unit._parameters["impulse_response"]
+        unit.impulse_response = h
+        return fn()
+    finally:
+        del unit.impulse_response
+        unit._parameters["impulse_response"] = saved
 
 
 def test_gradcheck_input_mix_and_response():

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.effects.convolution import IR_INITS, Convolution, _load_ir
-from dspfx.functional.convolution import _check_channels, fft_convolve, normalize_impulse_response
+from dspfx.functional.convolution import (
+    DEFAULT_PARTITION_SIZE,
+    _check_channels,
+    normalize_impulse_response,
+    partitioned_convolve,
+    partitioned_state,
+)
 from dspfx.functional.filters import biquad_coefficients, frequency_response, iir
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -76,8 +82,9 @@ class Cabinet(Unit):
     5. peak with a cut (a finite notch): the cone break-up dip, ~7 kHz. A true notch would be
        infinitely deep; real cabinets show dips of 10-20 dB, so the dip depth is a knob.
 
-    ``mode="ir"`` convolves with an impulse response (zero latency, FFT; the state is the last
-    ``taps - 1`` input samples, so streaming is exact): loaded (``impulse_response``: tensor,
+    ``mode="ir"`` convolves with an impulse response (zero latency; one FFT convolution offline,
+    uniformly partitioned when streamed, so streaming is exact and a block's cost does not grow
+    with the IR): loaded (``impulse_response``: tensor,
     array or audio file, as in :class:`dspfx.effects.convolution.Convolution`) or learned (the
     ``nn.Parameter`` ``impulse_response`` of ``n_taps`` taps, saved by :func:`dspfx.save` as a
     tensor). Start parametric, fit, then call :meth:`to_ir_cabinet` to continue with a learned
@@ -253,13 +260,16 @@ class Cabinet(Unit):
     def init_state(self, batch: int, channels: int) -> Any:
         if self.mode == "ir":
             _check_channels(channels, self.ir_channels)
-            return torch.zeros(batch, channels, self.n_taps - 1, dtype=self.dtype, device=self.device)
+            # uniformly partitioned: a streamed block costs the same whatever the IR length
+            return partitioned_state(
+                batch, channels, self.n_taps, DEFAULT_PARTITION_SIZE, dtype=self.dtype, device=self.device
+            )
         zeros = torch.zeros(batch, channels, 2, dtype=self._work_dtype, device=self.device)
         return tuple((zeros.clone(), zeros.clone()) for _ in CABINET_SECTIONS)
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         if self.mode == "ir":
-            return fft_convolve(x, self.effective_impulse_response(), state)
+            return partitioned_convolve(x, self.effective_impulse_response(), state, DEFAULT_PARTITION_SIZE)
         work = self._work_dtype
         y = x.to(work)
         new_state = []

@@ -20,9 +20,18 @@ matches pedalboard's); ``saturation="tanh"`` uses the exact function.
 The loop is compiled with numba (forward) and differentiated by a hand-written adjoint loop run
 backwards in time (also numba): exact gradients w.r.t. the input, the cutoff, the resonance and
 the drive (each may vary per sample) and the initial state. The table's derivative is the slope
-of its segment (0 outside [-5, 5]). The kernels run on CPU in float64; tensors on another device
-are moved to the CPU for the loop and the results moved back (the autograd Function does this
-in both passes).
+of its segment (0 outside [-5, 5]). Tensors on another device are moved to the CPU for the loop
+and the results moved back (the autograd Function does this in both passes).
+
+Precision: float32 inputs run a float32 loop with pedalboard's (JUCE's) arithmetic, operation for
+operation: ``a1 = expf(fc * (float(-2 pi) / float(sr)))``, ``r = 0.1f + res * 0.9f``,
+``powf`` for the drive gains, the table built with ``tanhf`` at ``-5 + (i*10)/127`` and read as
+``x0 + f*(x1 - x0)`` at index ``12.7f*clamp(v, -5, 5) + 63.5f``, and the sums in JUCE's order.
+This matters where the loop self-oscillates near Nyquist (cutoff 20 kHz, resonance 1, drive
+100 at 44.1 kHz): it is chaotic there, and a float64 loop ends at ESR ~6e-2 from pedalboard's
+render, while the float32 loop reproduces it (bit for bit in our tests, every mode). float64
+inputs run in float64 (gradcheck). The adjoint always runs in float64 over the recorded states
+(for float32 inputs: over the float32 trajectory, with the float64 table and coefficients).
 """
 
 from __future__ import annotations
@@ -275,7 +284,103 @@ def _kernels():
             gs_init[row, 4] = l4
         return gx, ga1s, grs, gdrives, gs_init
 
-    return forward, backward
+    @njit(cache=True, nogil=True)
+    def sat32(v, table, use_table):  # pragma: no cover - compiled
+        # JUCE LookupTableTransform::processSample in float32: clamp to [-5, 5], index =
+        # 12.7f * v + 63.5f, truncate, interpolate x0 + f * (x1 - x0); table[128] is the guard
+        if not use_table:
+            return math.tanh(v)
+        lo = np.float32(-5.0)
+        hi = np.float32(5.0)
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        index = np.float32(12.7) * v + np.float32(63.5)
+        i = int(index)
+        f = index - np.float32(i)
+        x0 = table[i]
+        return x0 + f * (table[i + 1] - x0)
+
+    @njit(cache=True, nogil=True)
+    def forward32(x, a1s, rs, drives, s_init, taps, comp, table, use_table, save):  # pragma: no cover
+        # float32 arithmetic throughout, in JUCE's operation order (pedalboard's renders)
+        rows, n = x.shape
+        y = np.empty_like(x)
+        traj = np.empty((rows, n if save else 0, 5), dtype=np.float32)
+        s_out = np.empty((rows, 5), dtype=np.float32)
+        tv_a = a1s.shape[1] > 1
+        tv_r = rs.shape[1] > 1
+        tv_d = drives.shape[1] > 1
+        one = np.float32(1.0)
+        k_b0 = np.float32(10.0 / 13.0)
+        k_b1 = np.float32(3.0 / 13.0)
+        k_pow = np.float32(-2.642)
+        k_mul = np.float32(0.6103)
+        k_add = np.float32(0.3903)
+        k_d2m = np.float32(0.04)
+        k_d2a = np.float32(0.96)
+        minus4 = np.float32(-4.0)
+        for row in range(rows):
+            s0 = s_init[row, 0]
+            s1 = s_init[row, 1]
+            s2 = s_init[row, 2]
+            s3 = s_init[row, 3]
+            s4 = s_init[row, 4]
+            drive = drives[row, 0]
+            g1 = math.pow(drive, k_pow) * k_mul + k_add
+            d2 = drive * k_d2m + k_d2a
+            g2 = math.pow(d2, k_pow) * k_mul + k_add
+            for t in range(n):
+                a1 = a1s[row, t if tv_a else 0]
+                r = rs[row, t if tv_r else 0]
+                if tv_d:
+                    drive = drives[row, t]
+                    g1 = math.pow(drive, k_pow) * k_mul + k_add
+                    d2 = drive * k_d2m + k_d2a
+                    g2 = math.pow(d2, k_pow) * k_mul + k_add
+                g = one - a1
+                b0 = g * k_b0
+                b1 = g * k_b1
+                dx = g1 * sat32(drive * x[row, t], table, use_table)
+                a = dx + (r * minus4) * (g2 * sat32(d2 * s4, table, use_table) - dx * comp)
+                b = b1 * s0 + a1 * s1 + b0 * a
+                c = b1 * s1 + a1 * s2 + b0 * b
+                d = b1 * s2 + a1 * s3 + b0 * c
+                e = b1 * s3 + a1 * s4 + b0 * d
+                y[row, t] = a * taps[0] + b * taps[1] + c * taps[2] + d * taps[3] + e * taps[4]
+                s0 = a
+                s1 = b
+                s2 = c
+                s3 = d
+                s4 = e
+                if save:
+                    traj[row, t, 0] = a
+                    traj[row, t, 1] = b
+                    traj[row, t, 2] = c
+                    traj[row, t, 3] = d
+                    traj[row, t, 4] = e
+            s_out[row, 0] = s0
+            s_out[row, 1] = s1
+            s_out[row, 2] = s2
+            s_out[row, 3] = s3
+            s_out[row, 4] = s4
+        return y, traj, s_out
+
+    @njit(cache=True, nogil=True)
+    def table32():  # pragma: no cover - compiled
+        # JUCE LookupTableTransform's points in float32: x_i = -5 + (i * 10) / 127, tanhf(x_i),
+        # plus a guard point repeating the last value
+        out = np.empty(TANH_TABLE_POINTS + 1, dtype=np.float32)
+        lo = np.float32(-5.0)
+        span = np.float32(10.0)
+        last = np.float32(TANH_TABLE_POINTS - 1)
+        for i in range(TANH_TABLE_POINTS):
+            out[i] = math.tanh(lo + (np.float32(i) * span) / last)
+        out[TANH_TABLE_POINTS] = out[TANH_TABLE_POINTS - 1]
+        return out
+
+    return forward, backward, forward32, table32
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -288,26 +393,43 @@ def _np_signal(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", dtype).numpy())
 
 
+def _np32(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
+
+
 @lru_cache(maxsize=None)
 def _table() -> np.ndarray:
     return ladder_tanh_table()
+
+
+@lru_cache(maxsize=None)
+def _table32() -> np.ndarray:
+    """JUCE's table as pedalboard holds it: 128 float32 points (tanhf) plus a guard point."""
+    return _kernels()[3]()
 
 
 class _LadderFunction(torch.autograd.Function):
     """The compiled ladder loop with its exact adjoint (see the module docstring).
 
     Inputs: x (rows, n); a1, r, drive (rows, n|1); s_init (rows, 5). Outputs: y (rows, n) and
-    the final state (rows, 5). Runs on CPU in float64 and returns on the input's device/dtype.
+    the final state (rows, 5). Runs on CPU (float32 inputs in pedalboard's float32 arithmetic,
+    others in float64; the adjoint in float64) and returns on the input's device/dtype.
     """
 
     @staticmethod
     def forward(ctx, x, a1, r, drive, s_init, mode, use_table):  # type: ignore[override]
         taps, comp = LADDER_MODES[mode]
         taps_np = np.asarray(taps) * LADDER_OUTPUT_GAIN
-        fwd, _ = _kernels()
-        arrays = [_np_signal(x)] + [_np(t) for t in (a1, r, drive, s_init)]
+        fwd, _, fwd32, _ = _kernels()
         save = any(ctx.needs_input_grad[:5])
-        y, traj, s_out = fwd(*arrays, taps_np, comp, _table(), use_table, save)
+        if x.dtype == torch.float32:
+            # pedalboard's arithmetic: float32, JUCE's operation order and tanh table
+            arrays = [_np32(t) for t in (x, a1, r, drive, s_init)]
+            taps32 = np.asarray(taps, dtype=np.float32) * np.float32(LADDER_OUTPUT_GAIN)
+            y, traj, s_out = fwd32(*arrays, taps32, np.float32(comp), _table32(), use_table, save)
+        else:
+            arrays = [_np_signal(x)] + [_np(t) for t in (a1, r, drive, s_init)]
+            y, traj, s_out = fwd(*arrays, taps_np, comp, _table(), use_table, save)
         ctx.arrays = arrays
         ctx.traj = traj
         ctx.taps = taps_np
@@ -320,7 +442,7 @@ class _LadderFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y, grad_state):  # type: ignore[override]
-        _, bwd = _kernels()
+        bwd = _kernels()[1]
         x, a1, r, drive, s_init = ctx.arrays
         gy = _np_signal(grad_y).astype(x.dtype, copy=False) if grad_y is not None else np.zeros_like(x)
         gs = _np(grad_state) if grad_state is not None else np.zeros_like(s_init)
@@ -380,7 +502,9 @@ def ladder(
         ``(y, state)``: y (batch, channels, samples) and the final state (batch, channels, 5).
 
     Gradients are exact (hand-written adjoint loop) w.r.t. x, every parameter and the state. The
-    loop runs on CPU; tensors on other devices are moved to the CPU and back.
+    loop runs on CPU; tensors on other devices are moved to the CPU and back. float32 input runs
+    in float32 with pedalboard's exact operation order (renders equal pedalboard's, also at the
+    chaotic self-oscillating corners); float64 input runs in float64.
 
     Reference: JUCE ``dsp::LadderFilter`` (after V. Zavalishin's ladder model) as used by
     ``pedalboard.LadderFilter``; formulas from ``shared/reference/pedalboard.md``.
@@ -398,8 +522,17 @@ def ladder(
     fc = _as_param(cutoff_hz, x, "cutoff_hz")
     res = _as_param(resonance, x, "resonance")
     drv = _as_param(drive, x, "drive")
-    a1 = torch.exp(fc * (-2.0 * math.pi / float(sample_rate)))
-    r = 0.1 + 0.9 * res
+    if x.dtype == torch.float32:
+        # JUCE's float32 coefficients: a1 = expf(fc * (float(-2 pi) / float(sr))) (exp in float64,
+        # rounded once, like a C library's expf); r = 0.1f + res * 0.9f
+        scaler = float(np.float32(-2.0 * math.pi) / np.float32(sample_rate))
+        a1 = torch.exp((fc * scaler).double()).to(torch.float32)
+        r = res * torch.tensor(0.9, dtype=torch.float32, device=x.device) + torch.tensor(
+            0.1, dtype=torch.float32, device=x.device
+        )
+    else:
+        a1 = torch.exp(fc * (-2.0 * math.pi / float(sample_rate)))
+        r = 0.1 + 0.9 * res
     if state is None:
         s0 = x.new_zeros(batch * channels, 5)
     else:

@@ -96,3 +96,23 @@ def test_bad_inputs_raise():
         ladder(x, torch.ones(3, 1, 10), 0.0, 1.0, 48000)
     with pytest.raises(ValueError, match=r"\(batch, channels, samples\)"):
         ladder(x[0], 100.0, 0.0, 1.0, 48000)
+
+
+def test_float32_runs_pedalboards_arithmetic_where_float64_drifts_away():
+    # At cutoff 20 kHz, resonance 1, drive 100 (44.1 kHz) the self-oscillating loop is chaotic:
+    # float64 arithmetic ends far from pedalboard's float32 render, the float32 path stays with it.
+    from dspfx.signals import log_sweep
+
+    sr = 44100
+    x = log_sweep(20.0, 20000.0, 0.5, sr, amplitude=0.5)
+    plugin = pedalboard.LadderFilter(cutoff_hz=20000.0, resonance=1.0, drive=100.0)
+    ref = torch.from_numpy(plugin(x[0].numpy(), sr)).double()
+    y32, s32 = ladder(x, 20000.0, 1.0, 100.0, sr)
+    y64, _ = ladder(x.double(), 20000.0, 1.0, 100.0, sr)
+    assert y32.dtype == s32.dtype == torch.float32
+    assert float(esr(y32[0].double(), ref)) <= 1e-6
+    assert float(esr(y64[0], ref)) > 1e-3
+    # away from the chaotic corner both paths agree (float32 rounding only)
+    y32, _ = ladder(x, 900.0, 0.5, 3.0, sr, "lpf24")
+    y64, _ = ladder(x.double(), 900.0, 0.5, 3.0, sr, "lpf24")
+    assert float(esr(y32.double(), y64)) <= 1e-9

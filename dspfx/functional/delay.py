@@ -15,7 +15,6 @@ the sample it belongs to.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dspfx.functional.filters import iir
+from dspfx.functional.modulation import DelayLoop
 
 __all__ = ["feedback_delay", "pedalboard_delay_samples", "damped_feedback_delay", "damped_delay_state", "damping_pole"]
 
@@ -192,120 +192,6 @@ def damping_pole(damping_hz: Tensor | float, sample_rate: float) -> Tensor:
     return torch.exp(-2.0 * math.pi * fc / float(sample_rate))
 
 
-@lru_cache(maxsize=None)
-def _echo_kernels():
-    """Compiled loops of :func:`damped_feedback_delay` (numba, cached on disk; imported lazily)."""
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def forward(x, d, g, m, p, hist, z0):  # pragma: no cover - compiled
-        rows, n = x.shape
-        length = hist.shape[1]
-        dmax = length - 1.0
-        v = np.empty((rows, length + n), dtype=np.float64)
-        w = np.empty((rows, n), dtype=np.float64)
-        z = np.empty((rows, n), dtype=np.float64)
-        y = np.empty((rows, n), dtype=np.float64)
-        for r in range(rows):
-            for j in range(length):
-                v[r, j] = hist[r, j]
-            zp = z0[r]
-            for t in range(n):
-                dd = d[r, t]
-                if dd < 1.0:
-                    dd = 1.0
-                elif dd > dmax:
-                    dd = dmax
-                k = int(math.floor(dd))
-                f = dd - k
-                i = length + t - k  # <= length + t - 1: the line before this sample is written
-                a = v[r, i]
-                wn = a + f * (v[r, i - 1] - a)
-                zn = (1.0 - p[r, t]) * wn + p[r, t] * zp
-                v[r, length + t] = x[r, t] + g[r, t] * zn
-                w[r, t] = wn
-                z[r, t] = zn
-                y[r, t] = (1.0 - m[r, t]) * x[r, t] + m[r, t] * wn
-                zp = zn
-        return y, v, w, z
-
-    @njit(cache=True, nogil=True)
-    def backward(gy, g_hist_out, g_z_out, x, d, g, m, p, v, w, z, z0):  # pragma: no cover - compiled
-        rows, n = x.shape
-        length = v.shape[1] - n
-        dmax = length - 1.0
-        gv = np.zeros((rows, length + n), dtype=np.float64)
-        gx = np.empty((rows, n), dtype=np.float64)
-        gd = np.empty((rows, n), dtype=np.float64)
-        gg = np.empty((rows, n), dtype=np.float64)
-        gm = np.empty((rows, n), dtype=np.float64)
-        gp = np.empty((rows, n), dtype=np.float64)
-        gz0 = np.empty(rows, dtype=np.float64)
-        for r in range(rows):
-            for j in range(length):
-                gv[r, n + j] = g_hist_out[r, j]
-            gzf = g_z_out[r]  # adjoint reaching z[t] from z[t + 1] (and the carried state)
-            for t in range(n - 1, -1, -1):
-                gvt = gv[r, length + t]  # complete: v[t] is read only at times > t
-                gx[r, t] = gy[r, t] * (1.0 - m[r, t]) + gvt
-                gg[r, t] = gvt * z[r, t]
-                gm[r, t] = gy[r, t] * (w[r, t] - x[r, t])
-                gzt = gvt * g[r, t] + gzf
-                zp = z[r, t - 1] if t > 0 else z0[r]
-                gp[r, t] = gzt * (zp - w[r, t])
-                gwt = gzt * (1.0 - p[r, t]) + gy[r, t] * m[r, t]
-                gzf = gzt * p[r, t]
-                dd = d[r, t]
-                inside = dd >= 1.0 and dd < dmax
-                if dd < 1.0:
-                    dd = 1.0
-                elif dd > dmax:
-                    dd = dmax
-                k = int(math.floor(dd))
-                f = dd - k
-                i = length + t - k
-                a = v[r, i]
-                b = v[r, i - 1]
-                gv[r, i] += gwt * (1.0 - f)
-                gv[r, i - 1] += gwt * f
-                gd[r, t] = gwt * (b - a) if inside else 0.0
-            gz0[r] = gzf
-        return gx, gd, gg, gm, gp, gv[:, :length].copy(), gz0
-
-    return forward, backward
-
-
-def _np64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
-
-
-class _DampedEcho(torch.autograd.Function):
-    """The echo loop on CPU rows (R, N) with an exact adjoint loop run backwards in time."""
-
-    @staticmethod
-    def forward(ctx, x, d, g, m, p, hist, z0):  # type: ignore[override]
-        fwd, _ = _echo_kernels()
-        y, v, w, z = fwd(*(_np64(t) for t in (x, d, g, m, p, hist, z0)))
-        n = x.shape[1]
-        ctx.save_for_backward(x, d, g, m, p, z0)
-        ctx.v, ctx.w, ctx.z = v, w, z
-        hist_out = torch.from_numpy(v[:, n:].copy()).to(x.dtype)
-        z_out = torch.from_numpy(z[:, -1].copy()).to(x.dtype)
-        return torch.from_numpy(y).to(x.dtype), hist_out, z_out
-
-    @staticmethod
-    def backward(ctx, gy, g_hist, g_z):  # type: ignore[override]
-        _, bwd = _echo_kernels()
-        x, d, g, m, p, z0 = ctx.saved_tensors
-        rows, n = x.shape
-        length = ctx.v.shape[1] - n
-        gy = np.zeros((rows, n)) if gy is None else _np64(gy)
-        g_hist = np.zeros((rows, length)) if g_hist is None else _np64(g_hist)
-        g_z = np.zeros(rows) if g_z is None else _np64(g_z)
-        out = bwd(gy, g_hist, g_z, *(_np64(t) for t in (x, d, g, m, p)), ctx.v, ctx.w, ctx.z, _np64(z0))
-        return tuple(torch.from_numpy(a).to(x.dtype) for a in out)
-
-
 def damped_delay_state(
     batch: int,
     channels: int,
@@ -349,10 +235,12 @@ def damped_feedback_delay(
     With a whole-sample ``d`` and ``p = 0`` this is exactly :func:`feedback_delay`
     (pedalboard's ``Delay``). The delay is clamped into ``[1, L - 1]`` samples (``L`` the
     history length; a read needs at least one sample of delay); the gradient is zero where the
-    clamp acts. The loop runs in a compiled kernel (numba) with an exact hand-written backward
-    (adjoint loop backwards in time) w.r.t. the input, the delay (through the interpolation
-    slope), feedback, mix, the damping pole and the state. CPU kernels: tensors on other devices
-    are copied to the CPU and back.
+    clamp acts. The loop runs in a compiled kernel (numba; the delay line shared with
+    :func:`dspfx.functional.modulation.modulated_delay`, :class:`~dspfx.functional.modulation.DelayLoop`,
+    here reading before writing, with the loop filter, in float64 for every input dtype) with an
+    exact hand-written backward (adjoint loop backwards in time) w.r.t. the input, the delay
+    (through the interpolation slope), feedback, mix, the damping pole and the state. CPU
+    kernels: tensors on other devices are copied to the CPU and back.
 
     Args:
         x: ``(batch, channels, samples)`` real tensor.
@@ -399,7 +287,10 @@ def damped_feedback_delay(
     cpu = torch.device("cpu")
     args = [t.to(cpu).reshape(rows, -1) for t in (x, *signals, hist.to(x.dtype))]
     args.append(z0.to(x.dtype).to(cpu).reshape(rows))
-    y, hist_out, z_out = _DampedEcho.apply(*args)
+    x_r, d_r, g_r, m_r, p_r, hist_r, z0_r = args
+    # the shared delay-line loop: read first (delays >= 1 sample), then write; the one-pole
+    # lowpass always runs (p = 0 passes the echo unchanged); float64 arithmetic for every dtype
+    y, hist_out, z_out = DelayLoop.apply(x_r, d_r, g_r, m_r, p_r, hist_r, z0_r, 1.0, False, 1.0, False)
     return y.reshape(batch, channels, n).to(x.device), (
         hist_out.reshape(batch, channels, length).to(x.device),
         z_out.reshape(batch, channels, 1).to(x.device),

@@ -14,6 +14,9 @@ The loop runs in a compiled kernel (numba, ``cache=True``) and its gradient come
 from a hand-written adjoint loop run backwards in time (also numba), exact w.r.t. the input, the
 delay signal (through the interpolation slope ``v[n-k-1] - v[n-k]``), feedback, mix and the
 carried state (the last ``max_delay_samples + 1`` written samples and the last wet sample).
+The kernel pair is :class:`DelayLoop`, the one delay-line loop of the package: parametrised by
+the order of write and read and an optional one-pole lowpass in the loop, it also runs the
+damped echo of :func:`dspfx.functional.delay.damped_feedback_delay` (read first, filtered).
 
 Arithmetic: float64 inputs run the loop in float64; float32 inputs run it in float32 arithmetic,
 in the order of operations of JUCE's float32 ``dsp::Chorus`` (the rounding pedalboard does). The
@@ -36,6 +39,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DelayLoop",
     "LFO_SHAPES",
     "lfo_phase",
     "lfo",
@@ -53,7 +57,7 @@ _TWO_PI = 2.0 * math.pi
 
 @lru_cache(maxsize=None)
 def _kernels():
-    """The compiled loops (numba, cached on disk; imported lazily)."""
+    """The compiled float32 LFO phase loop (numba, cached on disk; imported lazily)."""
     from numba import njit
 
     @njit(cache=True, nogil=True)
@@ -73,69 +77,72 @@ def _kernels():
             end[r] = p
         return out, end
 
-    @njit(cache=True, nogil=True)
-    def forward(x, d, g, m, hist, w0, sign):  # pragma: no cover - compiled
-        rows, n = x.shape
-        length = hist.shape[1]
-        dmax = length - 1.0
-        v = np.empty((rows, length + n), dtype=np.float64)
-        w = np.empty((rows, n), dtype=np.float64)
-        y = np.empty((rows, n), dtype=np.float64)
-        for r in range(rows):
-            for j in range(length):
-                v[r, j] = hist[r, j]
-            wp = w0[r]
-            for t in range(n):
-                v[r, length + t] = x[r, t] + sign * g[r, t] * wp
-                dd = d[r, t]
-                if dd < 0.0:
-                    dd = 0.0
-                elif dd > dmax:
-                    dd = dmax
-                k = int(math.floor(dd))
-                f = dd - k
-                i = length + t - k
-                a = v[r, i]
-                wn = a + f * (v[r, i - 1] - a)
-                w[r, t] = wn
-                y[r, t] = (1.0 - m[r, t]) * x[r, t] + m[r, t] * wn
-                wp = wn
-        return y, v, w
+    return phase_f32
+
+
+@lru_cache(maxsize=None)
+def _loop_kernels():
+    """The delay-line loop shared by every delay of the package (numba, cached on disk):
+    :func:`modulated_delay` (write, then read) and :func:`dspfx.functional.delay.damped_feedback_delay`
+    (read, then write, one-pole lowpass in the loop) run these two kernels.
+
+    Per row and sample, with ``z`` the (optionally filtered) wet signal fed back::
+
+        write_first:  v[t] = x[t] + sign * g[t] * z[t - 1]
+        w[t] = lerp(v, t - d[t])            (d clamped into [dmin, dmax])
+        z[t] = (1 - p[t]) * w[t] + p[t] * z[t - 1]   if damped, else z[t] = w[t]
+        read_first:   v[t] = x[t] + sign * g[t] * z[t]
+        y[t] = (1 - m[t]) * x[t] + m[t] * w[t]
+
+    The forward runs in the arrays' dtype (float32 arrays: float32 arithmetic, JUCE's order;
+    the constants ``one``, ``dmin``, ``dmax``, ``sign`` come in that dtype); the adjoint runs in
+    float64 backwards in time.
+    """
+    from numba import njit
 
     @njit(cache=True, nogil=True)
-    def forward32(x, d, g, m, hist, w0, sign):  # pragma: no cover - compiled
-        # the same loop in float32 arithmetic, operation by operation like JUCE's float32 Chorus
+    def forward(x, d, g, m, p, hist, z0, sign, one, dmin, dmax, write_first, damped):  # pragma: no cover
         rows, n = x.shape
         length = hist.shape[1]
-        dmax = np.float32(length - 1)
-        zero = np.float32(0.0)
-        one = np.float32(1.0)
-        v = np.empty((rows, length + n), dtype=np.float32)
-        w = np.empty((rows, n), dtype=np.float32)
-        y = np.empty((rows, n), dtype=np.float32)
+        v = np.empty((rows, length + n), dtype=x.dtype)
+        w = np.empty((rows, n), dtype=x.dtype)
+        z = np.empty((rows, n if damped else 0), dtype=x.dtype)
+        y = np.empty((rows, n), dtype=x.dtype)
         for r in range(rows):
             for j in range(length):
                 v[r, j] = hist[r, j]
-            wp = w0[r]
+            zp = z0[r]
             for t in range(n):
-                v[r, length + t] = x[r, t] + sign * g[r, t] * wp
+                if write_first:
+                    v[r, length + t] = x[r, t] + sign * g[r, t] * zp
                 dd = d[r, t]
-                if dd < zero:
-                    dd = zero
+                if dd < dmin:
+                    dd = dmin
                 elif dd > dmax:
                     dd = dmax
-                k = int(math.floor(dd))
-                f = dd - np.float32(k)
-                i = length + t - k
+                kf = np.floor(dd)
+                k = int(kf)
+                f = dd - kf
+                i = length + t - k  # write_first: i <= length + t; read_first: i <= length + t - 1
                 a = v[r, i]
                 wn = a + f * (v[r, i - 1] - a)
+                if damped:
+                    zn = (one - p[r, t]) * wn + p[r, t] * zp
+                    z[r, t] = zn
+                else:
+                    zn = wn
+                if not write_first:
+                    v[r, length + t] = x[r, t] + sign * g[r, t] * zn
                 w[r, t] = wn
                 y[r, t] = (one - m[r, t]) * x[r, t] + m[r, t] * wn
-                wp = wn
-        return y, v, w
+                zp = zn
+        return y, v, w, z
 
     @njit(cache=True, nogil=True)
-    def backward(gy, g_hist_out, g_w_out, x, d, g, m, v, w, w0, sign):  # pragma: no cover - compiled
+    def backward(  # pragma: no cover - compiled
+        gy, g_hist_out, g_z_out, x, d, g, m, p, v, w, z, z0, sign, dmin, write_first, damped
+    ):
+        # float64 adjoint; z is w when not damped
         rows, n = x.shape
         length = v.shape[1] - n
         dmax = length - 1.0
@@ -144,86 +151,119 @@ def _kernels():
         gd = np.empty((rows, n), dtype=np.float64)
         gg = np.empty((rows, n), dtype=np.float64)
         gm = np.empty((rows, n), dtype=np.float64)
-        gw0 = np.empty(rows, dtype=np.float64)
+        gp = np.zeros((rows, n), dtype=np.float64)
+        gz0 = np.empty(rows, dtype=np.float64)
         for r in range(rows):
             for j in range(length):
                 gv[r, n + j] = g_hist_out[r, j]  # the carried history is v[n .. n + length - 1]
-            gw = g_w_out[r]  # adjoint of w[t] from the future (v[t + 1]) and the carried last wet
+            lz = g_z_out[r]  # adjoint reaching z[t] from later samples (and the carried state)
             for t in range(n - 1, -1, -1):
-                gwt = gw + gy[r, t] * m[r, t]
-                gm[r, t] = gy[r, t] * (w[r, t] - x[r, t])
-                gxt = gy[r, t] * (1.0 - m[r, t])
+                zp = z[r, t - 1] if t > 0 else z0[r]
+                gyt = gy[r, t]
+                mt = m[r, t]
+                gm[r, t] = gyt * (w[r, t] - x[r, t])
+                if write_first:
+                    gzt = lz
+                else:
+                    gvt = gv[r, length + t]  # complete: v[t] is read only at times > t
+                    gx[r, t] = gyt * (1.0 - mt) + gvt
+                    gg[r, t] = gvt * sign * z[r, t]
+                    gzt = gvt * sign * g[r, t] + lz
+                if damped:
+                    pt = p[r, t]
+                    gp[r, t] = gzt * (zp - w[r, t])
+                    gwt = gzt * (1.0 - pt) + gyt * mt
+                    lz = gzt * pt
+                else:
+                    gwt = gzt + gyt * mt
+                    lz = 0.0
                 dd = d[r, t]
-                inside = dd >= 0.0 and dd < dmax
-                if dd < 0.0:
-                    dd = 0.0
+                inside = dd >= dmin and dd < dmax
+                if dd < dmin:
+                    dd = dmin
                 elif dd > dmax:
                     dd = dmax
                 k = int(math.floor(dd))
                 f = dd - k
                 i = length + t - k
-                a = v[r, i]
-                b = v[r, i - 1]
                 gv[r, i] += gwt * (1.0 - f)
                 gv[r, i - 1] += gwt * f
-                gd[r, t] = gwt * (b - a) if inside else 0.0
-                gvt = gv[r, length + t]  # complete: every read of v[t] happens at times >= t
-                gx[r, t] = gxt + gvt
-                wp = w[r, t - 1] if t > 0 else w0[r]
-                gg[r, t] = gvt * sign * wp
-                gw = gvt * sign * g[r, t]
-            gw0[r] = gw
-        return gx, gd, gg, gm, gv[:, :length].copy(), gw0
+                gd[r, t] = gwt * (v[r, i - 1] - v[r, i]) if inside else 0.0
+                if write_first:
+                    gvt = gv[r, length + t]  # complete: every read of v[t] happens at times >= t
+                    gx[r, t] = gyt * (1.0 - mt) + gvt
+                    gg[r, t] = gvt * sign * zp
+                    lz += gvt * sign * g[r, t]
+            gz0[r] = lz
+        return gx, gd, gg, gm, gp, gv[:, :length].copy(), gz0
 
-    return phase_f32, forward, backward, forward32
+    return forward, backward
 
 
 def _np64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
 
 
-class _ModulatedDelay(torch.autograd.Function):
-    """The delay-line loop on CPU rows: ``(x, d, g, m)`` shaped (R, N), ``hist`` (R, L), ``w0``
-    (R,); returns ``y`` (R, N), the new history (R, L) and the last wet sample (R,).
+class DelayLoop(torch.autograd.Function):
+    """The delay-line loop on CPU rows, shared by :func:`modulated_delay` and
+    :func:`dspfx.functional.delay.damped_feedback_delay` (see :func:`_loop_kernels` for the
+    recursion).
+
+    ``apply(x, d, g, m, p, hist, z0, sign, write_first, min_delay, float32_arithmetic)`` with
+    ``x, d, g, m`` (and the damping pole ``p``, or ``None`` for no loop filter) shaped (R, N),
+    ``hist`` (R, L) and ``z0`` (R,) (the last sample fed back); returns ``y`` (R, N), the new
+    history (R, L) and the last fed-back sample (R,). The delay is clamped into
+    ``[min_delay, L - 1]``. float32 inputs run in float32 arithmetic when
+    ``float32_arithmetic`` (JUCE's rounding), else in float64; the backward runs in float64.
 
     Backward: the adjoint loop runs backwards in time; ``dL/dv[t]`` collects the interpolation
     weights of every read of ``v[t]`` (all at times >= t, so it is complete when ``t`` is
-    reached), then flows to ``x[t]``, ``g[t]`` and ``w[t - 1]``; ``dL/dd[t]`` is the read's
-    slope ``v[t-k-1] - v[t-k]`` (zero where the delay was clamped into ``[0, L - 1]``).
+    reached), then flows to ``x[t]``, ``g[t]`` and the fed-back sample; ``dL/dd[t]`` is the
+    read's slope ``v[t-k-1] - v[t-k]`` (zero where the delay was clamped).
     """
 
     @staticmethod
-    def forward(ctx, x, d, g, m, hist, w0, sign):  # type: ignore[override]
-        _, fwd64, _, fwd32 = _kernels()
-        if x.dtype == torch.float32:  # float32 arithmetic, as pedalboard/JUCE compute
-            arrays = [np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32) for t in (x, d, g, m, hist, w0)]
-            y, v, w = fwd32(*arrays, np.float32(sign))  # (widened to float64 in backward)
-        else:
-            arrays = [_np64(t) for t in (x, d, g, m, hist, w0)]
-            y, v, w = fwd64(*arrays, float(sign))
+    def forward(  # type: ignore[override]
+        ctx, x, d, g, m, p, hist, z0, sign, write_first, min_delay, float32_arithmetic
+    ):
+        fwd, _ = _loop_kernels()
+        damped = p is not None
+        dtype = np.float32 if (float32_arithmetic and x.dtype == torch.float32) else np.float64
+        arr = lambda t: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)  # noqa: E731
+        arrays = [arr(t) for t in (x, d, g, m)]
+        pa = arr(p) if damped else arrays[0]
+        length = hist.shape[1]
+        y, v, w, z = fwd(
+            *arrays, pa, arr(hist), arr(z0), dtype(sign), dtype(1.0), dtype(min_delay), dtype(length - 1),
+            bool(write_first), damped,
+        )  # fmt: skip
         n = x.shape[1]
-        ctx.sign = float(sign)
-        ctx.save_for_backward(x, d, g, m, w0)
-        ctx.v, ctx.w = v, w
+        ctx.flags = (float(sign), bool(write_first), float(min_delay), damped)
+        ctx.save_for_backward(x, d, g, m, p if damped else None, z0)
+        ctx.v, ctx.w, ctx.z = v, w, (z if damped else w)
         out = torch.from_numpy(y).to(x.dtype)
         hist_out = torch.from_numpy(v[:, n:].copy()).to(x.dtype)
-        w_out = torch.from_numpy(w[:, -1].copy()).to(x.dtype) if n else w0.detach().clone()
-        return out, hist_out, w_out
+        z_out = torch.from_numpy(ctx.z[:, -1].copy()).to(x.dtype) if n else z0.detach().clone()
+        return out, hist_out, z_out
 
     @staticmethod
-    def backward(ctx, gy, g_hist, g_w):  # type: ignore[override]
-        _, _, bwd, _ = _kernels()
-        x, d, g, m, w0 = ctx.saved_tensors
+    def backward(ctx, gy, g_hist, g_z):  # type: ignore[override]
+        _, bwd = _loop_kernels()
+        x, d, g, m, p, z0 = ctx.saved_tensors
+        sign, write_first, min_delay, damped = ctx.flags
         rows, n = x.shape
         length = ctx.v.shape[1] - n
         gy = np.zeros((rows, n)) if gy is None else _np64(gy)
         g_hist = np.zeros((rows, length)) if g_hist is None else _np64(g_hist)
-        g_w = np.zeros(rows) if g_w is None else _np64(g_w)
-        v, w = ctx.v.astype(np.float64, copy=False), ctx.w.astype(np.float64, copy=False)
-        out = bwd(gy, g_hist, g_w, *(_np64(t) for t in (x, d, g, m)), v, w, _np64(w0), ctx.sign)
-        dtype = x.dtype
-        grads = [torch.from_numpy(a).to(dtype) for a in out]
-        return (*grads, None)
+        g_z = np.zeros(rows) if g_z is None else _np64(g_z)
+        v, w, z = (a.astype(np.float64, copy=False) for a in (ctx.v, ctx.w, ctx.z))
+        xa, da, ga, ma = (_np64(t) for t in (x, d, g, m))
+        pa = _np64(p) if damped else xa
+        gx, gd, gg, gm, gp, gh, gz0 = bwd(
+            gy, g_hist, g_z, xa, da, ga, ma, pa, v, w, z, _np64(z0), sign, min_delay, write_first, damped
+        )
+        t = lambda a: torch.from_numpy(a).to(x.dtype)  # noqa: E731
+        return t(gx), t(gd), t(gg), t(gm), (t(gp) if damped else None), t(gh), t(gz0), None, None, None, None
 
 
 # ============================================================================ LFO
@@ -294,7 +334,7 @@ def lfo_phase(
 
     needs_grad = torch.is_grad_enabled() and (rate.requires_grad or phase.requires_grad)
     if float32_phase:
-        phase_f32, _, _, _ = _kernels()
+        phase_f32 = _kernels()
         inc32 = (
             torch.tensor(np.float32(_TWO_PI), dtype=torch.float32) * rate.detach().cpu().to(torch.float32)
         ) / np.float32(sample_rate)
@@ -461,6 +501,7 @@ def modulated_delay(
     cpu = torch.device("cpu")
     args = [t.to(cpu).reshape(rows, -1) for t in (x, *signals, hist.to(x.dtype))]
     args.append(w0.to(x.dtype).to(cpu).reshape(rows))
-    y, hist_out, w_out = _ModulatedDelay.apply(*args, float(feedback_sign))
+    x_r, d_r, g_r, m_r, hist_r, w0_r = args
+    y, hist_out, w_out = DelayLoop.apply(x_r, d_r, g_r, m_r, None, hist_r, w0_r, float(feedback_sign), True, 0.0, True)
     y = y.reshape(batch, channels, n).to(device)
     return y, (hist_out.reshape(batch, channels, length).to(device), w_out.reshape(batch, channels, 1).to(device))

@@ -1,5 +1,6 @@
 """Guitar-amp blocks: preamp, tone stack, power amp, output transformer, cabinet, and
-:func:`amp`, the full amp chain with front-panel knobs.
+:func:`amp`, the full amp chain with front-panel knobs, and :class:`KnobConditioned`, which maps
+front-panel settings (0-10) through a small network to the chain's knobs.
 
 Importing this package registers every amp unit; each module lists its units in ``__all__``.
 """
@@ -16,5 +17,7 @@ from dspfx.amps.transformer import *  # noqa: F401,F403
 from dspfx.amps.transformer import __all__ as _transformer
 from dspfx.amps.amp import *  # noqa: F401,F403,E402  (last: ``dspfx.amps.amp`` is the function)
 from dspfx.amps.amp import __all__ as _amp  # noqa: E402
+from dspfx.amps.conditioned import *  # noqa: F401,F403,E402
+from dspfx.amps.conditioned import __all__ as _conditioned  # noqa: E402
 
-__all__ = [*_preamp, *_tonestack, *_power_amp, *_transformer, *_cabinet, *_amp]
+__all__ = [*_preamp, *_tonestack, *_power_amp, *_transformer, *_cabinet, *_amp, *_conditioned]

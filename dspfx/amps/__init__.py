@@ -1,6 +1,7 @@
 """Guitar-amp blocks: preamp, tone stack, power amp, output transformer, cabinet, and
 :func:`amp`, the full amp chain with front-panel knobs, and :class:`KnobConditioned`, which maps
-front-panel settings (0-10) through a small network to the chain's knobs.
+front-panel settings (0-10) through a small network to the chain's knobs; :class:`LSTMAmp`
+is the black-box baseline (Wright et al.'s LSTM) that gray-box fits are compared against.
 
 Importing this package registers every amp unit; each module lists its units in ``__all__``.
 """
@@ -19,5 +20,7 @@ from dspfx.amps.amp import *  # noqa: F401,F403,E402  (last: ``dspfx.amps.amp`` 
 from dspfx.amps.amp import __all__ as _amp  # noqa: E402
 from dspfx.amps.conditioned import *  # noqa: F401,F403,E402
 from dspfx.amps.conditioned import __all__ as _conditioned  # noqa: E402
+from dspfx.amps.lstm import *  # noqa: F401,F403,E402
+from dspfx.amps.lstm import __all__ as _lstm  # noqa: E402
 
-__all__ = [*_preamp, *_tonestack, *_power_amp, *_transformer, *_cabinet, *_amp, *_conditioned]
+__all__ = [*_preamp, *_tonestack, *_power_amp, *_transformer, *_cabinet, *_amp, *_conditioned, *_lstm]

@@ -194,7 +194,10 @@ def check_audio(x: Any, name: str = "x", owner: str = "") -> Tensor:
         raise TypeError(f"{who}{name} must be a floating tensor, got dtype {x.dtype}")
     if x.shape[-1] == 0:
         raise ValueError(f"{who}{name} is empty (0 samples)")
-    check_finite(x, f"{who}{name}")
+    # One reduction is enough when it is finite (a NaN or Inf anywhere would make it so);
+    # otherwise the detailed scan finds and names the bad values (or none: the sum overflowed).
+    if not math.isfinite(float(x.detach().sum())):
+        check_finite(x, f"{who}{name}")
     return x
 
 
@@ -242,6 +245,9 @@ class Unit(nn.Module):
         self._knobs: dict[str, Knob] = {}
         # knob -> ((data_ptr, version) of its raw parameter when set, value set, as a tensor)
         self._exact: dict[str, tuple[tuple[int, int], float, Tensor]] = {}
+        # knob -> (token of its raw parameter and set value, its (1, 1, 1) control) for renders
+        # without autograd: the map runs once per knob change, not once per call
+        self._static_controls: dict[str, tuple[tuple[Any, ...], Tensor]] = {}
         self.raw_knobs = nn.ParameterDict()
         # Zero-size buffer that follows .to(device/dtype), so stateless code knows where to work.
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)
@@ -538,8 +544,25 @@ class Unit(nn.Module):
                     c = upsample_control(c, n_samples)
                 out[key] = c.squeeze(-1).unsqueeze(1)  # (batch|1, 1, frames|n)
             else:
-                out[key] = self.knob_value(key).reshape(1, 1, 1)
+                out[key] = self._knob_control(key)
         return out
+
+    def _knob_control(self, key: str) -> Tensor:
+        """``knob_value(key)`` as a (1, 1, 1) control. Without autograd (``torch.no_grad()``) the
+        tensor is kept until the raw parameter or the value set changes (the same token as the
+        exact-value record: storage and version), so repeated renders skip the knob map; the
+        values are those the map gives, bit for bit."""
+        if torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            return self.knob_value(key).reshape(1, 1, 1)
+        raw = self.raw_knobs[key]
+        token = (raw.data_ptr(), raw._version, raw.dtype, raw.device, id(self._exact.get(key)))
+        cache = self.__dict__.setdefault("_static_controls", {})
+        hit = cache.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        value = self.knob_value(key).reshape(1, 1, 1)
+        cache[key] = (token, value)
+        return value
 
     def split_controls(self, controls: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """Split call controls into this unit's own and its children's (by first path part)."""

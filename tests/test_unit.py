@@ -167,6 +167,41 @@ def test_units_reject_bad_audio(bad, message):
         dspfx.make("distortion")(bad)
 
 
+def test_check_audio_names_bad_values_and_passes_huge_finite_audio():
+    """The one-reduction fast path: a sum that overflows (finite audio) still passes, and a lone
+    Inf or NaN is still found and named."""
+    huge = torch.full((1, 1, 8), 3.0e38)  # the float32 sum overflows to inf
+    assert check_audio(huge) is huge
+    for bad, what in ((float("inf"), "(0 NaN, 1 Inf)"), (float("nan"), "(1 NaN, 0 Inf)")):
+        x = torch.zeros(1, 2, 32)
+        x[0, 1, 5] = bad
+        with pytest.raises(ValueError, match="1 non-finite value") as info:
+            check_audio(x, owner="gain")
+        assert "gain: x" in str(info.value) and what in str(info.value) and "(0, 1, 5)" in str(info.value)
+
+
+def test_renders_without_autograd_follow_every_knob_change():
+    """Without autograd a unit keeps its knob controls between calls; every way of changing a
+    knob (set, an optimiser step, load_state_dict, a dtype move) is seen by the next render."""
+    unit = dspfx.make("gain", gain_db=6.0)
+    x = torch.randn(1, 1, 64)
+    with torch.no_grad():
+        first = unit(x)
+        assert torch.equal(unit(x), first)
+        assert torch.equal(first, unit(x.clone().requires_grad_()).detach())
+    unit.set(gain_db=-6.0)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), x * 10 ** (-6.0 / 20))
+    unit(x).sum().backward()
+    torch.optim.SGD(unit.parameters(), lr=0.5).step()
+    moved = unit.knobs()["gain_db"]
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x), x * 10 ** (moved / 20))
+        unit.load_state_dict(dspfx.make("gain", gain_db=3.0).state_dict())
+        torch.testing.assert_close(unit(x), x * 10 ** (unit.knobs()["gain_db"] / 20))
+        assert unit.double()(x.double()).dtype == torch.float64
+
+
 def test_effect_without_input_raises():
     with pytest.raises(TypeError, match="needs input audio"):
         dspfx.make("gain")()

@@ -699,7 +699,11 @@ def _iir_tdf2(x: Tensor, b4: Tensor, a4: Tensor, state: Tensor | None) -> tuple[
         br = bn[:, :, 0].expand(batch, channels, p + 1).reshape(rows, p + 1)
         ar = an[:, :, 0].expand(batch, channels, p).reshape(rows, p)
         sr = s0.reshape(rows, p)
-        y, s_exact = StaticTDF2.apply(xr, br, ar, sr)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (xr, br, ar, sr)):
+            y, s_exact = StaticTDF2.apply(xr, br, ar, sr)
+        else:  # nothing to differentiate: the same loop, without the autograd Function around it
+            arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (xr, br, ar, sr))
+            y, s_exact = (torch.from_numpy(a) for a in _tdf2_kernel()(*arrays))
         s_graph = _tdf2_final_state(xr, y, br, ar, sr)
         s_out = s_graph + (s_exact - s_graph).detach()  # exact value, the expression's gradient
         return y.reshape(batch, channels, n), s_out.reshape(batch, channels, p)
@@ -876,13 +880,18 @@ def iir(
     ):
         # static coefficients on CPU: one compiled loop for numerator and denominator
         rows = batch * channels
-        y = StaticIIR.apply(
+        args = (
             x.reshape(rows, n_samples),
             b4[:, :, 0].expand(batch, channels, nb).reshape(rows, nb),
             (a4[:, :, 0, 1:] / a4[:, :, 0, :1]).expand(batch, channels, ar_order).reshape(rows, ar_order),
             x_hist.reshape(rows, fir_order),
             y_hist.reshape(rows, ar_order),
-        ).reshape(batch, channels, n_samples)
+        )
+        if torch.is_grad_enabled() and any(t.requires_grad for t in args):
+            y = StaticIIR.apply(*args)
+        else:  # nothing to differentiate: the same loop, without the autograd Function around it
+            y = _static_iir_numpy(*args)
+        y = y.reshape(batch, channels, n_samples)
         return y, (_history_after(x_hist, x, fir_order), _history_after(y_hist, y, ar_order))
 
     # ---- FIR part: fir[n] = sum_k b_k[n] x[n-k], with x[n-k] for n-k < 0 from the history.

@@ -17,7 +17,7 @@ also through :class:`dspfx.Stream` (``stream(block, sidechain=key_block)``) and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -28,11 +28,47 @@ from dspfx.unit import Knob, Unit, check_audio
 
 __all__ = ["Compressor", "Limiter", "NoiseGate", "Expander"]
 
+#: Knobs the compressor and the noise gate share, by name and units, with their pedalboard twins.
+_BALLISTIC_TWIN_KNOBS = ("threshold_db", "ratio", "attack_ms", "release_ms")
+
+
 def _zeros(unit: Unit, batch: int, channels: int) -> Tensor:
     return torch.zeros(batch, channels, 1, dtype=unit.dtype, device=unit.device)
 
 
-class _KeyedUnit(Unit):
+class _Dynamics(Unit):
+    """What the dynamics units share: the knob mapping to and from their pedalboard twins.
+
+    A twin's knobs are the pedalboard parameters of the same names (``_pedalboard_knobs``);
+    knobs pedalboard lacks are set to the values that render like it (``_pedalboard_fixed``).
+    """
+
+    #: knobs that are also parameters (same name, same units) of the pedalboard twin
+    _pedalboard_knobs: ClassVar[tuple[str, ...]] = ()
+    #: values of the knobs the twin lacks, at which the unit renders like it
+    _pedalboard_fixed: ClassVar[dict[str, float]] = {}
+
+    @classmethod
+    def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
+        if not cls.pedalboard_classes:
+            return super().from_pedalboard(plugin, sample_rate)
+        knobs = {key: getattr(plugin, key) for key in cls._pedalboard_knobs}
+        return cls(sample_rate=sample_rate, **knobs, **cls._pedalboard_fixed)
+
+    def _pedalboard_plugin(self) -> Any:
+        """The twin plugin with this unit's values of the shared knobs."""
+        import pedalboard
+
+        k = self.knobs()
+        return getattr(pedalboard, self.pedalboard_classes[0])(**{key: k[key] for key in self._pedalboard_knobs})
+
+    def to_pedalboard(self) -> Any:
+        if not self.pedalboard_classes:
+            return super().to_pedalboard()
+        return self._pedalboard_plugin()
+
+
+class _KeyedUnit(_Dynamics):
     """A unit whose detector can listen to a key signal given as the ``sidechain`` control."""
 
     extra_controls = ("sidechain",)
@@ -128,17 +164,8 @@ class Compressor(_KeyedUnit):
         k = {key: self.knob_value(key) for key in self.knob_specs}
         return FD.compressor_gain_db(level_db, k["threshold_db"], k["ratio"], k["knee_db"]) + k["makeup_db"]
 
-    @classmethod
-    def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
-        return cls(
-            sample_rate=sample_rate,
-            threshold_db=plugin.threshold_db,
-            ratio=plugin.ratio,
-            attack_ms=plugin.attack_ms,
-            release_ms=plugin.release_ms,
-            knee_db=0.0,
-            makeup_db=0.0,
-        )
+    _pedalboard_knobs = _BALLISTIC_TWIN_KNOBS
+    _pedalboard_fixed = {"knee_db": 0.0, "makeup_db": 0.0}
 
     def to_pedalboard(self) -> Any:
         import pedalboard
@@ -149,16 +176,14 @@ class Compressor(_KeyedUnit):
                 f"compressor with detector={self.detector!r}, knee_db={k['knee_db']:g} has no pedalboard twin "
                 "(pedalboard.Compressor is a peak detector with a hard knee: detector='peak', knee_db=0)"
             )
-        comp = pedalboard.Compressor(
-            threshold_db=k["threshold_db"], ratio=k["ratio"], attack_ms=k["attack_ms"], release_ms=k["release_ms"]
-        )
+        comp = self._pedalboard_plugin()
         if k["makeup_db"] != 0.0:
             return pedalboard.Pedalboard([comp, pedalboard.Gain(gain_db=k["makeup_db"])])
         return comp
 
 
 @register
-class Limiter(Unit):
+class Limiter(_Dynamics):
     """Brickwall-style limiter exactly as JUCE's/pedalboard's ``Limiter``.
 
     Two hard-knee peak compressors in series (a fixed -10 dB, 4:1, 2 ms / 200 ms stage, then
@@ -188,15 +213,7 @@ class Limiter(Unit):
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         return FD.limiter(x, controls["threshold_db"], controls["release_ms"], self.sample_rate, state=state)
 
-    @classmethod
-    def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
-        return cls(sample_rate=sample_rate, threshold_db=plugin.threshold_db, release_ms=plugin.release_ms)
-
-    def to_pedalboard(self) -> Any:
-        import pedalboard
-
-        k = self.knobs()
-        return pedalboard.Limiter(threshold_db=k["threshold_db"], release_ms=k["release_ms"])
+    _pedalboard_knobs = ("threshold_db", "release_ms")
 
 
 @register
@@ -245,23 +262,7 @@ class NoiseGate(_KeyedUnit):
             state=state,
         )
 
-    @classmethod
-    def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
-        return cls(
-            sample_rate=sample_rate,
-            threshold_db=plugin.threshold_db,
-            ratio=plugin.ratio,
-            attack_ms=plugin.attack_ms,
-            release_ms=plugin.release_ms,
-        )
-
-    def to_pedalboard(self) -> Any:
-        import pedalboard
-
-        k = self.knobs()
-        return pedalboard.NoiseGate(
-            threshold_db=k["threshold_db"], ratio=k["ratio"], attack_ms=k["attack_ms"], release_ms=k["release_ms"]
-        )
+    _pedalboard_knobs = _BALLISTIC_TWIN_KNOBS
 
 
 @register

@@ -201,6 +201,29 @@ def _ballistics_kernel(d, c_attack, c_release, e0, envelope, attack):  # pragma:
                 envelope[b, ch, n] = prev
 
 
+@njit(cache=True)
+def _gate_envelopes_kernel(power, c_rms_attack, c_rms, c_attack, c_release, ms0, env0, mean_square, envelope):  # pragma: no cover
+    # The noise gate's two detectors in one pass (forward only): ballistics on the power
+    # (c_rms_attack / c_rms), its square root, then ballistics with c_attack / c_release. Per
+    # sample the operations are those of two _ballistics_kernel calls, in the power's dtype.
+    batch, channels, n_samples = power.shape
+    for b in range(batch):
+        for ch in range(channels):
+            ms = ms0[b, ch]
+            prev = env0[b, ch]
+            for n in range(n_samples):
+                v = power[b, ch, n]
+                c = c_rms_attack[b, ch, n] if v > ms else c_rms[b, ch, n]
+                ms = v + c * (ms - v)
+                mean_square[b, ch, n] = ms
+                # _safe_sqrt (+0 at 0), rounded to the dtype by the store (numba's sqrt is float64)
+                envelope[b, ch, n] = math.sqrt(ms) if ms > 0 else 0.0
+                r = envelope[b, ch, n]
+                c = c_attack[b, ch, n] if r > prev else c_release[b, ch, n]
+                prev = r + c * (prev - r)
+                envelope[b, ch, n] = prev
+
+
 def envelope_decisions(
     d: Tensor,
     attack_coefficient: Tensor | float,
@@ -303,6 +326,15 @@ def _safe_sqrt(p: Tensor) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, p, torch.ones_like(p))), torch.zeros_like(p))
 
 
+def _exact_sqrt(p: Tensor) -> Tensor:
+    """Correctly rounded square roots of ``p >= 0`` (no gradient): the hardware instruction, as
+    JUCE's ``std::sqrt`` and the compiled gate kernel compute them (torch's vectorised sqrt can
+    be one ulp off)."""
+    with torch.no_grad():
+        values = np.sqrt(np.maximum(p.detach().cpu().numpy(), 0.0))
+    return torch.from_numpy(values).to(device=p.device, dtype=p.dtype)
+
+
 def level_db(envelope: Tensor, power: bool = False) -> Tensor:
     """Detector level in dB: ``20 log10(e)`` (``10 log10(e)`` for a power envelope).
 
@@ -378,6 +410,74 @@ def _times(attack_ms: Any, release_ms: Any, x: Tensor, sample_rate: float) -> tu
     return ballistics_coefficient(attack, sample_rate), ballistics_coefficient(release, sample_rate)
 
 
+def _needs_grad(*values: Any) -> bool:
+    """Whether autograd records a render from these inputs (tensors among them that require grad)."""
+    return torch.is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
+
+
+def _knee_gain_no_grad(
+    x: Tensor,
+    envelope: Tensor,
+    power: bool,
+    threshold: Tensor,
+    slope: Tensor,
+    knee_t: Tensor,
+    makeup: Tensor | None,
+    below: bool,
+) -> Tensor:
+    """``x`` times the gain of a compressor (``below=False``, ``slope = 1/ratio - 1``, ``u = L - T``)
+    or an expander / gate (``below=True``, ``slope = 1 - ratio``, ``u = T - L``), for renders that
+    need no gradient: the operations of :func:`level_db`, :func:`knee`, the gain computers and
+    ``_db_to_gain`` in the same order, mostly in place on one buffer, so the values equal theirs
+    bit for bit (a hard knee is ``max(u, 0)``: only a zero's sign may differ before ``exp``,
+    which maps both to 1).
+    """
+    g = envelope.clamp_min(torch.finfo(envelope.dtype).tiny)  # a new buffer: the envelope holds the state
+    g.log_().mul_((10.0 if power else 20.0) / math.log(10.0))
+    if below:
+        g.neg_().add_(threshold)  # T - L (IEEE: T + (-L) is T - L)
+    else:
+        g.sub_(threshold)
+    with torch.no_grad():
+        hard = not bool(knee_t.any())
+    if hard:
+        g.clamp_min_(0.0)
+    else:  # knee(): where(u <= -W/2, 0, where(u >= W/2, u, (u + W/2)^2 / (2 W)))
+        w = knee_t.to(g.dtype)
+        half = 0.5 * w
+        w_safe = torch.where(w > 0, w, torch.ones_like(w))
+        quadratic = (g + half).pow_(2).div_(2.0 * w_safe)
+        g = torch.where(g >= half, g, quadratic, out=quadratic).masked_fill_(g <= -half, 0.0)
+    g.mul_(slope)
+    if makeup is not None:
+        g.add_(makeup)
+    return x * g.mul_(math.log(10.0) / 20.0).exp_()
+
+
+def _gate_envelopes(
+    power: Tensor, c_rms: Tensor, c_attack: Tensor, c_release: Tensor, rms_state: Any, peak_state: Any
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The noise gate's envelope without gradient, both detectors in one compiled pass:
+    ``(envelope, rms_state, peak_state)``, equal to two :func:`envelope_follower` calls."""
+    shape = tuple(power.shape)
+    ca1 = _as_control(0.0, "rms attack coefficient", power)
+    cr1 = _as_control(c_rms, "rms release coefficient", power)
+    ca = _as_control(c_attack, "attack_coefficient", power)
+    cr = _as_control(c_release, "release_coefficient", power)
+    ms0 = _as_state(rms_state, power, "rms state")
+    e0 = _as_state(peak_state, power, "envelope state")
+    with torch.no_grad():
+        arrays = [power.detach().cpu().contiguous().numpy()]
+        arrays += [c.detach().cpu().expand(shape).numpy() for c in (ca1, cr1, ca, cr)]
+        arrays += [s.detach().cpu()[..., 0].contiguous().numpy() for s in (ms0, e0)]
+        mean_square = np.empty(shape, dtype=arrays[0].dtype)
+        envelope = np.empty(shape, dtype=arrays[0].dtype)
+        _gate_envelopes_kernel(*arrays, mean_square, envelope)
+    ms_t = torch.from_numpy(mean_square).to(power.device)
+    env_t = torch.from_numpy(envelope).to(power.device)
+    return env_t, ms_t[..., -1:], env_t[..., -1:]
+
+
 # --------------------------------------------------------------------------------------------
 # processors
 # --------------------------------------------------------------------------------------------
@@ -438,6 +538,9 @@ def compressor(
     c_attack, c_release = _times(attack_ms, release_ms, x, sample_rate)
     d = _detector_input(x, sidechain, detector)
     env, new_state = envelope_follower(d, c_attack, c_release, state)
+    if not _needs_grad(x, sidechain, threshold, ratio_t, knee_t, makeup, c_attack, c_release, state):
+        slope = 1.0 / ratio_t - 1.0
+        return _knee_gain_no_grad(x, env, detector == "rms", threshold, slope, knee_t, makeup, below=False), new_state
     level = level_db(env, power=detector == "rms")
     gain_db = compressor_gain_db(level, threshold, ratio_t, knee_t) + makeup
     return x * _db_to_gain(gain_db), new_state
@@ -478,6 +581,8 @@ def expander(
     c_attack, c_release = _times(attack_ms, release_ms, x, sample_rate)
     d = _detector_input(x, sidechain, detector)
     env, new_state = envelope_follower(d, c_attack, c_release, state)
+    if not _needs_grad(x, sidechain, threshold, ratio_t, knee_t, c_attack, c_release, state):
+        return _knee_gain_no_grad(x, env, detector == "rms", threshold, 1.0 - ratio_t, knee_t, None, below=True), new_state
     level = level_db(env, power=detector == "rms")
     return x * _db_to_gain(expander_gain_db(level, threshold, ratio_t, knee_t)), new_state
 
@@ -496,7 +601,7 @@ def noise_gate(
     """Noise gate exactly as pedalboard's/JUCE's ``NoiseGate``, per channel.
 
     Detector: an RMS envelope (ballistics on ``key**2`` with attack 0 ms and release 50 ms,
-    then a square root), then peak ballistics with ``attack_ms``/``release_ms`` on that. Gain:
+    then a correctly rounded square root, as JUCE's ``std::sqrt``), then peak ballistics with ``attack_ms``/``release_ms`` on that. Gain:
     1 when the envelope ``e > T``, else ``(e/T)^(ratio - 1)`` (``T = 10^(threshold_db/20)``).
 
     Args:
@@ -509,6 +614,9 @@ def noise_gate(
 
     Returns:
         ``(y, state)``. Differentiable w.r.t. x, the key, every control and the state.
+
+    Without a gradient to track, both detectors run in one compiled pass and the gain is
+    computed in place (the same values as the differentiable path).
 
     Reference: JUCE ``dsp::NoiseGate``, as wrapped by ``pedalboard.NoiseGate``.
     """
@@ -527,8 +635,14 @@ def noise_gate(
         raise ValueError(f"noise_gate state must be a pair (rms_power, envelope), got {type(state).__name__}")
     power = _detector_input(x, sidechain, "rms")
     c_rms = ballistics_coefficient(torch.tensor(NOISE_GATE_RMS_RELEASE_MS, dtype=x.dtype, device=x.device), sample_rate)
+    if x.shape[-1] and not _needs_grad(x, sidechain, threshold, ratio_t, c_attack, c_release, rms_state, peak_state):
+        env, rms_state, peak_state = _gate_envelopes(power, c_rms, c_attack, c_release, rms_state, peak_state)
+        zero_knee = torch.zeros((), dtype=x.dtype, device=x.device)
+        return _knee_gain_no_grad(x, env, False, threshold, 1.0 - ratio_t, zero_knee, None, below=True), (rms_state, peak_state)
     mean_square, rms_state = envelope_follower(power, 0.0, c_rms, rms_state)
-    env, peak_state = envelope_follower(_safe_sqrt(mean_square), c_attack, c_release, peak_state)
+    root = _safe_sqrt(mean_square)
+    root = root + (_exact_sqrt(mean_square) - root).detach()  # the kernel's (and JUCE's) values
+    env, peak_state = envelope_follower(root, c_attack, c_release, peak_state)
     gain_db = expander_gain_db(level_db(env), threshold, ratio_t)
     return x * _db_to_gain(gain_db), (rms_state, peak_state)
 

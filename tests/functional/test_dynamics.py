@@ -248,6 +248,52 @@ def test_processors_in_blocks_equal_whole(name):
     assert (torch.cat(parts, -1) - whole).abs().max() <= 1e-12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_renders_without_gradient_equal_the_differentiable_ones_exactly(dtype):
+    """The no-grad fast paths (fused gate detectors, in-place hard-knee gain) give the values and
+    states of the differentiable path bit for bit, time-varying controls and a sidechain included."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 2, 3000, generator=g, dtype=dtype) * torch.linspace(0.0, 1.0, 3000, dtype=dtype)
+    key = torch.randn(2, 1, 3000, generator=g, dtype=dtype) * 0.2
+    thr = torch.linspace(-40.0, -10.0, 3000, dtype=dtype).view(1, 1, -1)
+    knee = torch.linspace(0.0, 24.0, 3000, dtype=dtype).view(1, 1, -1)  # soft knees, from hard
+    calls = [
+        lambda x, **k: FD.compressor(x, thr, 4.0, 2.0, 80.0, 48000, **k),
+        lambda x, **k: FD.compressor(x, -20.0, 3.0, 1.0, 50.0, 48000, 0.0, 2.0, detector="rms", sidechain=key, **k),
+        lambda x, **k: FD.compressor(x, thr, 6.0, 1.0, 60.0, 48000, knee, -3.0, **k),
+        lambda x, **k: FD.expander(x, thr, 4.0, 2.0, 120.0, 48000, **k),
+        lambda x, **k: FD.expander(x, -30.0, 3.0, 2.0, 120.0, 48000, knee, detector="rms", **k),
+        lambda x, **k: FD.noise_gate(x, thr, 8.0, 2.0, 120.0, 48000, **k),
+        lambda x, **k: FD.noise_gate(x, -30.0, 100.0, 0.01, 10.0, 44100, sidechain=key, **k),
+        lambda x, **k: FD.limiter(x, -12.0, 60.0, 48000, **k),
+    ]
+    for call in calls:
+        with torch.no_grad():
+            y0, s0 = call(x)
+        xg = x.clone().requires_grad_()
+        y1, s1 = call(xg)
+        assert y1.requires_grad and torch.equal(y0, y1.detach())
+        for a, b in zip(s0 if isinstance(s0, tuple) else (s0,), s1 if isinstance(s1, tuple) else (s1,)):
+            assert torch.equal(a, b.detach())
+        # and carried on from that state, both paths continue alike
+        with torch.no_grad():
+            y2, _ = call(x, state=s0)
+        y3, _ = call(xg, state=s1)
+        assert torch.equal(y2, y3.detach())
+
+
+def test_noise_gate_square_root_is_correctly_rounded():
+    """The RMS detector's square root is the IEEE one (JUCE's std::sqrt): the gate's envelope is
+    the peak ballistics of exactly np.sqrt of its mean square."""
+    x = _noise(n=4000, scale=0.5, dtype=torch.float32)
+    c_rms = FD.ballistics_coefficient(torch.tensor(FD.NOISE_GATE_RMS_RELEASE_MS), 48000)
+    ca, cr = FD.ballistics_coefficient(torch.tensor(2.0), 48000), FD.ballistics_coefficient(torch.tensor(100.0), 48000)
+    env, _, _ = FD._gate_envelopes(x * x, c_rms, ca, cr, None, None)
+    ms, _ = FD.envelope_decisions(x * x, 0.0, c_rms)
+    ref, _ = FD.envelope_decisions(torch.from_numpy(np.sqrt(ms.numpy())), ca, cr)
+    assert torch.equal(env, ref)
+
+
 def test_bad_arguments_raise_clear_errors():
     x = _noise(n=100)
     with pytest.raises(ValueError, match="ratio must lie in"):

@@ -203,46 +203,125 @@ def _kernels():
     from numba import njit
 
     @njit(cache=True, nogil=True)
-    def forward(x, b0, b1, a1, mat, gin, gout, delays, hist, sp, op):  # pragma: no cover
-        # x (B, C, T); b0/b1/a1 (Bc, Tc, N); hist (B, C, N, M) most recent first
+    def forward(x, b0, b1, a1, mat, gin, gout, delays, hist, sp, op, store, vext):  # pragma: no cover
+        # x (B, C, T); b0/b1/a1 (Bc, Tc, N); mat (N, N); hist (B, C, N, M) most recent first.
+        # The lines live in a ring buffer (a power-of-two length > M). The signal runs in blocks
+        # no longer than the shortest line, so a block's line outputs s_i[t] = v_i[t - m_i] all
+        # come from earlier blocks: only the absorption filters recurse sample by sample; the
+        # output sum and the matrix product run over whole blocks (long contiguous loops). Per
+        # element the operations and their order are those of the plain per-sample loop
+        # (v_i = g_i x + sum_j A_ij o_j, j ascending; y = sum_i c_i o_i, i ascending).
+        # With store, the line inputs (vext (B, C, N, M + T), the history first) are written for
+        # the adjoint (which recomputes the filter outputs from them); without, nothing of length
+        # T but y is.
         bsz, chans, n = x.shape
         nl = mat.shape[0]
         mmax = hist.shape[3]
         bc, tc = b0.shape[0], b0.shape[1]
-        y = np.zeros((bsz, chans, n))
-        vext = np.zeros((bsz, chans, nl, mmax + n))
-        outs = np.zeros((bsz, chans, n, nl))
-        o = np.zeros(nl)
-        s_prev = np.zeros(nl)
-        o_prev = np.zeros(nl)
+        size = 1
+        while size < mmax + 1:
+            size *= 2
+        mask = size - 1
+        block = min(delays.min(), 512)
+        ring = np.empty((nl, size))
+        y = np.empty((bsz, chans, n))
+        hist_new = np.zeros((bsz, chans, nl, mmax))
+        sp_new = np.empty((bsz, chans, nl))
+        op_new = np.empty((bsz, chans, nl))
+        sb = np.empty((nl, block))
+        ob = np.empty((nl, block))
+        vb = np.empty((nl, block))
+        ub = np.empty((nl, block))
+        s_prev = np.empty(nl)
+        o_prev = np.empty(nl)
         for b in range(bsz):
             rb = b if bc > 1 else 0
             for c in range(chans):
-                v = vext[b, c]
+                ring[:, :] = 0.0
                 for i in range(nl):
                     for k in range(mmax):
-                        v[i, mmax - 1 - k] = hist[b, c, i, k]
+                        ring[i, (size - 1 - k) & mask] = hist[b, c, i, k]  # v_i[-1-k]
+                        if store:
+                            vext[b, c, i, mmax - 1 - k] = hist[b, c, i, k]
                     s_prev[i] = sp[b, c, i]
                     o_prev[i] = op[b, c, i]
-                for t in range(n):
-                    rt = t if tc > 1 else 0
-                    acc = 0.0
+                t0 = 0
+                while t0 < n:
+                    length = min(block, n - t0)
                     for i in range(nl):
-                        s = v[i, mmax + t - delays[i]]
-                        oi = b0[rb, rt, i] * s + b1[rb, rt, i] * s_prev[i] - a1[rb, rt, i] * o_prev[i]
-                        o[i] = oi
-                        s_prev[i] = s
-                        o_prev[i] = oi
-                        outs[b, c, t, i] = oi
-                        acc += gout[i] * oi
-                    y[b, c, t] = acc
-                    xt = x[b, c, t]
+                        base = t0 - delays[i]
+                        for t in range(length):
+                            sb[i, t] = ring[i, (base + t) & mask]
+                    # the absorption filters o = (b0 s + b1 s[t-1]) - a1 o[t-1]: the feed-forward
+                    # part over the whole block, then the recursion, all lines at each sample
                     for i in range(nl):
-                        acc = gin[i] * xt
-                        for j in range(nl):
-                            acc += mat[i, j] * o[j]
-                        v[i, mmax + t] = acc
-        return y, vext, outs
+                        ub[i, 0] = b0[rb, t0 if tc > 1 else 0, i] * sb[i, 0] + b1[rb, t0 if tc > 1 else 0, i] * s_prev[i]
+                        if tc > 1:
+                            for t in range(1, length):
+                                ub[i, t] = b0[rb, t0 + t, i] * sb[i, t] + b1[rb, t0 + t, i] * sb[i, t - 1]
+                        else:
+                            c0, c1 = b0[rb, 0, i], b1[rb, 0, i]
+                            for t in range(1, length):
+                                ub[i, t] = c0 * sb[i, t] + c1 * sb[i, t - 1]
+                        s_prev[i] = sb[i, length - 1]
+                    for t in range(length):
+                        rt = t0 + t if tc > 1 else 0
+                        for i in range(nl):
+                            oi = ub[i, t] - a1[rb, rt, i] * o_prev[i]
+                            ob[i, t] = oi
+                            o_prev[i] = oi
+                    for t in range(length):
+                        y[b, c, t0 + t] = 0.0
+                    for i in range(nl):
+                        ci = gout[i]
+                        for t in range(length):
+                            y[b, c, t0 + t] += ci * ob[i, t]
+                    for i in range(nl):
+                        gi = gin[i]
+                        for t in range(length):
+                            vb[i, t] = gi * x[b, c, t0 + t]
+                    for j in range(nl):
+                        for i in range(nl):
+                            aij = mat[i, j]
+                            for t in range(length):
+                                vb[i, t] += aij * ob[j, t]
+                    for i in range(nl):
+                        for t in range(length):
+                            ring[i, (t0 + t) & mask] = vb[i, t]
+                    if store:
+                        for i in range(nl):
+                            for t in range(length):
+                                vext[b, c, i, mmax + t0 + t] = vb[i, t]
+                    t0 += length
+                # the state after the block: v_i[n-1-k] for k < m_i, s_i[n-1], o_i[n-1]
+                for i in range(nl):
+                    for k in range(delays[i]):
+                        hist_new[b, c, i, k] = ring[i, (n - 1 - k) & mask]
+                    sp_new[b, c, i] = s_prev[i]
+                    op_new[b, c, i] = o_prev[i]
+        return y, hist_new, sp_new, op_new
+
+    @njit(cache=True, nogil=True)
+    def filter_outputs(b0, b1, a1, delays, sp, op, vext, n):  # pragma: no cover
+        # the absorption filters' outputs o_i[t] (B, C, T, N) from the stored line inputs, with
+        # the forward's operations: (b0 s[t] + b1 s[t-1]) - a1 o[t-1]
+        bsz, chans, nl, width = vext.shape
+        mmax = width - n
+        bc, tc = b0.shape[0], b0.shape[1]
+        outs = np.empty((bsz, chans, n, nl))
+        for b in range(bsz):
+            rb = b if bc > 1 else 0
+            for c in range(chans):
+                for i in range(nl):
+                    s_prev = sp[b, c, i]
+                    o_prev = op[b, c, i]
+                    for t in range(n):
+                        rt = t if tc > 1 else 0
+                        s = vext[b, c, i, mmax + t - delays[i]]
+                        o_prev = (b0[rb, rt, i] * s + b1[rb, rt, i] * s_prev) - a1[rb, rt, i] * o_prev
+                        s_prev = s
+                        outs[b, c, t, i] = o_prev
+        return outs
 
     @njit(cache=True, nogil=True)
     def backward(gy, g_hist, g_sp, g_op, x, b0, b1, a1, mat, gin, gout, delays, sp, op, vext, outs):  # pragma: no cover
@@ -317,48 +396,51 @@ def _kernels():
                         ghist0[b, c, i, k] = gv[i, mmax - 1 - k]
         return gx, gb0, gb1, ga1, gmat, ggin, ggout, ghist0, gsp0, gop0
 
-    return forward, backward
+    return forward, backward, filter_outputs
 
 
 def _np(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
 
 
-def _new_state(vext: np.ndarray, outs: np.ndarray, delays: np.ndarray, mmax: int, n: int):
-    bsz, chans, nl, _ = vext.shape
-    hist = np.zeros((bsz, chans, nl, mmax))
-    sp = np.zeros((bsz, chans, nl))
-    for i in range(nl):
-        m = int(delays[i])
-        # hist[k] = v[n-1-k] for k < m: vext index mmax + n - 1 - k
-        hist[:, :, i, :m] = vext[:, :, i, mmax + n - m : mmax + n][..., ::-1]
-        sp[:, :, i] = vext[:, :, i, mmax + n - 1 - m]
-    op = outs[:, :, n - 1, :].copy()
-    return hist, sp, op
+def _run_forward(arrays: list[np.ndarray], d: np.ndarray, store: bool):
+    """The compiled forward on float64 arrays ``(x, b0, b1, a1, mat, gin, gout, hist, sp, op)``:
+    ``(y, hist_new, sp_new, op_new, vext)``, the line inputs ``vext`` only with ``store`` (for the
+    adjoint)."""
+    fwd = _kernels()[0]
+    x, b0, b1, a1, mat, gin, gout, hist, sp, op = arrays
+    bsz, chans, n = x.shape
+    nl, mmax = mat.shape[0], hist.shape[-1]
+    vext = np.empty((bsz, chans, nl, mmax + n) if store else (1, 1, 1, 1))
+    y, hist_new, sp_new, op_new = fwd(x, b0, b1, a1, mat, gin, gout, d, hist, sp, op, store, vext)
+    return y, hist_new, sp_new, op_new, vext
 
 
 class _FDNFunction(torch.autograd.Function):
-    """The FDN recursion on CPU: numba forward, numba adjoint (backwards in time)."""
+    """The FDN recursion on CPU: numba forward, numba adjoint (backwards in time).
+
+    The forward keeps, for the adjoint, only the line inputs ``v`` (``N x (max(m) + T)`` per row,
+    float64); the backward recomputes the absorption filters' outputs from them (one cheap
+    pass) before running the adjoint. :func:`fdn` calls the forward without any storage when no
+    gradient is needed."""
 
     @staticmethod
     def forward(ctx, x, b0, b1, a1, mat, gin, gout, hist, sp, op, delays: tuple[int, ...]):  # type: ignore[override]
-        fwd, _ = _kernels()
         d = np.asarray(delays, dtype=np.int64)
         arrays = [_np(t) for t in (x, b0, b1, a1, mat, gin, gout, hist, sp, op)]
-        y, vext, outs = fwd(*arrays[:7], d, *arrays[7:])
-        n = x.shape[-1]
-        hist_new, sp_new, op_new = _new_state(vext, outs, d, hist.shape[-1], n)
+        y, hist_new, sp_new, op_new, vext = _run_forward(arrays, d, store=True)
         ctx.delays = d
         ctx.arrays = arrays
-        ctx.vext, ctx.outs = vext, outs
+        ctx.vext = vext
         ctx.meta = (x.dtype, x.device)
         dt, dev = x.dtype, x.device
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(dtype=dt, device=dev) for a in (y, hist_new, sp_new, op_new))
+        return tuple(torch.from_numpy(a).to(dtype=dt, device=dev) for a in (y, hist_new, sp_new, op_new))
 
     @staticmethod
     def backward(ctx, gy, g_hist, g_sp, g_op):  # type: ignore[override]
-        _, bwd = _kernels()
+        _, bwd, filter_outputs = _kernels()
         x, b0, b1, a1, mat, gin, gout, hist, sp, op = ctx.arrays
+        outs = filter_outputs(b0, b1, a1, ctx.delays, sp, op, ctx.vext, x.shape[-1])
         dt, dev = ctx.meta
 
         def arr(g, like):
@@ -366,7 +448,7 @@ class _FDNFunction(torch.autograd.Function):
 
         grads = bwd(
             arr(gy, x), arr(g_hist, hist), arr(g_sp, sp), arr(g_op, op),
-            x, b0, b1, a1, mat, gin, gout, ctx.delays, sp, op, ctx.vext, ctx.outs,
+            x, b0, b1, a1, mat, gin, gout, ctx.delays, sp, op, ctx.vext, outs,
         )
         out = [torch.from_numpy(g).to(dtype=dt, device=dev) for g in grads]
         return (*out, None)
@@ -413,7 +495,12 @@ def fdn(
         ``(y, state)``: the wet output shaped like ``x`` and the state after the block.
 
     On CPU the recursion is a numba loop with a hand-written adjoint loop (backwards in time).
-    On other devices the tensors are moved to the CPU for the loop and the results moved back.
+    The loop runs in blocks no longer than the shortest line (whose inputs are all known), so
+    only the absorption filters recurse sample by sample. When a gradient is needed it keeps
+    the line inputs (float64, ``N x (max(delays) + samples)`` per row) for the adjoint, which
+    recomputes the filter outputs from them; otherwise it keeps nothing of the signal's length
+    but the output. Both give the same values bit for bit. On other devices the tensors are
+    moved to the CPU for the loop and the results moved back.
     """
     if not isinstance(x, Tensor) or x.ndim != 3 or not x.is_floating_point():
         raise ValueError(
@@ -451,10 +538,17 @@ def fdn(
     hist = _check_tensor(state[0], "state lines", (bsz, chans, nl, mmax))
     sp = _check_tensor(state[1], "state s_prev", (bsz, chans, nl))
     op = _check_tensor(state[2], "state o_prev", (bsz, chans, nl))
-    y, hist, sp, op = _FDNFunction.apply(
+    inputs = (
         x, b0, b1, a1, matrix.to(x.dtype), input_gains.to(x.dtype), output_gains.to(x.dtype),
-        hist.to(x.dtype), sp.to(x.dtype), op.to(x.dtype), tuple(d),
+        hist.to(x.dtype), sp.to(x.dtype), op.to(x.dtype),
     )
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        y, hist, sp, op = _FDNFunction.apply(*inputs, tuple(d))
+        return y, (hist, sp, op)
+    # nothing to differentiate: the same loop without keeping the lines for the adjoint
+    arrays = [_np(t) for t in inputs]
+    results = _run_forward(arrays, np.asarray(d, dtype=np.int64), store=False)[:4]
+    y, hist, sp, op = (torch.from_numpy(a).to(dtype=x.dtype, device=x.device) for a in results)
     return y, (hist, sp, op)
 
 

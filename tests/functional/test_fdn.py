@@ -101,6 +101,28 @@ def test_gradcheck_every_input_and_the_state():
     assert torch.autograd.gradcheck(run, (x, b0, b1, a1, a, g, c, lines, sp, op))
 
 
+def test_no_grad_render_equals_the_differentiable_one_exactly():
+    """Without a gradient the loop keeps no lines for the adjoint: same values, same state, bit for bit."""
+    torch.manual_seed(4)
+    delays, nl, b, t = [3, 1, 6, 2], 4, 2, 40
+    x = torch.randn(b, 2, t, dtype=F64)
+    b0 = 0.8 + 0.1 * torch.rand(b, t, nl, dtype=F64)
+    b1, a1 = 0.1 * torch.randn(1, 1, nl, dtype=F64), 0.3 * torch.randn(b, 1, nl, dtype=F64)
+    a, g, c = feedback_matrix("householder", nl), torch.randn(nl, dtype=F64), torch.randn(nl, dtype=F64)
+    lines = torch.randn(b, 2, nl, 6, dtype=F64)
+    for i, m in enumerate(delays):
+        lines[:, :, i, m:] = 0
+    state = (lines, torch.randn(b, 2, nl, dtype=F64), torch.randn(b, 2, nl, dtype=F64))
+    for n in (t, 4):  # a block shorter than the longest line too
+        with torch.no_grad():
+            y0, s0 = fdn(x[..., :n], b0[:, :n], b1, a1, a, g, c, delays, state)
+        y1, s1 = fdn(x[..., :n].requires_grad_(), b0[:, :n], b1, a1, a, g, c, delays, state)
+        assert y1.requires_grad
+        assert torch.equal(y0, y1.detach())
+        for u, v in zip(s0, s1):
+            assert torch.equal(u, v.detach())
+
+
 def test_blocks_with_carried_state_equal_one_call():
     torch.manual_seed(2)
     delays = [17, 23, 29, 31]

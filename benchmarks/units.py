@@ -150,6 +150,24 @@ def best_of(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> fl
     return best
 
 
+def best_of_interleaved(fns: list[Callable[[], Any]], repeats: int, sync: Callable[[], None]) -> list[float]:
+    """Best wall time of each of ``fns`` over ``repeats`` rounds, calling them in turn within a
+    round (after one untimed warm-up call each), so that a busy machine slows them alike and
+    their ratio stays meaningful."""
+    for fn in fns:
+        fn()
+    sync()
+    best = [math.inf] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
 def time_dspfx(
     unit: dspfx.Unit, x: torch.Tensor, controls: dict[str, torch.Tensor], repeats: int, sync: Callable[[], None]
 ) -> tuple[float, float, torch.Tensor, bool]:

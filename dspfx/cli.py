@@ -3,11 +3,13 @@
     dspfx units [--json | --markdown] [--category effect]
     dspfx render CHAIN IN OUT [--set PATH=VALUE ...]
     dspfx fit CHAIN IN TARGET --out DIR [--steps N] [--lr LR] [--loss mrstft] [--restarts N]
+              [--segment S] [--batch N] [--validation V] [--trim]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
     dspfx demo --out DIR [--steps N]
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] ...   (torchrun works too)
-    dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...
+    dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
+                                                        a bundled name, e.g. violin)
 
 A CHAIN is a chain file: a JSON spec (``.json``) or a saved chain (``.safetensors``).
 """
@@ -74,35 +76,50 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    import warnings
+
     import torch
 
     import dspfx
-    from dspfx.io import atomic_path
-    from dspfx.plot import report
+    from dspfx.io import atomic_path, resample
+    from dspfx.plot import fit_report
     from dspfx.train.align import align
+    from dspfx.train.fit import CaptureWarning, check_capture, harmonic_response, transfer_curves
 
     unit = dspfx.load(args.chain)
     if args.freeze:
         unit.freeze(*args.freeze)
-    x, _ = dspfx.read_audio(args.input, sample_rate=unit.sample_rate)
-    target, _ = dspfx.read_audio(args.target, sample_rate=unit.sample_rate)
-    n = min(x.shape[-1], target.shape[-1])
-    if x.shape[-1] != target.shape[-1]:
-        print(f"note: input has {x.shape[-1]} samples, target {target.shape[-1]}; using the first {n}", file=sys.stderr)
-    x, target = x[..., :n], target[..., :n]
-    result = dspfx.fit(
-        unit,
-        x,
-        target,
-        steps=args.steps,
-        lr=args.lr,
-        loss=args.loss,
-        esr_weight=args.esr_weight,
-        restarts=args.restarts,
-        seed=args.seed,
-        align_latency=not args.no_align,
-        progress=None if not args.quiet else False,
-    )
+    x, rate_x = dspfx.read_audio(args.input)
+    target, rate_y = dspfx.read_audio(args.target)
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CaptureWarning)
+        capture = check_capture(x, target, rate_x, rate_y, trim=args.trim, max_latency_ms=None)
+        x, target = capture.di[0], capture.target[0]
+        if rate_x != unit.sample_rate:
+            print(f"note: resampling the pair from {rate_x} Hz to the chain's {unit.sample_rate} Hz", file=sys.stderr)
+            x, target = resample(x, rate_x, unit.sample_rate), resample(target, rate_x, unit.sample_rate)
+        result = dspfx.fit(
+            unit,
+            x,
+            target,
+            steps=args.steps,
+            lr=args.lr,
+            loss=args.loss,
+            esr_weight=args.esr_weight,
+            restarts=args.restarts,
+            seed=args.seed,
+            align_latency=not args.no_align,
+            progress=None if not args.quiet else False,
+            segment_s=args.segment,
+            batch_size=args.batch,
+            validation=args.validation,
+            weights_lr=args.weights_lr,
+        )
+    for w in caught:
+        if issubclass(w.category, CaptureWarning) and str(w.message) not in messages:
+            messages.append(str(w.message))
+            print(f"dspfx fit: warning: {w.message}", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dspfx.save(unit, out / "fitted.safetensors")
@@ -111,16 +128,37 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     with torch.no_grad():
         y = unit(x_aligned.to(unit.dtype))
     dspfx.write_audio(out / "fitted.wav", y[0], unit.sample_rate)
-    report(
+    heldout = result.heldout_samples
+    shown = slice(-heldout, None) if heldout else slice(None)
+    extra: dict[str, Any] = {}
+    levels, f0 = (-30.0, -20.0, -10.0, 0.0), 220.0
+    try:
+        harmonics = harmonic_response(unit, f0, levels)
+        curves = transfer_curves(unit, (-20.0, -10.0, 0.0))
+    except (ValueError, TypeError, RuntimeError) as err:  # e.g. a chain that needs stereo input
+        print(f"note: no harmonic response / transfer curves for this chain ({err})", file=sys.stderr)
+    else:
+        extra = dict(harmonic_levels_db=levels, harmonics_db=harmonics, harmonic_f0_hz=f0,
+                     transfer=curves, transfer_levels_db=(-20.0, -10.0, 0.0))
+    fit_report(
         out / "report.png",
-        target=target_aligned,
-        prediction=y,
+        target=target_aligned[..., shown],
+        prediction=y[..., shown],
         sample_rate=unit.sample_rate,
-        loss_history=result.loss_history,
-        title=f"fit of {args.chain}",
+        loss_history={"train": result.loss_history},
+        validation_history=result.validation_history,
+        title=f"fit of {args.chain} ({'held-out' if heldout else 'whole pair'})",
+        **extra,
     )
+    record = result.to_dict()
+    record["metrics_on"] = "held-out" if heldout else "whole pair"
+    record["sample_rate"] = unit.sample_rate
+    record["latency_ms"] = 1000.0 * result.latency_samples / unit.sample_rate
+    if "harmonics_db" in extra:
+        record["harmonics"] = {"f0_hz": f0, "levels_db": list(levels),
+                               "harmonics_db": [[None if v != v else float(v) for v in row] for row in extra["harmonics_db"]]}
     with atomic_path(out / "fit.json") as tmp:
-        Path(tmp).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     print(result.summary())
     for key, value in result.knobs.items():
         print(f"  {key:<24} {value:.6g}")
@@ -196,10 +234,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
     from dspfx.io import read_audio, write_audio
-    from dspfx.train.ddsp import DDSPModel
-    from dspfx.train.transfer import transfer
+    from dspfx.train.transfer import load_model, transfer
 
-    model = DDSPModel.load(args.model)
+    model = load_model(args.model)
     audio, sample_rate = read_audio(args.input, mono=True)
     stats = None
     if args.stats:
@@ -213,6 +250,25 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     write_audio(args.output, out.detach().reshape(1, -1), sample_rate)
     print(f"wrote {args.output} ({out.numel() / sample_rate:.2f} s at {sample_rate} Hz)")
     return 0
+
+
+def _bundled_names() -> str:
+    from dspfx.train.transfer import bundled_models
+
+    return ", ".join(bundled_models()) or "none installed"
+
+
+def _bundled_help() -> str:
+    from dspfx.train.transfer import bundled_models
+
+    models = bundled_models()
+    if not models:
+        return "No bundled models are installed."
+    lines = [f"Bundled models (use the name as MODEL): {', '.join(models)}."]
+    for name, info in models.items():
+        if info.get("instrument"):
+            lines.append(f"{name}: {info.get('preset', '?')} model of {info['instrument']}.")
+    return " ".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--freeze", nargs="*", default=[], metavar="PATH", help="knobs to keep fixed")
     p.add_argument("--no-align", action="store_true", help="do not remove the target's latency")
+    p.add_argument("--segment", type=float, default=None, metavar="SECONDS", help="train on random segments this long")
+    p.add_argument("--batch", type=int, default=1, help="segments per step (with --segment)")
+    p.add_argument("--validation", type=float, default=None, metavar="V",
+                   help="hold out the end of the pair: a fraction (< 1) or seconds (>= 1); metrics are measured there")
+    p.add_argument("--weights-lr", type=float, default=None, help="learning rate of learned IRs/weights (default --lr)")
+    p.add_argument("--trim", action="store_true", help="cut input and target to the shorter length instead of failing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
@@ -297,8 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("transfer", help="timbre transfer: play IN with a trained model's instrument")
-    p.add_argument("model", help="model.safetensors written by `dspfx train`")
+    p = sub.add_parser("transfer", help="timbre transfer: play IN with a trained model's instrument",
+                       description="Timbre transfer: play IN with a trained model's instrument. " + _bundled_help())
+    p.add_argument("model", help="model.safetensors written by `dspfx train`, or a bundled model name "
+                                 f"({_bundled_names()})")
     p.add_argument("input", help="monophonic audio, any rate and length")
     p.add_argument("output", help="output audio file (written atomically, at IN's rate)")
     p.add_argument("--threshold", type=float, default=1.0, help="note detection threshold")

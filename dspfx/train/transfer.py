@@ -16,11 +16,19 @@ The DDSP timbre-transfer colab's pipeline (magenta/ddsp ``colab/demos/timbre_tra
 
 Steps 3-4 need the dataset statistics (``dspfx.train.data.load_stats``): the ``stats`` argument,
 else the statistics stored in the model file; without either they are skipped.
+
+Bundled models: :func:`bundled_models` lists the models shipped in ``dspfx/models/`` (e.g.
+``"violin"``, trained by ``scripts/train_bundled_model.py`` on :mod:`dspfx.train.instrument`),
+and :func:`resolve_model` / :func:`load_model` accept such a name wherever a model path goes
+(``dspfx transfer violin IN OUT``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +37,58 @@ from torch import Tensor
 
 from dspfx.train.ddsp import DDSPModel
 
-__all__ = ["transfer", "octave_shift_toward", "quantile_match", "tuning_offset", "autotune_midi", "TransferFeatures"]
+__all__ = [
+    "bundled_models", "resolve_model", "load_model", "transfer", "octave_shift_toward", "quantile_match",
+    "tuning_offset", "autotune_midi", "TransferFeatures",
+]
+
+
+#: Folder of the models shipped with dspfx (``<name>.safetensors`` + ``<name>.json``).
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def bundled_models() -> dict[str, dict[str, Any]]:
+    """The models shipped in ``dspfx/models/``: ``{name: info}``, where ``info`` is the model's
+    JSON description (training command, steps, validation metrics; ``{}`` if absent) plus
+    ``"path"`` (the ``.safetensors`` file)."""
+    out: dict[str, dict[str, Any]] = {}
+    if not MODELS_DIR.is_dir():
+        return out
+    for path in sorted(MODELS_DIR.glob("*.safetensors")):
+        info_path = path.with_suffix(".json")
+        try:
+            info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        except (OSError, ValueError):
+            info = {}
+        out[path.stem] = {**info, "path": str(path)}
+    return out
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The model file for a bundled model name (``"violin"``) or a path.
+
+    An existing path wins over a bundled name; a name without a file is looked up among
+    :func:`bundled_models`.
+
+    Raises:
+        FileNotFoundError: neither a file nor a bundled name (the message lists the names).
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    models = bundled_models()
+    key = str(name_or_path)
+    if key in models:
+        return Path(models[key]["path"])
+    names = ", ".join(sorted(models)) or "none installed"
+    raise FileNotFoundError(
+        f"no model file at {key!r} and no bundled model of that name (bundled models: {names})"
+    )
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str | Any = None) -> DDSPModel:
+    """:meth:`DDSPModel.load` of :func:`resolve_model` (a bundled name or a path)."""
+    return DDSPModel.load(resolve_model(name_or_path), device=device)
 
 
 def octave_shift_toward(f0_hz: Any, mask: Any, target_midi: float) -> int:

@@ -6,6 +6,10 @@ it stays accurate over hours of audio whatever the working dtype: the float32 in
 would be off by up to 6e-8 relative, i.e. 5e-3 rad after 60 s at 220 Hz. The wrapped phase is
 then cast back to the working dtype, where ``k * phase`` (integer ``k``, phase in ``[0, 1)``)
 gives harmonic ``k``'s phase to ``k * 6e-8`` cycles (2e-5 rad measured at k = 100 after 60 s). Gradients flow through the casts and the cumulative sum.
+On the CPU the harmonic and sinusoid banks run in compiled loops (numba, float64, exact
+hand-written adjoints): the harmonic bank takes ``sin(k theta)`` from the rotation recurrence on
+the float64 wrapped phase (error ~ k * 1e-16) and interpolates distribution frames itself, so no
+``(batch, n, K)`` tensor is built; on other devices the torch formulas below are used.
 
 References: Engel et al., "DDSP: Differentiable Digital Signal Processing", ICLR 2020 (harmonic
 synthesiser: harmonics at or above Nyquist get zero amplitude and the distribution is
@@ -15,8 +19,10 @@ frequencies of a stiff piano string", JASA 36 (1964) for ``f_k = k f0 sqrt(1 + B
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -108,6 +114,10 @@ def normalize_distribution(distribution: Tensor, dim: int = -1) -> Tensor:
     return distribution / total.clamp_min(1e-30)
 
 
+#: Use the compiled (numba) harmonic bank on the CPU; False: the torch path everywhere (tests compare both).
+_COMPILED_BANK = True
+
+
 def harmonic_synthesis(
     f0_hz: Tensor,
     amplitude: Tensor,
@@ -117,18 +127,30 @@ def harmonic_synthesis(
     inharmonicity: float = 0.0,
     normalize: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Additive synthesis of (stiff-string) harmonics of ``f0_hz``, everything at audio rate.
+    """Additive synthesis of (stiff-string) harmonics of ``f0_hz``, at audio rate.
 
     ``y[i] = amplitude[i] * sum_k w_k[i] sin(2 pi phase_k[i])`` with ``f_k = k f0 sqrt(1 + B k^2)``,
     ``w`` = the distribution with partials at or above Nyquist zeroed and (``normalize``)
-    renormalised to sum 1 at every sample (DDSP). Harmonic case (B = 0): only the fundamental's
-    phase is accumulated (float64) and ``phase_k = frac(k phase_1)``; inharmonic case: every
-    partial's phase is accumulated (float64) from its own carried phase.
+    renormalised to sum 1 at every sample (DDSP). The distribution may be given per sample
+    (``frames == n``), constant (``frames == 1``) or at any frame rate: frames spread evenly over
+    the block and interpolated linearly, as :func:`dspfx.functional.control.upsample_control`
+    does, but without materialising the ``(batch, n, K)`` upsampled weights.
+
+    Harmonic case (B = 0): only the fundamental's phase is accumulated (float64, wrapped), and on
+    the CPU a compiled loop (numba, float64) sums the harmonics with ``sin(k theta)`` from the
+    rotation recurrence ``e^{i k theta} = e^{i (k-1) theta} e^{i theta}`` (error ~ k * 1e-16),
+    frame by frame so that the working set stays in cache, stopping at the last harmonic below
+    Nyquist; its backward is a hand-written exact adjoint (also numba). The Nyquist
+    renormalisation is taken from cumulative sums of the frames (a gather per sample). On other
+    devices the same sum is computed with torch (weights upsampled, ``sin(k * phase)`` in the
+    working dtype, ``phase`` exact in ``[0, 1)``). Inharmonic case: every partial's phase is
+    accumulated (float64) from its own carried phase (torch).
 
     Args:
         f0_hz: ``(batch|1, n)`` fundamental in Hz (>= 0).
         amplitude: ``(batch|1, n)`` overall linear amplitude.
-        harmonic_distribution: ``(batch|1, n, K)`` non-negative relative partial amplitudes.
+        harmonic_distribution: ``(batch|1, frames, K)`` non-negative relative partial amplitudes,
+            ``frames`` = n (per sample), 1 (constant) or a frame rate (interpolated linearly).
         sample_rate: in Hz.
         initial_phase: cycles; ``(batch, 1)`` (harmonic) or ``(batch, K)`` (inharmonic); default 0.
         inharmonicity: B >= 0.
@@ -139,13 +161,30 @@ def harmonic_synthesis(
         ``initial_phase`` (float64), the phase to start the next block from.
     """
     K = harmonic_distribution.shape[-1]
+    n = f0_hz.shape[-1]
     dtype = harmonic_distribution.dtype
+    frames = harmonic_distribution.shape[-2]
+    on_cpu = f0_hz.device.type == "cpu" and harmonic_distribution.device.type == "cpu"
+    if not inharmonicity and _COMPILED_BANK and on_cpu:
+        fundamental, final = accumulate_phase(f0_hz, sample_rate, initial_phase, dim=-1)  # (batch, n) float64
+        kept = _harmonics_below_nyquist(f0_hz, K, sample_rate)  # (batch|1, n) int64
+        if frames == n and n > 1 and _is_constant(harmonic_distribution, -2):
+            harmonic_distribution = harmonic_distribution[..., :1, :]  # an expanded constant: one frame
+        dist = harmonic_distribution.to(dtype)
+        y = _HarmonicSum.apply(fundamental, dist, kept).to(dtype)
+        if normalize:  # renormalise the kept partials: divide the sum rather than every weight
+            y = y / _kept_weight_sum(dist, kept, n).clamp_min(1e-30)
+        return amplitude * y, final
+    if frames != n and frames != 1:
+        from dspfx.functional.control import upsample_control
+
+        harmonic_distribution = upsample_control(harmonic_distribution, n)
     ratios = harmonic_ratios(K, inharmonicity, dtype=torch.float64, device=f0_hz.device)
     # weights: at one time step when f0 and the distribution are constant over the block (expanded
     # views, as the unit makes them), else per sample
     constant = _is_constant(f0_hz, -1) and _is_constant(harmonic_distribution, -2)
     f0_w = f0_hz[..., :1] if constant else f0_hz
-    dist_w = harmonic_distribution[..., :1, :] if constant else harmonic_distribution
+    dist_w = harmonic_distribution[..., :1, :] if constant else harmonic_distribution.expand(-1, n, -1)
     partial_hz = f0_w.unsqueeze(-1) * ratios.to(f0_hz.dtype)  # (batch|1, n|1, K)
     weights = remove_above_nyquist(dist_w, partial_hz, sample_rate)
     if inharmonicity:
@@ -165,6 +204,180 @@ def harmonic_synthesis(
     if normalize:  # renormalise the kept partials: divide the sum rather than every weight
         y = y / weights.sum(dim=-1).clamp_min(1e-30)
     return amplitude * y, final
+
+
+def _harmonics_below_nyquist(f0_hz: Tensor, n_harmonics: int, sample_rate: float) -> Tensor:
+    """Per sample, how many of the harmonics ``k = 1..K`` lie below Nyquist (``k f0 < sr / 2``), int64."""
+    with torch.no_grad():
+        f0 = f0_hz.to(torch.float64)
+        nyquist = 0.5 * float(sample_rate)
+        k = torch.floor(nyquist / f0.clamp_min(1e-300))
+        k = k - (k * f0 >= nyquist).to(k.dtype)  # exactly at Nyquist: not kept
+        return k.clamp(0, n_harmonics).to(torch.int64)
+
+
+def _frame_positions(frames: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left frame and weight of the right one per sample, frames spread over ``n`` samples.
+
+    Frame 0 on sample 0 and frame ``F - 1`` on sample ``n - 1`` (``align_corners=True`` linear
+    interpolation, as :func:`dspfx.functional.control.upsample_control`); ``F == 1``: constant."""
+    if frames == 1:
+        return np.zeros(n, np.int64), np.zeros(n)
+    pos = np.arange(n, dtype=np.float64) * ((frames - 1) / max(n - 1, 1))
+    left = np.minimum(pos.astype(np.int64), frames - 2)
+    return left, pos - left
+
+
+def _kept_weight_sum(dist: Tensor, kept: Tensor, n: int) -> Tensor:
+    """``sum_{k <= kept[t]} w[t, k]`` with ``w`` the frames of ``dist`` interpolated to ``n`` samples.
+
+    A gather in the cumulative sums of the frames: ``(batch, n)``, differentiable w.r.t. ``dist``."""
+    b_w, frames, K = dist.shape
+    cum = torch.cat([torch.zeros_like(dist[..., :1]), torch.cumsum(dist, dim=-1)], dim=-1)  # (Bw, F, K + 1)
+    left_np, alpha_np = _frame_positions(frames, n)
+    left = torch.from_numpy(left_np).to(kept.device)
+    batch = max(b_w, kept.shape[0])
+    flat = cum.reshape(b_w, frames * (K + 1)).expand(batch, -1)
+    index = (left * (K + 1) + kept).expand(batch, n)
+    below = torch.gather(flat, 1, index)
+    if frames == 1:
+        return below
+    above = torch.gather(flat, 1, index + (K + 1))
+    alpha = torch.from_numpy(alpha_np).to(device=dist.device, dtype=dist.dtype)
+    return below + alpha * (above - below)
+
+
+@functools.lru_cache(maxsize=None)
+def _harmonic_kernels():
+    """The compiled forward and adjoint loops of :class:`_HarmonicSum` (numba, cached on disk).
+
+    Samples are taken one segment at a time (the samples between two control frames, whose
+    weights are one lerp of two rows of the distribution); within a segment the harmonics run in
+    the outer loop and the samples in the inner one (SIMD over samples, all in L1), each sample
+    carrying ``(cos k theta, sin k theta)`` from one harmonic to the next by a rotation."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+    def run(phase, dist, kept, left, alpha, g, backward):  # pragma: no cover - compiled
+        # forward: out[b, t] = sum_{k <= kept[b, t]} w[b, t, k] sin(2 pi k phase[b, t]),
+        #   w[b, t] = (1 - alpha[t]) dist[b, left[t]] + alpha[t] dist[b, left[t] + 1];
+        # backward (g = dL/dout): dL/dphase[b, t] = g 2 pi sum_k k w cos(2 pi k phase), and
+        #   dL/ddist[left frame] += g (1 - alpha) sin(...), dL/ddist[right frame] += g alpha sin(...)
+        batch, n = phase.shape
+        b_w, frames, K = dist.shape
+        b_k = kept.shape[0]
+        out = np.zeros((batch, n))
+        g_dist = np.zeros((b_w, frames, K) if backward else (1, 1, 1))
+        c1 = np.empty(n)
+        s1 = np.empty(n)
+        ck = np.empty(n)
+        sk = np.empty(n)
+        kf = np.empty(n)
+        bounds = [0]  # starts of the runs of equal left frames (segments), and n
+        for t in range(1, n):
+            if left[t] != left[t - 1]:
+                bounds.append(t)
+        bounds.append(n)
+        for b in range(batch):
+            bw = b if b_w > 1 else 0
+            bk = b if b_k > 1 else 0
+            for t in range(n):
+                a = 2.0 * np.pi * phase[b, t]
+                c1[t] = np.cos(a)
+                s1[t] = np.sin(a)
+                ck[t] = c1[t]
+                sk[t] = s1[t]
+                kf[t] = kept[bk, t]
+            for i in range(len(bounds) - 1):
+                t0 = bounds[i]
+                t1 = bounds[i + 1]
+                m = t1 - t0
+                f = left[t0]
+                f1 = f + 1 if frames > 1 else f
+                # contiguous views of the segment: the inner loops run over j = 0 .. m - 1 (SIMD)
+                acc = out[b, t0:t1]
+                c1_ = c1[t0:t1]
+                s1_ = s1[t0:t1]
+                ck_ = ck[t0:t1]
+                sk_ = sk[t0:t1]
+                al_ = alpha[t0:t1]
+                kf_ = kf[t0:t1]
+                g_ = g[b, t0:t1]
+                top = int(kf_.max())
+                for k in range(1, top + 1):
+                    kk = float(k)
+                    w0 = dist[bw, f, k - 1]
+                    dw = dist[bw, f1, k - 1] - w0
+                    if backward:
+                        acc0 = 0.0
+                        acc1 = 0.0
+                        two_pi_k = 2.0 * np.pi * kk
+                        for j in range(m):
+                            gm = g_[j] * (1.0 if kk <= kf_[j] else 0.0)
+                            sv = sk_[j]
+                            cv = ck_[j]
+                            gs = gm * sv
+                            acc1 += al_[j] * gs
+                            acc0 += gs
+                            acc[j] += two_pi_k * (w0 + al_[j] * dw) * gm * cv
+                            ck_[j] = cv * c1_[j] - sv * s1_[j]
+                            sk_[j] = sv * c1_[j] + cv * s1_[j]
+                        g_dist[bw, f, k - 1] += acc0 - acc1
+                        g_dist[bw, f1, k - 1] += acc1
+                    else:
+                        for j in range(m):
+                            w = (w0 + al_[j] * dw) * (1.0 if kk <= kf_[j] else 0.0)
+                            sv = sk_[j]
+                            cv = ck_[j]
+                            acc[j] += w * sv
+                            ck_[j] = cv * c1_[j] - sv * s1_[j]
+                            sk_[j] = sv * c1_[j] + cv * s1_[j]
+        return out, g_dist
+
+    def forward(phase, dist, kept, left, alpha):
+        return run(phase, dist, kept, left, alpha, phase, False)[0]
+
+    def backward(phase, dist, kept, left, alpha, g):
+        return run(phase, dist, kept, left, alpha, g, True)
+
+    return forward, backward
+
+
+def _f64(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(dtype=torch.float64).numpy())
+
+
+class _HarmonicSum(torch.autograd.Function):
+    """``sum_{k <= kept} w_k sin(2 pi k phase)`` (batch, n) from the fundamental's phase (batch, n)
+    in cycles, distribution frames (Bw, F, K) interpolated linearly over the n samples, and the
+    number of kept harmonics per sample (Bk, n): forward and exact adjoint in numba (float64, CPU
+    tensors only). Returns float64; gradients w.r.t. the phase and the frames."""
+
+    @staticmethod
+    def forward(ctx, phase: Tensor, dist: Tensor, kept: Tensor) -> Tensor:
+        fwd, _ = _harmonic_kernels()
+        n = phase.shape[-1]
+        batch = max(phase.shape[0], dist.shape[0], kept.shape[0])
+        left, alpha = _frame_positions(dist.shape[-2], n)
+        arrays = (_f64(phase.expand(batch, n)), _f64(dist), np.ascontiguousarray(kept.numpy()), left, alpha)
+        ctx.arrays = arrays
+        ctx.meta = (phase.dtype, dist.dtype)
+        ctx.phase_batch = phase.shape[0]
+        return torch.from_numpy(fwd(*arrays))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        _, bwd = _harmonic_kernels()
+        g_phase, g_dist = bwd(*ctx.arrays, _f64(grad))
+        phase_dtype_, dist_dtype = ctx.meta
+        g_phase = torch.from_numpy(g_phase).to(phase_dtype_)
+        if ctx.phase_batch != g_phase.shape[0]:
+            g_phase = g_phase.sum(0, keepdim=True)
+        return (
+            g_phase if ctx.needs_input_grad[0] else None,
+            torch.from_numpy(g_dist).to(dist_dtype) if ctx.needs_input_grad[1] else None,
+            None,
+        )
 
 
 def _is_constant(t: Tensor, dim: int) -> bool:
@@ -189,7 +402,10 @@ def sinusoidal_synthesis(
     """A bank of free sinusoids: ``y[i] = sum_k a_k[i] sin(2 pi phase_k[i])``, at audio rate.
 
     Each partial's phase is accumulated (float64) from its own carried phase; partials at or above
-    Nyquist are muted at the samples where they are (DDSP ``remove_above_nyquist``).
+    Nyquist are muted at the samples where they are (DDSP ``remove_above_nyquist``). On the CPU
+    the bank runs in a compiled loop (numba, float64: phases accumulated sample by sample and
+    wrapped, no ``(batch, n, K)`` temporaries) with an exact hand-written adjoint (the frequency
+    gradient is a reverse cumulative sum); elsewhere in torch.
 
     Args:
         frequencies_hz: ``(batch|1, n, K)`` in Hz (>= 0).
@@ -201,6 +417,17 @@ def sinusoidal_synthesis(
         ``(y, final_phase)``: y ``(batch, n)``; final_phase ``(batch, K)`` float64.
     """
     dtype = amplitudes.dtype
+    if _COMPILED_BANK and frequencies_hz.device.type == "cpu" and amplitudes.device.type == "cpu":
+        n, K = max(frequencies_hz.shape[-2], amplitudes.shape[-2]), frequencies_hz.shape[-1]
+        frequencies_hz = frequencies_hz.expand(-1, n, -1)
+        amplitudes = amplitudes.expand(-1, n, -1)
+        batch = max(frequencies_hz.shape[0], amplitudes.shape[0],
+                    1 if initial_phase is None else initial_phase.shape[0])
+        start = (torch.zeros(batch, K, dtype=torch.float64) if initial_phase is None
+                 else initial_phase.to(torch.float64).expand(batch, K))
+        y = _SinusoidBank.apply(frequencies_hz, amplitudes, start, float(sample_rate)).to(dtype)
+        final = wrap_phase(start + frequencies_hz.to(torch.float64).sum(dim=1) / float(sample_rate))
+        return y, final
     start = None if initial_phase is None else initial_phase.unsqueeze(1)  # (batch, 1, K)
     phases, final = accumulate_phase(frequencies_hz, sample_rate, start, dim=1)
     constant = _is_constant(frequencies_hz, -2) and _is_constant(amplitudes, -2)
@@ -211,3 +438,88 @@ def sinusoidal_synthesis(
     )
     y = _weighted_sum(torch.sin((2 * math.pi) * phases.to(dtype)), weights)
     return y, final.squeeze(1)
+
+
+@functools.lru_cache(maxsize=None)
+def _sinusoid_kernel():
+    """The compiled forward / adjoint loop of :class:`_SinusoidBank` (numba, cached on disk)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def run(freqs, amps, start, sample_rate, g, backward):  # pragma: no cover - compiled
+        # phase[b, t, k] = frac(start[b, k] + sum_{j < t} freqs[b, j, k] / sr);
+        # out[b, t] = sum_k amps[b, t, k] [freqs[b, t, k] < sr / 2] sin(2 pi phase[b, t, k]).
+        # backward (g = dL/dout): dL/damps = g m sin, dL/dphase = g m amps 2 pi cos,
+        # dL/dfreqs[t] = sum_{tau > t} dL/dphase[tau] / sr, dL/dstart = sum_tau dL/dphase[tau]
+        b_f, n, K = freqs.shape
+        b_a = amps.shape[0]
+        batch = start.shape[0]
+        nyquist = 0.5 * sample_rate
+        two_pi = 2.0 * np.pi
+        out = np.zeros((batch, n))
+        g_f = np.zeros((b_f, n, K) if backward else (1, 1, 1))
+        g_a = np.zeros((b_a, n, K) if backward else (1, 1, 1))
+        g_s = np.zeros((batch, K) if backward else (1, 1))
+        phase = np.empty(K)
+        if backward:
+            phases = np.empty((n, K))
+            acc = np.empty(K)
+        for b in range(batch):
+            bf = b if b_f > 1 else 0
+            ba = b if b_a > 1 else 0
+            for k in range(K):
+                phase[k] = start[b, k]
+            for t in range(n):
+                total = 0.0
+                for k in range(K):
+                    p = phase[k]
+                    if backward:
+                        phases[t, k] = p
+                    f = freqs[bf, t, k]
+                    if f < nyquist:
+                        total += amps[ba, t, k] * np.sin(two_pi * p)
+                    p += f / sample_rate
+                    phase[k] = p - np.floor(p)
+                out[b, t] = total
+            if backward:
+                for k in range(K):
+                    acc[k] = 0.0
+                for t in range(n - 1, -1, -1):
+                    gt = g[b, t]
+                    for k in range(K):
+                        g_f[bf, t, k] += acc[k] / sample_rate  # phases after t depend on freqs[t]
+                        if freqs[bf, t, k] < nyquist:
+                            a = two_pi * phases[t, k]
+                            g_a[ba, t, k] += gt * np.sin(a)
+                            acc[k] += gt * amps[ba, t, k] * two_pi * np.cos(a)
+                for k in range(K):
+                    g_s[b, k] = acc[k]
+        return out, g_f, g_a, g_s
+
+    return run
+
+
+class _SinusoidBank(torch.autograd.Function):
+    """``sum_k a_k [f_k < sr/2] sin(2 pi phase_k)`` with per-partial float64 phases accumulated from
+    ``start`` (batch, K): frequencies and amplitudes (B|1, n, K); forward and exact adjoint in
+    numba (CPU). Returns float64 (batch, n)."""
+
+    @staticmethod
+    def forward(ctx, freqs: Tensor, amps: Tensor, start: Tensor, sample_rate: float) -> Tensor:
+        arrays = (_f64(freqs), _f64(amps), _f64(start))
+        ctx.arrays = arrays
+        ctx.sample_rate = sample_rate
+        ctx.meta = (freqs.dtype, amps.dtype, start.dtype)
+        out = _sinusoid_kernel()(*arrays, sample_rate, arrays[2], False)[0]
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        _, g_f, g_a, g_s = _sinusoid_kernel()(*ctx.arrays, ctx.sample_rate, _f64(grad), True)
+        f_dtype, a_dtype, s_dtype = ctx.meta
+        return (
+            torch.from_numpy(g_f).to(f_dtype) if ctx.needs_input_grad[0] else None,
+            torch.from_numpy(g_a).to(a_dtype) if ctx.needs_input_grad[1] else None,
+            torch.from_numpy(g_s).to(s_dtype) if ctx.needs_input_grad[2] else None,
+            None,
+        )

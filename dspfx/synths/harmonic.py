@@ -134,9 +134,10 @@ class Harmonic(Unit):
                 dtype=self.dtype, device=self.device,
             )
             _check_non_negative(dist, name, "relative harmonic amplitudes")
-            dist = upsample_control(dist, n)
+            # frames as given: harmonic_synthesis interpolates them over the block (as
+            # upsample_control would) without materialising (batch, n, n_harmonics) weights
         else:
-            dist = self.distribution().reshape(1, 1, -1).expand(1, n, self.n_harmonics)
+            dist = self.distribution().reshape(1, 1, -1)
         y, phase = harmonic_synthesis(
             f0, amplitude, dist, self.sample_rate, initial_phase=state, inharmonicity=self.inharmonicity
         )

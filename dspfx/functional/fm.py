@@ -35,6 +35,7 @@ __all__ = [
     "check_routing",
     "clamp_indices",
     "clamp_indices_and_feedback",
+    "returning_clamp",
     "fm_render",
     "fm_render_feedback",
     "operator_feedback",
@@ -121,6 +122,77 @@ def check_routing(routing: Any, carriers: Any, n_operators: int) -> tuple[list[l
     return rows, cs
 
 
+class _ReturningClamp(torch.autograd.Function):
+    """Forward: ``x`` clamped to ``[low, high]``. Backward: the gradient reaches ``x`` inside the
+    range, and beyond a bound when it points back into the range (a descent step would move
+    ``x`` towards the bound); the bound itself gets the gradient where it is the output."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, low: Tensor | None, high: Tensor | None) -> Tensor:
+        y = x
+        if low is not None:
+            y = torch.maximum(y, low)
+        if high is not None:
+            y = torch.minimum(y, high)
+        ctx.save_for_backward(x, low, high)
+        ctx.shapes = (x.shape, None if low is None else low.shape, None if high is None else high.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, low, high = ctx.saved_tensors
+        shape_x, shape_low, shape_high = ctx.shapes
+        g_x = grad
+        g_low = g_high = None
+        if high is not None:
+            above = x > high
+            if low is not None:  # where the bounds cross, the output is the high bound
+                above = above | (low > high)
+            g_x = torch.where(above & (grad < 0), 0.0, g_x)
+            g_high = torch.where(above, grad, 0.0)
+        if low is not None:
+            below = x < low
+            if high is not None:
+                below = below & ~(low > high)
+            g_x = torch.where(below & (grad > 0), 0.0, g_x)
+            g_low = torch.where(below, grad, 0.0)
+        return _sum_to(g_x, shape_x), _sum_to(g_low, shape_low), _sum_to(g_high, shape_high)
+
+
+def _sum_to(g: Tensor | None, shape: torch.Size | None) -> Tensor | None:
+    if g is None or shape is None:
+        return None
+    while g.ndim > len(shape):
+        g = g.sum(0)
+    dims = [i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1]
+    return g.sum(dims, keepdim=True) if dims else g
+
+
+def returning_clamp(x: Tensor, low: Tensor | float | None = None, high: Tensor | float | None = None) -> Tensor:
+    """Clamp ``x`` to ``[low, high]`` with a gradient that can bring it back into range.
+
+    The forward equals ``torch.clamp`` (``high`` wins where the bounds cross). Inside the range
+    the gradient is 1, as usual; beyond a bound, where a plain clamp passes nothing (so a fit
+    that overshoots stays stuck there), the gradient still reaches ``x`` when it points back
+    into the range: beyond ``high`` a positive gradient (gradient descent lowers ``x``), below
+    ``low`` a negative one; a gradient that would push ``x`` further out is blocked. A tensor
+    bound gets the gradient where it is the output, as with ``torch.minimum``/``maximum``.
+    It is a straight-through estimator beyond the bounds (not the derivative there).
+
+    Args:
+        x: any tensor.
+        low, high: bounds broadcastable to ``x`` (tensors or numbers), or ``None``.
+
+    Returns:
+        the clamped tensor, shaped like ``broadcast(x, low, high)``.
+    """
+    if isinstance(low, (int, float)):
+        low = torch.tensor(float(low), dtype=x.dtype, device=x.device)
+    if isinstance(high, (int, float)):
+        high = torch.tensor(float(high), dtype=x.dtype, device=x.device)
+    return _ReturningClamp.apply(x, low, high)
+
+
 def clamp_indices(
     freqs: Tensor, indices: Tensor, routing: list[list[int]], sample_rate: float, margin: float
 ) -> Tensor:
@@ -134,7 +206,9 @@ def clamp_indices(
     and its index is clamped to ``0 .. min_j ((limit - f_j) / (n_j E_k) - 1)`` over the
     operators ``j`` it modulates (``n_j`` = number of modulators of ``j``), so that
     ``E_j <= limit`` for every operator. Indices of operators that modulate nothing are returned
-    as given (clamped to >= 0). Differentiable where not clamped (``torch.minimum``).
+    as given (clamped to >= 0). Differentiable where not clamped; beyond a bound the gradient
+    still reaches a requested index when it points back into range (:func:`returning_clamp`),
+    so a fit that overshoots the bound recovers.
     With operator feedback see :func:`clamp_indices_and_feedback`.
 
     Args:
@@ -181,32 +255,34 @@ def clamp_indices_and_feedback(
     n_ops = len(routing)
     limit = (1 - margin) * sample_rate / 2
     n_mod = [sum(row) for row in routing]
-    idx = indices.clamp(min=0.0).expand_as(freqs)
-    fb_in = feedback.clamp(min=0.0).expand_as(freqs) if feedback is not None else None
+    # per-operator views by unbind (one backward for all operators, not one full-size zero fill each)
+    idx = returning_clamp(indices, low=0.0).expand_as(freqs).unbind(1)
+    fb_in = returning_clamp(feedback, low=0.0).expand_as(freqs).unbind(1) if feedback is not None else None
+    freqs_op = freqs.unbind(1)
     edge: list[Tensor | None] = [None] * n_ops
     out: list[Tensor | None] = [None] * n_ops
-    fb_out: list[Tensor] = [torch.zeros_like(freqs[:, 0])] * n_ops
+    fb_out: list[Tensor] = [torch.zeros_like(freqs_op[0])] * n_ops
     for k in range(n_ops - 1, -1, -1):
-        e = freqs[:, k]
+        e = freqs_op[k]
         for m in range(k + 1, n_ops):
             if routing[k][m]:
-                e = e + torch.where(out[m] > 0, (out[m] + 1) * edge[m], torch.zeros_like(e))
+                e = e + torch.where(out[m] > 0, (out[m] + 1) * edge[m], 0.0)
         if fb_in is not None and k in feedback_operators:
             h = limit / e
             for j in range(k):  # a fed-back modulator leaves room for its requested index
                 if routing[j][k]:
-                    share = (limit - freqs[:, j]) / (n_mod[j] * (idx[:, k] + 1) * e)
-                    h = torch.minimum(h, torch.where(idx[:, k] > 0, share, h))
-            beta = torch.minimum(fb_in[:, k], max_feedback(h))
+                    share = (limit - freqs_op[j]) / (n_mod[j] * (idx[k] + 1) * e)
+                    h = torch.minimum(h, torch.where(idx[k] > 0, share, h))
+            beta = returning_clamp(fb_in[k], high=max_feedback(h))
             fb_out[k] = beta
             e = feedback_harmonics(beta) * e
         edge[k] = e
-        ik = idx[:, k]
+        bound = None
         for j in range(k):
             if routing[j][k]:
-                bound = ((limit - freqs[:, j]) / (n_mod[j] * e) - 1).clamp(min=0.0)
-                ik = torch.minimum(ik, bound)
-        out[k] = ik
+                b = ((limit - freqs_op[j]) / (n_mod[j] * e) - 1).clamp(min=0.0)
+                bound = b if bound is None else torch.minimum(bound, b)
+        out[k] = idx[k] if bound is None else returning_clamp(idx[k], high=bound)
     return torch.stack(out, dim=1), (torch.stack(fb_out, dim=1) if fb_in is not None else None)
 
 
@@ -359,7 +435,9 @@ def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tenso
 
     The one-sample nonlinear recursion runs in a compiled loop (numba, float64 internally) that
     returns the feedback term; ``y = sin(arg + feedback term)`` is then taken in torch, so
-    ``beta = 0`` gives exactly ``torch.sin(arg)``. Gradients are exact (a hand-written adjoint
+    ``beta = 0`` gives exactly ``torch.sin(arg)``; when ``beta`` is 0 everywhere the loop is
+    skipped (the first-order terms are computed vectorised: same output, same exact gradient
+    w.r.t. ``beta``, e.g. a trainable feedback at 0). Gradients are exact (a hand-written adjoint
     loop run backwards in time). On devices other than the CPU the loops run on the CPU (the
     tensors are moved there and back).
 
@@ -380,6 +458,17 @@ def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tenso
         raise ValueError(f"history must be shaped (..., 2) (y[-1], y[-2]), got {tuple(history.shape)}")
     beta = beta.expand_as(arg)
     hist = history.expand(*lead, 2)
+    with torch.no_grad():
+        zero = not bool(beta.any())
+    if zero:
+        # beta == 0 everywhere: y = sin(arg) exactly, and the recursion's exact first-order terms
+        # are fb[t] = beta[t] (s[t-1] + s[t-2]) / 2 with s = sin(arg) (every other path carries a
+        # factor beta = 0): the same output bit for bit and the same gradients, without the loop
+        s = torch.sin(arg)
+        prev = torch.cat([hist.flip(-1).to(s.dtype), s], dim=-1)  # y[-2], y[-1], y[0], ...
+        fb = beta * (0.5 * (prev[..., 1:n + 1] + prev[..., :n]))
+        y = torch.sin(arg + fb)
+        return y, _history_after(y, hist)
     fb = _FeedbackPhase.apply(arg.reshape(-1, n), beta.reshape(-1, n), hist.reshape(-1, 2)).reshape(arg.shape)
     y = torch.sin(arg + fb)
     return y, _history_after(y, hist)
@@ -473,28 +562,33 @@ def _render(phase, freqs, levels, indices, routing, carriers, sample_rate, margi
             fb = feedback.expand_as(phase)
     else:
         idx, fb = clamp_indices_and_feedback(freqs, indices, routing, sample_rate, margin, feedback, fb_ops)
+    # per-operator views by unbind (one backward for all operators, not one full-size zero fill each)
+    phase_op = phase.unbind(1)
+    idx_op = idx.unbind(1)
+    fb_op = fb.unbind(1) if fb is not None else None
     outs: list[Tensor | None] = [None] * n_ops
     new_state: list[Tensor | None] = [None] * len(fb_ops)
     two_pi = 2 * math.pi
     for k in range(n_ops - 1, -1, -1):
-        arg = two_pi * phase[:, k]
+        arg = two_pi * phase_op[k]
         for m in range(k + 1, n_ops):
             if routing[k][m]:
-                arg = arg + idx[:, m] * outs[m]
+                arg = arg + idx_op[m] * outs[m]
         if fb is not None and k in fb_ops:
             j = fb_ops.index(k)
-            outs[k], new_state[j] = operator_feedback(arg, fb[:, k], fb_state[:, j])
+            outs[k], new_state[j] = operator_feedback(arg, fb_op[k], fb_state[:, j])
         else:
             outs[k] = torch.sin(arg)
             if fb_state is not None and k in fb_ops:  # beta = 0: the loop would give sin(arg)
                 j = fb_ops.index(k)
                 new_state[j] = _history_after(outs[k], fb_state[:, j])
     y = 0
-    levels = levels.expand_as(phase)
+    levels_op = levels.expand_as(phase).unbind(1)
+    freqs_op = freqs.unbind(1)
     for c in carriers:
-        term = levels[:, c] * outs[c]
+        term = levels_op[c] * outs[c]
         if margin is not None:
-            term = term * (freqs[:, c] < (1 - margin) * sample_rate / 2).to(term.dtype)
+            term = term * (freqs_op[c] < (1 - margin) * sample_rate / 2).to(term.dtype)
         y = y + term
     state = torch.stack(new_state, dim=1) if fb_state is not None and fb_ops else fb_state
     return y.unsqueeze(1), state

@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from dspfx.functional.blep import accumulate_phase
 from dspfx.functional.control import as_control, control_hop, upsample_control
-from dspfx.functional.fm import FM_ALGORITHMS, check_routing, fm_algorithm, fm_render, fm_render_feedback
+from dspfx.functional.fm import (
+    FM_ALGORITHMS,
+    check_routing,
+    fm_algorithm,
+    fm_render,
+    fm_render_feedback,
+    returning_clamp,
+)
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -46,13 +53,16 @@ class FM(Unit):
     Index bound: per sample, Carson's rule (band up to ``f_c + (I + 1) f_m``) with the modulator
     band edges propagated through the routing (:func:`dspfx.functional.fm.clamp_indices`); each
     index is clamped so every operator's band stays below ``(1 - margin) * Nyquist``
-    (differentiable where not clamped); a carrier whose own frequency is above that is muted.
+    (differentiable where not clamped; beyond the bound the gradient still reaches the index when
+    it points back into range, :func:`dspfx.functional.fm.returning_clamp`, so a fit that
+    overshoots recovers); a carrier whose own frequency is above that is muted.
     Carson's rule covers ~98 % of the power, so a residue of about -20 dB of the clamped tone
     can still lie beyond the limit. Feedback bound: a fed-back operator whose argument reaches
     ``e`` Hz gets the band ``K(beta) e``, ``K`` the harmonic beyond which the continuous-time
     self-feedback spectrum (Kepler's equation, ``a_n = 2 J_n(n beta) / (n beta)``) stays
     60 dB below its fundamental (``K(0.5) ~ 9``, ``K(0.9) ~ 47``, ``K(1) ~ 180``); beta is
-    clamped per sample to keep ``K(beta) e`` within the limit, and never above 1 (beyond 1
+    clamped per sample (with the same returning gradient) to keep ``K(beta) e`` within the
+    limit, and never above 1 (beyond 1
     the DX7 loop turns noisy and no band can be stated), see
     :func:`dspfx.functional.fm.clamp_indices_and_feedback`.
 
@@ -177,7 +187,7 @@ class FM(Unit):
             if key == "ratios":
                 p = p.clamp(min=1e-4)
             elif key == "feedback":
-                p = p.clamp(min=0.0)
+                p = returning_clamp(p, low=0.0)  # a fit that pushes it below 0 can come back
             c = p.reshape(1, 1, -1)
         return c.transpose(1, 2)  # (B|1, N, n|1)
 
@@ -197,7 +207,9 @@ class FM(Unit):
             return y, (final, fb_state)
         feedback = self._extra(controls, "feedback", batch, n)
         if not (feedback.requires_grad or bool(feedback.detach().any())):
-            feedback = None  # exactly 0 and no gradient wanted: skip the loop (same output, bit for bit)
+            feedback = None  # exactly 0 and no gradient wanted: no feedback terms at all (same output)
+        # exactly 0 with a gradient wanted (e.g. the trainable default): operator_feedback skips
+        # the compiled loop and takes the vectorised first-order path (same output, exact gradient)
         y, fb_state = fm_render_feedback(
             phase, freqs, levels, indices, feedback, fb_state, self._routing, self._carriers,
             self._feedback_ops, self.sample_rate, self.margin,

@@ -285,7 +285,9 @@ def test_feedback_gradcheck_phase_beta_and_state():
     synth = FM(sample_rate=8000, n_operators=2, algorithm="stack", f0_hz=300.0).double()
     ratios = torch.tensor([[1.0, 1.5]], dtype=D)
     f0 = torch.tensor([[300.0, 330.0]], dtype=D, requires_grad=True)
-    fb = torch.tensor([[0.6, 1.1]], dtype=D, requires_grad=True)  # operator 1's feedback, 2 frames
+    # operator 1's feedback, 2 frames, below its bound here (~0.09 .. 0.13: beyond it the clamp's
+    # returning gradient is a straight-through estimate, not the derivative, see test_returning_clamp_*)
+    fb = torch.tensor([[0.04, 0.07]], dtype=D, requires_grad=True)
 
     def render(f, b):
         return synth(n_samples=40, f0_hz=f, ratios=ratios, feedback=torch.stack([torch.zeros_like(b), b], -1))
@@ -373,3 +375,108 @@ def test_feedback_errors():
         operator_feedback(torch.zeros(5), torch.zeros(5), torch.zeros(3))
     assert FM(n_operators=2, routing=[[0, 1], [0, 0]], carriers=[0])._feedback_ops == []
     assert dspfx.build(FM(n_operators=3, feedback_operators=[0, 2]).spec())._feedback_ops == [0, 2]
+
+
+# --- zero feedback: the vectorised path; the returning clamp (session 3) ------------------------
+
+from dspfx.functional import fm as fm_functional  # noqa: E402
+from dspfx.functional.fm import returning_clamp  # noqa: E402
+
+
+def test_zero_feedback_skips_the_loop_with_the_same_output_and_gradients(monkeypatch):
+    torch.manual_seed(1)
+    arg = torch.randn(2, 50, dtype=D, requires_grad=True)
+    beta = torch.zeros(2, 50, dtype=D, requires_grad=True)
+    hist = torch.randn(2, 2, dtype=D, requires_grad=True)
+    g = torch.randn(2, 50, dtype=D)
+    # the loop's output and gradients at beta = 0 (the compiled recursion, called directly)
+    fb = fm_functional._FeedbackPhase.apply(arg, beta, hist)
+    y_loop = torch.sin(arg + fb)
+    grads_loop = torch.autograd.grad((y_loop * g).sum(), (arg, beta, hist))
+    calls = []
+    monkeypatch.setattr(fm_functional._FeedbackPhase, "apply", lambda *a: calls.append(1))
+    y, new_hist = operator_feedback(arg, beta, hist)
+    grads = torch.autograd.grad((y * g).sum(), (arg, beta, hist))
+    assert not calls  # the vectorised path
+    assert torch.equal(y, y_loop) and torch.equal(new_hist, y_loop[:, [-1, -2]])
+    for a, b in zip(grads, grads_loop):
+        assert torch.allclose(a, b, atol=1e-13)
+    assert grads[1].abs().sum() > 0  # d y / d beta at 0 is not zero
+    # the unit's trainable default (feedback 0, requires grad): the same render as without gradients
+    synth = FM(sample_rate=8000, n_operators=2, f0_hz=300.0).double()
+    y_grad = synth(n_samples=400)
+    y_grad.square().sum().backward()
+    assert not calls and synth.feedback.grad is not None
+    with torch.no_grad():
+        assert torch.equal(synth(n_samples=400), y_grad.detach())
+
+
+def test_zero_feedback_gradcheck_against_the_loop():
+    # gradcheck perturbs beta away from 0, so its numerical side runs the compiled loop
+    torch.manual_seed(2)
+    arg = torch.randn(1, 20, dtype=D, requires_grad=True)
+    beta = torch.zeros(1, 20, dtype=D, requires_grad=True)
+    hist = torch.randn(1, 2, dtype=D, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, h: operator_feedback(a, b, h), (arg, beta, hist))
+
+
+def test_returning_clamp_passes_the_gradient_back_into_range_only():
+    x = torch.tensor([-1.0, 0.5, 3.0], dtype=D, requires_grad=True)
+    high = torch.tensor([2.0, 2.0, 2.0], dtype=D, requires_grad=True)
+    y = returning_clamp(x, low=0.0, high=high)
+    assert torch.equal(y, torch.clamp(x, 0.0, 2.0))
+    # gradient +1 everywhere: descent lowers x, i.e. back into range for x = 3 (above), away for -1
+    gx, gh = torch.autograd.grad(y.sum(), (x, high))
+    assert gx.tolist() == [0.0, 1.0, 1.0] and gh.tolist() == [0.0, 0.0, 1.0]
+    # gradient -1: descent raises x, back into range for x = -1 (below), away for 3
+    gx, gh = torch.autograd.grad(-returning_clamp(x, low=0.0, high=high).sum(), (x, high))
+    assert gx.tolist() == [-1.0, -1.0, 0.0] and gh.tolist() == [0.0, 0.0, -1.0]
+    # a plain clamp passes nothing beyond its bounds (what the returning clamp is for)
+    assert torch.autograd.grad(torch.clamp(x, 0.0, 2.0).sum(), x)[0].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_index_clamp_gradient_points_back_into_range():
+    # operator 1 (2 kHz) modulates operator 0 (1 kHz) at 8 kHz: Carson's bound is I <= 0.4
+    freqs = torch.tensor([[[1000.0], [2000.0]]], dtype=D)
+    r, _ = fm_algorithm("stack", 2)
+    bound = (0.95 * 4000 - 1000) / 2000 - 1
+    for requested, weight, passes in [(1.5, 1.0, True), (1.5, -1.0, False), (0.2, -1.0, True)]:
+        idx = torch.tensor([[[0.0], [requested]]], dtype=D, requires_grad=True)
+        out = clamp_indices(freqs, idx, r, 8000, 0.05)
+        assert float(out.detach()[0, 1, 0]) == pytest.approx(min(requested, bound))
+        (grad,) = torch.autograd.grad(weight * out[0, 1, 0], idx)
+        assert float(grad[0, 1, 0]) == (weight if passes else 0.0)
+
+
+def test_fits_that_start_beyond_the_bounds_recover():
+    sr = 8000
+    # index: target 0.3 below Carson's bound 0.4; the fit starts at 1.5, clamped to the bound
+    ratios = torch.tensor([[1.0, 2.0]])
+    levels = torch.tensor([[0.7, 0.0]])
+    with torch.no_grad():
+        target = FM(sample_rate=sr, n_operators=2, f0_hz=1000.0)(
+            n_samples=sr // 8, ratios=ratios, levels=levels, indices=torch.tensor([[0.0, 0.3]]))
+    synth = FM(sample_rate=sr, n_operators=2, f0_hz=1000.0)
+    with torch.no_grad():
+        synth.indices.copy_(torch.tensor([0.0, 1.5]))
+    opt = torch.optim.Adam([synth.indices], lr=0.03)
+    for _ in range(120):
+        opt.zero_grad()
+        loss = torch.mean((synth(n_samples=sr // 8, ratios=ratios, levels=levels) - target) ** 2)
+        loss.backward()
+        opt.step()
+    assert abs(float(synth.indices.detach()[1]) - 0.3) < 0.01
+    # feedback: target 0.7 (bound ~0.87 at f0 = 100 Hz); fits from above the bound and from below 0
+    target = torch.tensor(_feedback_operator(0.7, 100.0, n=sr // 8, sr=sr), dtype=torch.float32)
+    for start in (1.4, -0.3):
+        synth = FM(sample_rate=sr, n_operators=2, algorithm="parallel", f0_hz=100.0, feedback_operators=[0])
+        with torch.no_grad():
+            synth.levels.copy_(torch.tensor([1.0, 0.0]))
+            synth.feedback.copy_(torch.tensor([start, 0.0]))
+        opt = torch.optim.Adam([synth.feedback], lr=0.02)
+        for _ in range(150):
+            opt.zero_grad()
+            loss = torch.mean((synth(n_samples=sr // 8)[0, 0] - target) ** 2)
+            loss.backward()
+            opt.step()
+        assert abs(float(synth.feedback.detach()[0]) - 0.7) < 0.01, start

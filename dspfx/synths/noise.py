@@ -76,6 +76,14 @@ class FilteredNoise(Unit):
     convolution, equivalent to DDSP's overlap-add for this design). Uniform noise has power
     1/3, so the output's power spectral density is ``|H(f)|^2 / 3`` per sample.
 
+    Delay: the linear-phase FIR delays its input by ``n_taps // 2`` samples (its centre tap);
+    the unit compensates it, as DDSP's ``fft_convolve(delay_compensation=...)`` trims it, by
+    reading the noise source that many samples ahead (``delay_compensation``; the first samples
+    of the source are in the initial state), so output sample ``t`` is the filter centred on
+    source sample ``t``: ``latency_samples == 0`` and all-ones magnitudes return the source
+    itself (:meth:`noise`). The spectral envelope was never delayed: the response at sample
+    ``t`` is the one interpolated from the frames at ``t``.
+
     Options:
         n_bands: number of magnitude bands (>= 2, default 65).
         n_taps: impulse-response length (default ``2 * (n_bands - 1)``).
@@ -96,7 +104,7 @@ class FilteredNoise(Unit):
             0.1, -20 dB); read ``unit.magnitudes``, write ``unit.set_magnitudes(values)``.
 
     Output: ``(batch, 1, samples)``. State: ``(counter, history)``: the absolute index of the next
-    sample (int64) and the last ``n_taps - 1`` noise samples.
+    source sample to draw (int64) and the last ``n_taps - 1`` source samples (most recent first).
 
     >>> noise = dspfx.make("filtered_noise", sample_rate=16000, seed=0)
     >>> y = noise(magnitudes=mags)          # mags: (batch, frames, 65) -> frames * 64 samples
@@ -167,9 +175,27 @@ class FilteredNoise(Unit):
         frames = int(value.shape[1]) if isinstance(value, Tensor) and value.ndim == 3 else 1
         return frames * self.hop
 
+    @property
+    def delay_compensation(self) -> int:
+        """Samples the noise is read ahead by so the linear-phase FIR adds no delay: ``n_taps // 2``."""
+        return self.n_taps // 2
+
+    @property
+    def latency_samples(self) -> int:
+        """0: the FIR's delay (``n_taps // 2`` samples) is compensated by reading the noise ahead."""
+        return 0
+
     def init_state(self, batch: int, channels: int) -> tuple[Tensor, Tensor]:
-        counter = torch.zeros((), dtype=torch.int64, device=self.device)
+        """``(counter, history)``: the next source sample to draw (``delay_compensation``, as the
+        first ``delay_compensation`` source samples sit in the history already) and the last
+        ``n_taps - 1`` source samples, most recent first (zeros before the source's start)."""
+        ahead = self.delay_compensation
+        counter = torch.full((), ahead, dtype=torch.int64, device=self.device)
         history = torch.zeros(batch, 1, self.n_taps - 1, dtype=self.dtype, device=self.device)
+        if ahead:
+            start = torch.zeros((), dtype=torch.int64, device=self.device)
+            # fir_filter's history runs backwards in time (most recent first)
+            history = torch.cat([self.noise(start, ahead, batch).flip(-1), history[..., ahead:]], dim=-1)
         return counter, history
 
     def noise(self, start: Tensor, n: int, batch: int) -> Tensor:

@@ -129,3 +129,38 @@ def test_errors():
         unit()
     with pytest.raises(KeyError):
         unit(n_samples=10, magnitude=torch.ones(1, 1, 65))
+
+
+def _lag_of_peak(y: np.ndarray, source: np.ndarray, max_lag: int) -> int:
+    """The lag (samples y lags source by) where their cross-correlation peaks, within +-max_lag."""
+    lags = np.arange(-max_lag, max_lag + 1)
+    n = len(y)
+    corr = [np.dot(y[max(0, l):n + min(0, l)], source[max(0, -l):n - max(0, l)]) for l in lags]
+    return int(lags[int(np.argmax(np.abs(corr)))])
+
+
+@pytest.mark.parametrize("n_bands", [65, 17])
+def test_fir_delay_is_compensated_latency_zero(n_bands):
+    sr, n = 16000, 4000
+    unit = FilteredNoise(sr, n_bands=n_bands, seed=4).double()
+    assert unit.latency_samples == 0 and unit.delay_compensation == unit.n_taps // 2
+    source = unit.noise(torch.tensor(0), n + unit.n_taps, 1)[0, 0].numpy()  # the source, from sample 0
+    # all-ones magnitudes: the impulse response is one tap at the centre, the output is the source
+    flat = unit(n_samples=n, magnitudes=torch.ones(1, n_bands, dtype=torch.float64))[0, 0].detach().numpy()
+    assert np.abs(flat - source[:n]).max() < 1e-12
+    # a band (a bump around a quarter of Nyquist): its impulse-like response, the cross-correlation
+    # with the source, peaks at lag latency_samples = 0 and is symmetric about it (linear phase)
+    f = torch.linspace(0, 1, n_bands, dtype=torch.float64)
+    band = torch.exp(-0.5 * ((f - 0.25) / 0.05) ** 2)
+    y = unit(n_samples=n, magnitudes=band.view(1, 1, -1).expand(1, 10, -1))[0, 0].detach().numpy()
+    assert _lag_of_peak(y, source[:n], unit.n_taps) == unit.latency_samples == 0
+    lags = np.arange(1, 20)
+    ccf = np.array([[np.dot(y[l:], source[: n - l]), np.dot(y[: n - l], source[l:n])] for l in lags])
+    assert np.abs(ccf[:, 0] - ccf[:, 1]).max() < 0.05 * np.abs(np.dot(y, source[:n]))
+    # the uncompensated filter (the same taps on the source as it comes) peaks n_taps // 2 later
+    from dspfx.functional.filters import fir_filter, fir_from_magnitudes
+
+    taps = fir_from_magnitudes(band.view(1, 1, -1), unit.n_taps)
+    raw, _ = fir_filter(torch.tensor(source[:n]).view(1, 1, -1), taps, torch.zeros(1, 1, unit.n_taps - 1,
+                                                                                       dtype=torch.float64))
+    assert _lag_of_peak(raw[0, 0].numpy(), source[:n], unit.n_taps) == unit.n_taps // 2

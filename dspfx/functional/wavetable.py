@@ -1,5 +1,6 @@
-"""Band-limited wavetable oscillator: per-octave mip-maps by FFT truncation, linear-interpolated
-reading with a float64 phase accumulator."""
+"""Band-limited wavetable oscillator: per-octave mip-maps by FFT truncation, crossfaded between
+adjacent levels by the fractional octave, linear-interpolated reading with a float64 phase
+accumulator."""
 
 from __future__ import annotations
 
@@ -69,16 +70,28 @@ def wavetable_oscillator(
     weights: Tensor,
     sample_rate: float,
     phase: Tensor | None = None,
+    crossfade: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Read mixed wavetables at ``f0_hz``, choosing the safe mip-map level per sample.
+    """Read mixed wavetables at ``f0_hz``, crossfading between safe mip-map levels per sample.
 
     The phase (in cycles) is accumulated in float64: ``phase[n] = phase0 + sum_{m<n} f0[m] / sr``,
-    wrapped to [0, 1). At each sample the level is the first whose ``top_hz >= f0`` (the safe
-    one: no crossfade; the timbre loses the partials that would pass Nyquist, in octave steps),
-    and each table is read with linear interpolation at ``phase * table_size``; the tables are
-    then mixed by ``weights``. Differentiable w.r.t. the mip-maps (hence the tables), the
-    weights and ``f0_hz`` (through the interpolation position; the level choice is piecewise
-    constant).
+    wrapped to [0, 1). At each sample ``l`` is the first level whose ``top_hz >= f0`` (the
+    richest safe one), and each table is read with linear interpolation at
+    ``phase * table_size``; the tables are then mixed by ``weights``.
+
+    Crossfade (default): with ``x = log2(f0 / top_hz[l]) + 1`` in ``(0, 1]``, the fractional
+    position of ``f0`` in level ``l``'s octave ``(top_hz[l] / 2, top_hz[l]]``, the output is
+    ``(1 - x) * level_l + x * level_{l+1}``: at the bottom of the octave level ``l`` alone, at
+    its top level ``l + 1`` alone, which is where the next octave starts, so the timbre is a
+    continuous function of ``f0`` (no step at octave boundaries, a glide changes smoothly).
+    Both levels are safe for every ``f0`` of the octave (level ``l + 1`` keeps fewer partials),
+    so no partial folds back: harmonic ``k`` of the kept band has gain 1 below
+    ``K_{l+1}``, ``1 - x`` between ``K_{l+1}`` and ``K_l``. ``crossfade=False``: level ``l``
+    alone (the band, hence the timbre, steps by an octave at each boundary).
+
+    Differentiable w.r.t. the mip-maps (hence the tables), the weights and ``f0_hz`` (through
+    the interpolation position and, with the crossfade, the mix of the two levels; the level
+    choice itself is piecewise constant).
 
     Args:
         mipmaps: ``(n_tables, n_levels, table_size)`` from :func:`wavetable_mipmaps`.
@@ -87,6 +100,7 @@ def wavetable_oscillator(
         weights: ``(batch|1, n, n_tables)`` audio-rate mixing weights.
         sample_rate: Hz.
         phase: ``(batch, 1, 1)`` phase at the first sample, in cycles (``None``: 0).
+        crossfade: crossfade to the next level by the fractional octave (default True).
 
     Returns:
         ``(y, phase)``: ``(batch, 1, n)`` signal and the phase after the block (float64).
@@ -117,13 +131,26 @@ def wavetable_oscillator(
     i0 = i0.long().clamp(0, size - 1)
     i1 = (i0 + 1) % size
     level = (f0_hz.detach().to(torch.float64)[..., None] > top_hz).sum(-1).clamp(max=n_levels - 1)  # (B|1, 1, n)
-    base = level * size
     flat = mipmaps.reshape(n_tables, n_levels * size)
-    idx0 = (base + i0).expand(batch, 1, n).reshape(-1)
-    idx1 = (base + i1).expand(batch, 1, n).reshape(-1)
-    v0 = flat[:, idx0].reshape(n_tables, batch, n)
-    v1 = flat[:, idx1].reshape(n_tables, batch, n)
-    values = v0 + frac[:, 0] * (v1 - v0)  # (T, B, n)
+
+    def read(level: Tensor) -> Tensor:
+        base = level * size
+        idx0 = (base + i0).expand(batch, 1, n).reshape(-1)
+        idx1 = (base + i1).expand(batch, 1, n).reshape(-1)
+        v0 = flat[:, idx0].reshape(n_tables, batch, n)
+        v1 = flat[:, idx1].reshape(n_tables, batch, n)
+        return v0 + frac[:, 0] * (v1 - v0)  # (T, B, n)
+
+    values = read(level)
+    if crossfade and n_levels > 1:
+        # fractional octave x in (0, 1]: log2(f0 / (top / 2)); 0 below the octave (f0 <= top / 2,
+        # only at level 0) and for an unlimited level (top = inf)
+        bottom = top_hz.to(mipmaps.dtype)[level] / 2
+        ratio = torch.where(bottom > 0, f0_hz.to(mipmaps.dtype) / bottom, torch.zeros_like(bottom))
+        x = torch.log2(ratio.clamp(min=1.0)).clamp(max=1.0)[:, 0]  # (B|1, n)
+        if bool((x > 0).any()):
+            upper = read((level + 1).clamp(max=n_levels - 1))
+            values = values + x * (upper - values)
     w = weights.to(mipmaps.dtype).permute(2, 0, 1)  # (T, B|1, n|1)
     y = (values * w).sum(0).unsqueeze(1)
     new_phase = phase + total[..., -1:]

@@ -39,9 +39,13 @@ class Wavetable(Unit):
 
     Band-limiting: per-octave mip-maps built by FFT truncation of each table
     (:func:`dspfx.functional.wavetable_mipmaps`): level ``l`` keeps the harmonics below Nyquist
-    for the highest f0 of its octave; the level is chosen per sample from ``f0_hz`` (the safe
-    one, no crossfade between levels). Phase is accumulated in float64 and carried across
-    blocks. Output: ``amplitude * sum_t weights_t * table_t(phase)``, ``(batch, 1, samples)``.
+    for the highest f0 of its octave; per sample, the richest safe level for ``f0_hz`` is
+    crossfaded with the next one by the fractional octave of ``f0`` (level ``l`` alone at the
+    bottom of its octave, level ``l + 1`` alone at the top), so the timbre changes continuously
+    with f0 (a glide has no step at octave boundaries) and no partial folds back; the partials
+    kept by level ``l`` only fade out over the octave. Phase is accumulated in float64 and
+    carried across blocks. Output: ``amplitude * sum_t weights_t * table_t(phase)``,
+    ``(batch, 1, samples)``.
 
     Options:
         n_tables: number of tables (default 4; initialised as sine, saw, square, triangle,

@@ -60,12 +60,16 @@ def test_naive_reading_would_alias():
 
 
 def test_harmonic_levels_of_the_saw():
-    # f0 = 1000 Hz at 48 kHz: its level keeps 15 harmonics; each at the saw's 2 / (pi k)
+    # f0 = 1000 Hz at 48 kHz lies in the octave (750, 1500] Hz of the level keeping 15 harmonics;
+    # the next level keeps 7; crossfaded by x = log2(1000 / 750): harmonics 1..7 at the saw's
+    # 2 / (pi k), 8..15 at (1 - x) times that
     sr, f0 = 48000, 1000.0
     y = Wavetable(sr).double()(n_samples=sr, f0_hz=f0, weights=SAW, amplitude=1.0)[0, 0].detach()
     spec = torch.fft.rfft(y).abs() * 2 / sr  # 1 Hz bins, integer harmonics: no leakage
+    x = math.log2(f0 / 750.0)
     for k in range(1, 16):
-        assert abs(20 * math.log10(float(spec[int(k * f0)]) * math.pi * k / 2)) < 0.01
+        gain = 1.0 if k <= 7 else 1.0 - x
+        assert abs(20 * math.log10(float(spec[int(k * f0)]) * math.pi * k / 2 / gain)) < 0.01
     for k in range(16, 24):  # dropped; what is left is linear interpolation's images (< -95 dB)
         assert float(spec[int(k * f0)]) < 1e-5
 
@@ -177,3 +181,51 @@ def test_cached_mipmaps_follow_table_changes():
         unit.set_tables(-unit.tables.detach())
         b = unit(n_samples=200, f0_hz=300.0)
     assert torch.allclose(b, -a, atol=1e-6) and a.abs().max() > 0.1
+
+
+def _centroids(y: np.ndarray, sr: int, frame: int) -> np.ndarray:
+    """Spectral centroid (Hz) of consecutive Hann-windowed frames of ``y``."""
+    frames = y[: len(y) // frame * frame].reshape(-1, frame) * np.hanning(frame)
+    spec = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(frame, 1 / sr)
+    return (spec * freqs).sum(-1) / spec.sum(-1)
+
+
+def test_glide_has_no_timbre_step_at_octave_boundaries():
+    # a slow exponential glide of the saw over two octave boundaries (375 and 750 Hz at 48 kHz):
+    # the brightness (centroid / f0) must change smoothly; without the crossfade it jumps as the
+    # band halves at each boundary
+    sr, seconds, frame = 48000, 2.0, 1024
+    n = int(sr * seconds)
+    f0_frames = torch.tensor(np.geomspace(300.0, 1000.0, 201), dtype=torch.float64).view(1, -1)
+    unit = Wavetable(sr).double()
+    with torch.no_grad():
+        y = unit(n_samples=n, f0_hz=f0_frames, weights=SAW, amplitude=1.0)[0, 0].numpy()
+        f0 = dspfx.functional.upsample_control(f0_frames.unsqueeze(-1), n)[0, :, 0]
+        mipmaps, top = unit.mipmaps()
+        hard, _ = wavetable_oscillator(mipmaps, top, f0.view(1, 1, -1), SAW.view(1, 1, 4), sr, crossfade=False)
+    f0_mid = f0.numpy()[: n // frame * frame].reshape(-1, frame).mean(-1)
+    jumps = np.abs(np.diff(np.log(_centroids(y, sr, frame) / f0_mid)))
+    jumps_hard = np.abs(np.diff(np.log(_centroids(hard[0, 0].numpy(), sr, frame) / f0_mid)))
+    assert jumps_hard.max() > 0.1  # the step the crossfade removes (the test can fail)
+    assert jumps.max() < 0.03, jumps.max()  # brightness changes by < 3 % per 21 ms frame
+    # and aliasing stays down while crossfading: 4 kHz is 42 % into its octave
+    y4 = unit(n_samples=sr, f0_hz=4000.0, weights=SAW, amplitude=1.0)[0, 0].detach().numpy()
+    assert _aliased_db(y4, 4000.0, sr) < -60.0
+
+
+def test_crossfade_is_continuous_in_f0_across_a_level_boundary():
+    # the same phase read just below and just above a boundary gives (almost) the same sample
+    sr, n = 48000, 64
+    unit = Wavetable(sr).double()
+    mipmaps, top = unit.mipmaps()
+    boundary = float(top[6])  # 1500 Hz
+    phase = torch.tensor([[[0.123]]], dtype=torch.float64)
+
+    def render(f0: float, crossfade: bool) -> torch.Tensor:
+        f = torch.full((1, 1, n), f0, dtype=torch.float64)
+        return wavetable_oscillator(mipmaps, top, f, SAW.view(1, 1, 4), sr, phase, crossfade=crossfade)[0]
+
+    above = boundary * (1 + 1e-9)
+    assert (render(boundary, True) - render(above, True)).abs().max() < 1e-5
+    assert (render(boundary, False) - render(above, False)).abs().max() > 0.05

@@ -22,17 +22,30 @@ Reported per row:
 - a peer measured in the same run where one does the same job: a plain NumPy oscillator bank for
   ``harmonic`` (same harmonics, same per-frame f0 / amplitude / distribution upsampled linearly,
   phase by cumsum, the harmonics at or above Nyquist zeroed and the rest renormalised, sum of
-  sines; its ESR against the dspfx render is shown as a check), and a NumPy naive (aliasing) saw
-  for ``oscillator`` (a cheaper job than dspfx's band-limited saw). torchsynth would be the peer
-  for the subtractive voice, but it imports torchaudio, which does not import against a CPU-only
-  torch build like this one; it is not used.
+  sines; its ESR against the dspfx render is shown as a check), a NumPy naive (aliasing) saw
+  for ``oscillator`` (a cheaper job than dspfx's band-limited saw), and torchsynth's ``Voice``
+  (when ``import torchsynth`` works) for a subtractive voice of dspfx units: ``oscillator`` (saw)
+  times ``adsr`` into a ``svf`` lowpass (and into a ``ladder``), per-item random f0 / cutoff,
+  the same batch and length. torchsynth's voice is a different patch (2 VCOs, noise, 6 ADSRs,
+  2 LFOs, a modulation matrix, no filter, a batch of random patches on the CPU), so its ratio
+  compares jobs of the same size, not the same job. Without torchsynth the row is rendered
+  without a peer and the script prints how to install it.
 
-Every figure is the best of ``--repeats`` timed calls after one untimed warm-up call; a figure
-whose warm-up took longer than ``--budget`` seconds gets fewer timed calls (at least one), so the
-default run stays near a minute on a 2-core machine.
+Rows with a peer time the dspfx forward and the peer interleaved (peer, dspfx, peer, dspfx, ...),
+the best of each, so a busy machine slows both alike. Every figure is the best of ``--repeats``
+timed calls after one untimed warm-up call; a figure whose warm-up took longer than ``--budget``
+seconds gets fewer timed calls (at least one), so the default run stays near a minute on a 2-core
+machine. ``--only`` restricts the run to rows whose label starts with one of the given names.
 
     python benchmarks/synths.py [--seconds 4] [--repeats 3] [--budget 2] [--harmonics 60]
-                                [--threads 1] [--markdown] [--json PATH]
+                                [--threads 1] [--only harmonic subtractive ...] [--markdown] [--json PATH]
+
+torchsynth 1.0.2 imports ``pkg_resources`` and ``pytorch_lightning.core.lightning`` (gone after
+pytorch-lightning 1.6); it runs against torch 2.x when installed beside it without its pins::
+
+    pip install --target /tmp/tsx --no-deps torchsynth==1.0.2 pytorch-lightning==1.6.5 \
+        torchmetrics==0.11.4 pyDeprecate==0.3.2 PyYAML tensorboard protobuf absl-py "setuptools<81"
+    PYTHONPATH=/tmp/tsx python benchmarks/synths.py
 """
 
 from __future__ import annotations
@@ -116,6 +129,8 @@ def synth_cases(
     gate[:, : frames * 3 // 4] = 1.0
     fm_feedback = np.zeros((batch, frames, 6), dtype=np.float32)
     fm_feedback[..., 5] = rand[..., 22]  # DX7 self-feedback 0 .. 1 rad on operator 6 (the only one allowed)
+    voice_f0 = (f0 * (1 + rand[:, :1, 23])).astype(np.float32)  # one note per item: 220 .. 440 Hz with the vibrato
+    cutoff = np.broadcast_to(300.0 + 3000.0 * rand[:, :1, 24], (batch, frames)).astype(np.float32)  # per item
     return [
         (
             f"harmonic ({n_harmonics} harmonics)",
@@ -163,6 +178,16 @@ def synth_cases(
             {"gate": (gate, False)},
         ),
         (
+            "subtractive voice (oscillator saw x adsr -> svf lowpass)",
+            SubtractiveVoice(sample_rate, "svf"),
+            {"f0_hz": (voice_f0, True), "amplitude": (amp, True), "gate": (gate, False), "cutoff_hz": (cutoff, True)},
+        ),
+        (
+            "subtractive voice (oscillator saw x adsr -> ladder)",
+            SubtractiveVoice(sample_rate, "ladder"),
+            {"f0_hz": (voice_f0, True), "amplitude": (amp, True), "gate": (gate, False), "cutoff_hz": (cutoff, True)},
+        ),
+        (
             f"harmonic_plus_noise ({n_harmonics} harmonics, 65 bands)",
             harmonic_plus_noise(sample_rate, n_harmonics=n_harmonics, n_bands=65, seed=0),
             {
@@ -173,6 +198,50 @@ def synth_cases(
             },
         ),
     ]
+
+
+class SubtractiveVoice(torch.nn.Module):
+    """A subtractive voice of dspfx units: ``filter(oscillator * adsr)``, with the controls of each."""
+
+    def __init__(self, sample_rate: int, filter_name: str = "svf") -> None:
+        super().__init__()
+        self.osc = dspfx.make("oscillator", sample_rate=sample_rate, waveform="saw")
+        self.env = dspfx.make("adsr", sample_rate=sample_rate, attack_s=0.01, decay_s=0.2, sustain=0.6, release_s=0.3)
+        self.filter = dspfx.make(filter_name, sample_rate=sample_rate)
+
+    def forward(self, n_samples: int, f0_hz: torch.Tensor, amplitude: torch.Tensor, gate: torch.Tensor,
+                cutoff_hz: torch.Tensor) -> torch.Tensor:
+        voice = self.osc(n_samples=n_samples, f0_hz=f0_hz, amplitude=amplitude)
+        voice = voice * self.env(n_samples=n_samples, gate=gate)
+        return self.filter(voice, cutoff_hz=cutoff_hz)
+
+
+TORCHSYNTH_INSTALL = (
+    "pip install --target /tmp/tsx --no-deps torchsynth==1.0.2 pytorch-lightning==1.6.5 torchmetrics==0.11.4 "
+    "pyDeprecate==0.3.2 PyYAML tensorboard protobuf absl-py 'setuptools<81'; then PYTHONPATH=/tmp/tsx "
+    "python benchmarks/synths.py"
+)
+
+
+def torchsynth_voice(batch: int, sample_rate: int, seconds: float) -> Callable[[], Any] | None:
+    """torchsynth's Voice rendering a batch of ``batch`` random patches of ``seconds`` (CPU), or None."""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torchsynth.config import SynthConfig
+            from torchsynth.synth import Voice
+    except Exception:
+        return None
+    config = SynthConfig(batch_size=batch, sample_rate=sample_rate, buffer_size_seconds=seconds, reproducible=False)
+    voice = Voice(synthconfig=config)
+
+    def render() -> Any:
+        with torch.no_grad():
+            return voice()[0]
+
+    return render
 
 
 # --- NumPy peers ------------------------------------------------------------------------------
@@ -237,9 +306,30 @@ def best_of(fn: Callable[[], Any], repeats: int, budget_s: float) -> tuple[float
     return best, calls
 
 
+def best_of_interleaved(
+    fn: Callable[[], Any], peer: Callable[[], Any], repeats: int, budget_s: float
+) -> tuple[float, float, int]:
+    """Best wall times of ``fn`` and ``peer`` timed alternately (peer, fn, peer, fn, ...) after one
+    untimed warm-up call of each, and how many timed pairs (fewer when a pair takes over ``budget_s`` / repeats)."""
+    start = time.perf_counter()
+    peer()
+    fn()
+    warm = time.perf_counter() - start
+    calls = max(1, min(repeats, int(budget_s / max(warm, 1e-9))))
+    best_fn = best_peer = math.inf
+    for _ in range(calls):
+        start = time.perf_counter()
+        peer()
+        best_peer = min(best_peer, time.perf_counter() - start)
+        start = time.perf_counter()
+        fn()
+        best_fn = min(best_fn, time.perf_counter() - start)
+    return best_fn, best_peer, calls
+
+
 def uncovered_synths(labels: list[str]) -> list[str]:
     """Registered synths that no row of :func:`synth_cases` renders (a new synth needs a row)."""
-    covered = {label.split(" ")[0] for label in labels}
+    covered = {label.split(" ")[0] for label in labels} | {"oscillator", "adsr"}
     return [u["name"] for u in dspfx.units(category="synth") if u["name"] not in covered]
 
 
@@ -254,6 +344,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         missing = uncovered_synths([label for label, _, _ in cases])
         if missing and batch == CONFIGS[0][0]:
             print(f"  note: registered synths without a row here: {', '.join(missing)}", file=sys.stderr, flush=True)
+        if args.only:
+            cases = [case for case in cases if any(case[0].startswith(name) for name in args.only)]
         for label, unit, spec in cases:
             controls = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, (v, _) in spec.items()}
             grad_controls = {
@@ -276,17 +368,10 @@ def run(args: argparse.Namespace) -> list[Row]:
                 y = unit(n_samples=n, **controls)
                 y.square().mean().backward()
 
-            fwd_s, calls = best_of(forward, args.repeats, args.budget)
-            fb_s, calls_fb = best_of(forward_backward, args.repeats, args.budget)
-            finite = all(leaf.grad is None or bool(torch.isfinite(leaf.grad).all()) for leaf in leaves)
-            finite = finite and any(leaf.grad is not None for leaf in leaves)
-            y = out["y"]
-            if tuple(y.shape) != (batch, 1, n):
-                raise RuntimeError(f"{label}: expected a ({batch}, 1, {n}) render, got {tuple(y.shape)}")
-
             peer = peer_s = err = None
+            render_peer: Callable[[], Any] | None = None
+            peer_out: dict[str, Any] = {}
             if label.startswith("harmonic ("):
-                peer_out: dict[str, np.ndarray] = {}
 
                 def render_peer() -> None:
                     peer_out["y"] = numpy_harmonic_bank(
@@ -294,16 +379,28 @@ def run(args: argparse.Namespace) -> list[Row]:
                     )
 
                 peer = f"NumPy oscillator bank ({args.harmonics} sines)"
-                peer_s, _ = best_of(render_peer, args.repeats, args.budget)
-                err = float(esr(y[:, 0].double(), torch.from_numpy(peer_out["y"]).double()))
             elif label.startswith("oscillator"):
-                peer_out = {}
 
                 def render_peer() -> None:
                     peer_out["y"] = numpy_naive_saw(ctl["f0_hz"], ctl["amplitude"], n, sample_rate)
 
                 peer = "NumPy naive saw (aliasing: cheaper job)"
-                peer_s, _ = best_of(render_peer, args.repeats, args.budget)
+            elif label.startswith("subtractive voice"):
+                render_peer = torchsynth_voice(batch, sample_rate, n / sample_rate)
+                if render_peer is not None:
+                    peer = "torchsynth 1.0.2 Voice (random patches; other job, same size)"
+            if render_peer is not None:
+                fwd_s, peer_s, calls = best_of_interleaved(forward, render_peer, args.repeats, args.budget)
+            else:
+                fwd_s, calls = best_of(forward, args.repeats, args.budget)
+            fb_s, calls_fb = best_of(forward_backward, args.repeats, args.budget)
+            finite = all(leaf.grad is None or bool(torch.isfinite(leaf.grad).all()) for leaf in leaves)
+            finite = finite and any(leaf.grad is not None for leaf in leaves)
+            y = out["y"]
+            if tuple(y.shape) != (batch, 1, n):
+                raise RuntimeError(f"{label}: expected a ({batch}, 1, {n}) render, got {tuple(y.shape)}")
+            if label.startswith("harmonic ("):
+                err = float(esr(y[:, 0].double(), torch.from_numpy(peer_out["y"]).double()))
             rows.append(
                 Row(
                     synth=label,
@@ -333,12 +430,17 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 
 def torchsynth_status() -> str:
-    """Whether torchsynth (the natural peer of the subtractive voice) imports here; never installed by this script."""
+    """Whether torchsynth (the peer of the subtractive voice) imports here; never installed by this script."""
     try:
-        import torchsynth  # noqa: F401
-    except Exception as exc:  # ImportError, or torchaudio failing against this torch build
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchsynth
+            import torchsynth.synth  # noqa: F401  (pkg_resources, pytorch_lightning)
+    except Exception as exc:  # ImportError of torchsynth or of one of its dependencies
         return f"not usable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    return "importable (not benchmarked by this script)"
+    return f"torchsynth {getattr(torchsynth, '__version__', '?')} (peer of the subtractive voice)"
 
 
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -387,6 +489,9 @@ NOTES = [
     "random frames",
     "ESR vs peer (harmonic only) = sum((dspfx - numpy)^2) / sum(numpy^2): both renders did the same job",
     "the naive saw does not band-limit (it aliases): it is a cheaper job than the dspfx oscillator",
+    "rows with a peer: dspfx fwd and the peer timed interleaved (peer, dspfx, ...), best of each",
+    "subtractive voice: dspfx oscillator (saw) x adsr -> svf / ladder vs torchsynth's Voice (2 VCOs, noise, ADSRs, "
+    "LFOs, no filter; random patches): the same batch and length, not the same patch",
 ]
 
 COLUMNS = [
@@ -473,6 +578,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
     parser.add_argument("--json", metavar="PATH", help="also write the machine info and rows as JSON to PATH")
     parser.add_argument("--verbose", action="store_true", help="print progress to stderr")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME",
+        help="only the rows whose label starts with one of these (e.g. harmonic fm)",
+    )
     args = parser.parse_args(argv)
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         parser.error(f"--seconds must be a positive number, got {args.seconds}")
@@ -492,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     info = machine_info(args)
+    if not info["torchsynth"].startswith("torchsynth"):
+        print(f"note: torchsynth {info['torchsynth']}; the subtractive voice rows run without their peer. To add it: "
+              f"{TORCHSYNTH_INSTALL}", file=sys.stderr, flush=True)
     rows = run(args)
     elapsed = time.perf_counter() - start
     print(report(info, rows, args.markdown, elapsed), end="")

@@ -160,6 +160,21 @@ def oscillator_additive(
         Tensor like ``phase``.
     """
     _check_waveform(waveform)
+    from . import oscillators as _osc
+
+    if _osc._COMPILED_BANK and waveform == "saw" and phase.device.type == "cpu" and phase.ndim >= 1 and phase.numel():
+        # the saw is a harmonic sum with fixed weights -2 / (pi k) and a prefix of kept harmonics:
+        # the compiled harmonic bank (exact gradient w.r.t. the phase; the mask has none, as below)
+        from .oscillators import _HarmonicSum, _harmonics_below_nyquist
+
+        n = phase.shape[-1]
+        dt_t = torch.as_tensor(dt, dtype=phase.dtype, device=phase.device)
+        shape = torch.broadcast_shapes(phase.shape, dt_t.shape)
+        kept = _harmonics_below_nyquist(dt_t.expand(shape).reshape(-1, n), n_harmonics, 1.0)
+        k = torch.arange(1, n_harmonics + 1, dtype=phase.dtype, device=phase.device)
+        weights = (-2 / (math.pi * k)).reshape(1, 1, -1)
+        y = _HarmonicSum.apply(phase.expand(shape).reshape(-1, n), weights, kept)
+        return y.to(phase.dtype).reshape(shape)
     k = torch.arange(1, n_harmonics + 1, dtype=phase.dtype, device=phase.device)
     t = phase.unsqueeze(-1)
     dtk = torch.as_tensor(dt, dtype=phase.dtype, device=phase.device).unsqueeze(-1)

@@ -23,12 +23,21 @@ synthesis", JAES 1979 (Chebyshev shaping).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["chebyshev", "chebyshev_band_mask", "chebyshev_shaper", "mlp_shaper", "shaping_bank"]
+__all__ = [
+    "chebyshev",
+    "chebyshev_band_mask",
+    "chebyshev_band_orders",
+    "chebyshev_shaper",
+    "mlp_shaper",
+    "shaping_bank",
+]
 
 
 def _check_order(order: object) -> int:
@@ -77,20 +86,41 @@ def chebyshev_band_mask(f0_hz: Tensor, order: int, sample_rate: float) -> Tensor
     return (f0_hz.detach().unsqueeze(-1) * k < 0.5 * float(sample_rate)).to(f0_hz.dtype)
 
 
-def chebyshev_shaper(u: Tensor, coefficients: Tensor, mask: Tensor | None = None) -> Tensor:
+def chebyshev_band_orders(f0_hz: Tensor, order: int, sample_rate: float) -> Tensor:
+    """How many orders :func:`chebyshev_band_mask` keeps per sample: the count of ``k = 1..order``
+    with ``k * f0 < sample_rate / 2`` (the mask is that prefix of ones). ``(..., n)`` int64, no gradient."""
+    order = _check_order(order)
+    with torch.no_grad():
+        f0 = f0_hz.to(torch.float64)
+        nyquist = 0.5 * float(sample_rate)
+        k = torch.floor(nyquist / f0.clamp_min(1e-300))
+        k = k - (k * f0 >= nyquist).to(k.dtype)
+        return k.clamp(0, order).to(torch.int64)
+
+
+def chebyshev_shaper(
+    u: Tensor, coefficients: Tensor, mask: Tensor | None = None, orders: Tensor | None = None
+) -> Tensor:
     """Bank of Chebyshev shaping functions ``f_s(u) = sum_k c[s, k - 1] m[k - 1] T_k(u_s)``.
 
     The sum is accumulated along the recurrence (the ``(..., S, n, order)`` stack is never built).
+    With ``orders`` (a prefix mask given by its length) on the CPU, the recurrence runs in a
+    compiled loop (numba, float64, SIMD over samples) with an exact hand-written adjoint
+    (``T_k' = k U_{k-1}``, Chebyshev polynomials of the second kind, by their recurrence).
 
     Args:
         u: ``(..., S, n)`` shaper inputs.
         coefficients: ``(S, order)`` (or ``(order,)``, shared) weights of ``T_1 .. T_order``.
         mask: optional ``(..., n, order)`` gains per order (see :func:`chebyshev_band_mask`),
             broadcast over the shapers.
+        orders: optional ``(..., n)`` integer count of the orders kept per sample (orders
+            ``1 .. orders[t]``, see :func:`chebyshev_band_orders`), instead of ``mask``.
 
     Returns:
         ``(..., S, n)``. Differentiable w.r.t. ``u`` and ``coefficients``.
     """
+    if mask is not None and orders is not None:
+        raise ValueError("give mask= or orders=, not both")
     if not isinstance(coefficients, Tensor) or coefficients.ndim not in (1, 2) or coefficients.shape[-1] < 1:
         got = tuple(coefficients.shape) if isinstance(coefficients, Tensor) else type(coefficients).__name__
         raise ValueError(f"coefficients must be shaped (n_shapers, order) or (order,), got {got}")
@@ -99,6 +129,17 @@ def chebyshev_shaper(u: Tensor, coefficients: Tensor, mask: Tensor | None = None
             f"coefficients have {coefficients.shape[0]} rows but u has {u.shape[-2]} shapers (shape {tuple(u.shape)})"
         )
     order = coefficients.shape[-1]
+    if orders is not None:
+        if u.device.type == "cpu" and u.ndim >= 2:
+            n = u.shape[-1]
+            lead = torch.broadcast_shapes(u.shape[:-2], orders.shape[:-1])
+            S = u.shape[-2]
+            flat_u = u.expand(*lead, S, n).reshape(-1, S, n)
+            flat_k = orders.expand(*lead, n).reshape(-1, n)
+            c2 = coefficients.reshape(-1, order)
+            return _ChebyshevBank.apply(flat_u, c2, flat_k).to(u.dtype).reshape(*lead, S, n)
+        k = torch.arange(1, order + 1, device=orders.device)
+        mask = (k <= orders.unsqueeze(-1)).to(u.dtype)
     c = coefficients.to(u.dtype)
     c = c.unsqueeze(-1) if c.ndim == 2 else c.reshape(1, order, 1)  # (S|1, order, 1)
     if mask is not None:
@@ -113,6 +154,97 @@ def chebyshev_shaper(u: Tensor, coefficients: Tensor, mask: Tensor | None = None
             term = term * mask[..., k]
         out = term if out is None else out + term
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _chebyshev_kernel():
+    """The compiled forward / adjoint loop of :class:`_ChebyshevBank` (numba, cached on disk)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
+    def run(u, c, kept, g, backward):  # pragma: no cover - compiled
+        # forward: out[r, s, t] = sum_{k <= kept[r, t]} c[s, k - 1] T_k(u[r, s, t]);
+        # backward (g = dL/dout): dL/du = g sum_k c m k U_{k-1}(u), dL/dc[s, k - 1] = sum g m T_k(u)
+        R, S, n = u.shape
+        s_c, order = c.shape
+        r_k = kept.shape[0]
+        out = np.zeros((R, S, n))
+        g_c = np.zeros((s_c, order))
+        chunk = 1024
+        t_prev = np.empty(chunk)
+        t_cur = np.empty(chunk)
+        u_prev = np.empty(chunk)
+        u_cur = np.empty(chunk)
+        kf = np.empty(chunk)
+        for r in range(R):
+            rk = r if r_k > 1 else 0
+            for s in range(S):
+                sc = s if s_c > 1 else 0
+                for t0 in range(0, n, chunk):
+                    m = min(chunk, n - t0)
+                    x = u[r, s, t0:t0 + m]
+                    acc = out[r, s, t0:t0 + m]
+                    gg = g[r, s, t0:t0 + m]
+                    top = 0
+                    for j in range(m):
+                        kf[j] = kept[rk, t0 + j]
+                        top = max(top, kept[rk, t0 + j])
+                        t_prev[j] = 1.0  # T_0
+                        t_cur[j] = x[j]  # T_1
+                        u_prev[j] = 0.0  # U_{-1}
+                        u_cur[j] = 1.0  # U_0
+                    for k in range(1, top + 1):
+                        kk = float(k)
+                        ck = c[sc, k - 1]
+                        if backward:
+                            red = 0.0
+                            for j in range(m):
+                                gm = gg[j] * (1.0 if kk <= kf[j] else 0.0)
+                                red += gm * t_cur[j]
+                                acc[j] += gm * ck * kk * u_cur[j]
+                                un = 2.0 * x[j] * u_cur[j] - u_prev[j]
+                                u_prev[j] = u_cur[j]
+                                u_cur[j] = un
+                                tn = 2.0 * x[j] * t_cur[j] - t_prev[j]
+                                t_prev[j] = t_cur[j]
+                                t_cur[j] = tn
+                            g_c[sc, k - 1] += red
+                        else:
+                            for j in range(m):
+                                acc[j] += (ck if kk <= kf[j] else 0.0) * t_cur[j]
+                                tn = 2.0 * x[j] * t_cur[j] - t_prev[j]
+                                t_prev[j] = t_cur[j]
+                                t_cur[j] = tn
+        return out, g_c
+
+    return run
+
+
+def _f64(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().to(dtype=torch.float64).numpy())
+
+
+class _ChebyshevBank(torch.autograd.Function):
+    """``sum_{k <= orders} c[s, k - 1] T_k(u)`` for u ``(R, S, n)``, coefficients ``(S|1, order)`` and
+    orders ``(R|1, n)``: forward and exact adjoint in numba (float64, CPU). Returns float64."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, coefficients: Tensor, orders: Tensor) -> Tensor:
+        arrays = (_f64(u), _f64(coefficients), np.ascontiguousarray(orders.numpy()))
+        ctx.arrays = arrays
+        ctx.meta = (u.dtype, coefficients.dtype)
+        out, _ = _chebyshev_kernel()(*arrays, arrays[0], False)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        g_u, g_c = _chebyshev_kernel()(*ctx.arrays, _f64(grad), True)
+        u_dtype, c_dtype = ctx.meta
+        return (
+            torch.from_numpy(g_u).to(u_dtype) if ctx.needs_input_grad[0] else None,
+            torch.from_numpy(g_c).to(c_dtype) if ctx.needs_input_grad[1] else None,
+            None,
+        )
 
 
 def mlp_shaper(u: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:

@@ -13,7 +13,12 @@ from torch import Tensor, nn
 from dspfx.functional.blep import accumulate_phase
 from dspfx.functional.control import as_control, control_hop, upsample_control
 from dspfx.functional.oscillators import phase_dtype
-from dspfx.functional.waveshaper import chebyshev_band_mask, chebyshev_shaper, mlp_shaper, shaping_bank
+from dspfx.functional.waveshaper import (
+    chebyshev_band_orders,
+    chebyshev_shaper,
+    mlp_shaper,
+    shaping_bank,
+)
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -99,7 +104,12 @@ class _ShapingBank(Unit):
         mlp = (list(self.mlp_weights), list(self.mlp_biases)) if self.shaper != "chebyshev" else None
 
         def shaper(u: Tensor) -> Tensor:
-            out = chebyshev_shaper(u, cheb, mask) if cheb is not None else None
+            if cheb is None:
+                out = None
+            elif mask is not None and not mask.is_floating_point():  # orders kept per sample
+                out = chebyshev_shaper(u, cheb, orders=mask)
+            else:
+                out = chebyshev_shaper(u, cheb, mask)
             if mlp is not None:
                 m = mlp_shaper(u, *mlp)
                 out = m if out is None else out + m
@@ -189,7 +199,8 @@ class Waveshaper(_ShapingBank):
         f0 = controls["f0_hz"][:, 0].expand(batch, -1)  # (batch, n), range-checked by the knob
         phase, final = accumulate_phase(f0 / self.sample_rate, state)
         exciter = torch.cos(2 * math.pi * phase)
-        mask = chebyshev_band_mask(f0, self.order, self.sample_rate) if self.shaper != "mlp" else None
+        # the band mask as its length per sample (a prefix of orders): the compiled bank on the CPU
+        mask = chebyshev_band_orders(f0, self.order, self.sample_rate) if self.shaper != "mlp" else None
         y = self._shape(exciter, controls, batch, mask)
         return y.unsqueeze(1), final
 

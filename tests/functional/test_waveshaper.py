@@ -101,3 +101,40 @@ def test_errors():
         chebyshev_shaper(torch.zeros(1, 2, 5), torch.zeros(2, 3, 4))
     with pytest.raises(ValueError, match="3 rows"):
         chebyshev_shaper(torch.zeros(1, 2, 5), torch.zeros(3, 4))
+
+
+# --- the compiled bank (orders kept per sample, numba forward + adjoint) ------------------------
+
+from dspfx.functional.waveshaper import chebyshev_band_orders  # noqa: E402
+
+
+def test_band_orders_count_the_band_mask():
+    f0 = torch.tensor([[0.0, 999.0, 1000.0, 2000.0, 2666.7, 4000.0, 9000.0]], dtype=D)
+    orders = chebyshev_band_orders(f0, 8, 16000)
+    mask = chebyshev_band_mask(f0, 8, 16000)
+    assert torch.equal(orders, mask.sum(-1).long())
+    assert torch.equal(mask, (torch.arange(1, 9) <= orders.unsqueeze(-1)).to(D))  # a prefix of ones
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_compiled_bank_equals_the_masked_series_with_gradients(shared):
+    torch.manual_seed(5)
+    n, S, order = 300, 3, 9
+    u = (torch.rand(2, S, n, dtype=D) * 2.2 - 1.1).requires_grad_()  # a little beyond [-1, 1] too
+    c = torch.randn(order if shared else S, order, dtype=D)[0 if shared else slice(None)].requires_grad_()
+    f0 = torch.linspace(300, 5000, n, dtype=D).expand(2, n) * torch.tensor([[1.0], [0.7]], dtype=D)
+    orders = chebyshev_band_orders(f0, order, 16000)
+    got = chebyshev_shaper(u, c, orders=orders)
+    ref = chebyshev_shaper(u, c, chebyshev_band_mask(f0, order, 16000))
+    assert (got - ref).abs().max() < 1e-10
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad((got * g).sum(), (u, c)), torch.autograd.grad((ref * g).sum(), (u, c))):
+        assert (a - b).abs().max() < 1e-9 * max(1.0, float(b.abs().max()))
+
+
+def test_gradcheck_compiled_bank():
+    torch.manual_seed(6)
+    u = (torch.rand(1, 2, 30, dtype=D) * 2 - 1).requires_grad_()
+    c = torch.randn(2, 6, dtype=D, requires_grad=True)
+    orders = torch.randint(0, 7, (1, 30))
+    assert torch.autograd.gradcheck(lambda a, b: chebyshev_shaper(a, b, orders=orders), (u, c))

@@ -228,7 +228,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip, preset=args.preset, checkpoint_every=args.checkpoint_every,
         resume=not args.no_resume, progress=not args.quiet, device=args.device, reverb_s=args.reverb_s,
     )
-    print(result)
+    import torch
+
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "step")
+    print(f"rank {rank}: trained to step {result.step}, last loss {result.history[-1]:.4g}" if result.history
+          else f"rank {rank}: nothing to train (already at step {result.step})")
+    if result.world_size > 1:
+        print(f"rank {rank}: weights agree on all {result.world_size} ranks")
+    if rank == 0:
+        if metrics:
+            print(f"validation: {metrics}")
+        print(f"wrote {result.out_dir}/model.safetensors")
     return 0
 
 

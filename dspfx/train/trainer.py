@@ -39,7 +39,9 @@ CONFIDENT = 0.85
 
 class TrainResult(dict):
     """What :func:`train` returns: ``model`` (the trained :class:`DDSPModel`, unwrapped),
-    ``step``, ``history`` (loss per step), ``metrics`` (last validation), ``out_dir``."""
+    ``step``, ``history`` (loss per step), ``metrics`` (last validation), ``out_dir``,
+    ``world_size`` (processes that trained together; under torchrun every rank was checked to
+    end with the same weights)."""
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -344,5 +346,26 @@ def train(
     if bar is not None:
         bar.close()
     if distributed:
+        _check_ranks_agree(model, world)
         torch.distributed.barrier()
-    return TrainResult(model=model, step=step, history=history, metrics=metrics[-1] if metrics else {}, out_dir=out)
+    return TrainResult(model=model, step=step, history=history, metrics=metrics[-1] if metrics else {}, out_dir=out,
+                       world_size=world)
+
+
+def _check_ranks_agree(model: torch.nn.Module, world: int) -> None:
+    """Every rank must end with the same weights (DDP averages gradients and starts from rank 0's
+    weights); a desynchronised run would otherwise save rank 0's model silently. Compares a
+    float64 fingerprint of each parameter (sum, sum of squares, a position-weighted sum) across
+    ranks and raises if any differs."""
+    with torch.no_grad():
+        rows = []
+        for p in model.parameters():
+            v = p.detach().double().flatten()
+            w = torch.arange(1, v.numel() + 1, dtype=torch.float64, device=v.device) / v.numel()
+            rows.append(torch.stack([v.sum(), v.square().sum(), (v * w).sum()]))
+        mine = torch.stack(rows)
+        gathered = [torch.empty_like(mine) for _ in range(world)]
+        torch.distributed.all_gather(gathered, mine)
+    for r, theirs in enumerate(gathered):
+        if not torch.equal(theirs, gathered[0]):
+            raise RuntimeError(f"distributed training: rank {r}'s weights differ from rank 0's after training (a desynchronised run)")

@@ -477,6 +477,7 @@ class KnobConditioned(Container):
         """
         from dspfx.io import as_batch, check_finite
         from dspfx.train.align import align, estimate_latency
+        from dspfx.train.fit import PHASE_LAG_SAMPLES
         from dspfx.train.losses import make_loss
         from dspfx.train.metrics import esr as esr_metric
 
@@ -545,6 +546,8 @@ class KnobConditioned(Container):
                     reference = self(inp, s.unsqueeze(0))
                 if bool(torch.isfinite(reference).all()) and float(reference.abs().max()) > 0.0:
                     latency = estimate_latency(reference, tgt, max_latency=max_latency)
+                    if abs(latency) <= PHASE_LAG_SAMPLES:  # phase, for the knobs (as in dspfx.fit)
+                        latency = 0
                 if latency != 0:
                     inp, tgt = align(inp, tgt, latency)
                     data[k] = (s, inp, tgt)

@@ -128,3 +128,19 @@ def test_latency_is_measured_against_the_units_render_not_its_input():
     delayed = torch.nn.functional.pad(target, (37, 0))[..., : target.shape[-1]]
     unit.set(cutoff_hz=1200.0, q=2.0)
     assert dspfx.fit(unit, x, delayed, steps=1, progress=False).latency_samples == 37
+
+
+def test_a_lag_of_a_sample_or_two_is_left_to_the_fit():
+    # A model of another structure lags or leads the target by a sample in phase; aligning by
+    # that "latency" would be an error no knob can undo. Three samples and more are latency.
+    from dspfx.train.fit import PHASE_LAG_SAMPLES
+
+    sr = 48000
+    x = dspfx.signals.white_noise(0.25, sr, seed=4)
+    unit = dspfx.make("gain", sample_rate=sr, gain_db=-3.0)
+    with torch.no_grad():
+        target = unit(x)
+    for lag in (-PHASE_LAG_SAMPLES, -1, 1, PHASE_LAG_SAMPLES, PHASE_LAG_SAMPLES + 1, 9):
+        shifted = torch.roll(target, lag, dims=-1)
+        found = dspfx.fit(unit, x, shifted, steps=1, progress=False).latency_samples
+        assert found == (0 if abs(lag) <= PHASE_LAG_SAMPLES else lag), lag

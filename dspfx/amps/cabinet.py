@@ -22,7 +22,7 @@ from dspfx.functional.filters import biquad_coefficients, frequency_response, ii
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
-__all__ = ["Cabinet", "CABINET_MODES", "CABINET_SECTIONS"]
+__all__ = ["Cabinet", "CABINET_MODES", "CABINET_SECTIONS", "least_squares_ir"]
 
 CABINET_MODES = ("parametric", "ir")
 
@@ -37,6 +37,9 @@ CABINET_SECTIONS: tuple[tuple[str, str], ...] = (
 
 #: Default length of a learned impulse response (about 43 ms at 48 kHz).
 DEFAULT_IR_TAPS = 2048
+
+#: Default relative ridge of :func:`least_squares_ir` (a fraction of the input's mean power).
+DEFAULT_IR_RIDGE = 1e-6
 
 
 def _parametric_knobs() -> list[tuple[str, Knob]]:
@@ -250,6 +253,32 @@ class Cabinet(Unit):
             out.impulse_response.copy_(h.reshape(1, -1))  # not rounded through float32
         return out
 
+    @classmethod
+    def from_pair(
+        cls, x: Tensor, y: Tensor, n_taps: int, sample_rate: float = 48000, *, ridge: float = DEFAULT_IR_RIDGE
+    ) -> Cabinet:
+        """A learnable ``mode="ir"`` cabinet whose response is :func:`least_squares_ir` of the pair:
+        the ``n_taps``-tap FIR that best maps ``x`` (e.g. the preamp's render of the DI) to ``y``
+        (the recorded amp), a sensible start for fitting a learned cabinet.
+
+        Args:
+            x, y: input and output audio of the same shape, ``(..., samples)`` (leading indices
+                are more recordings sharing the response).
+            n_taps: response length in samples (e.g. ``int(0.04 * sample_rate)``).
+            sample_rate: the pair's rate in Hz.
+            ridge: relative regulariser, see :func:`least_squares_ir`.
+
+        Returns:
+            a ``Cabinet(sample_rate, mode="ir", n_taps=n_taps)`` in ``x``'s dtype and device.
+
+        >>> cab = Cabinet.from_pair(preamp(di)[..., :n_train], amp_out[..., :n_train], 882, 22050)
+        """
+        h = least_squares_ir(x, y, n_taps, ridge=ridge).detach()
+        out = cls(sample_rate, mode="ir", n_taps=int(n_taps)).to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            out.impulse_response.copy_(h.reshape(1, -1))
+        return out
+
     # -- rendering -----------------------------------------------------------------------------
     @property
     def _work_dtype(self) -> torch.dtype:
@@ -294,3 +323,92 @@ class Cabinet(Unit):
                 hs = frequency_response(b, a, freqs_hz, self.sample_rate)
                 h = hs if h is None else h * hs
         return torch.as_tensor(freqs_hz), 20.0 * torch.log10(h.abs().clamp_min(1e-12))
+
+
+# -- impulse responses from recordings -----------------------------------------------------------
+
+
+def least_squares_ir(x: Tensor, y: Tensor, n_taps: int, *, ridge: float = DEFAULT_IR_RIDGE) -> Tensor:
+    """The FIR ``h`` of ``n_taps`` taps that best maps ``x`` to ``y`` in the least-squares sense:
+    ``argmin_h sum_t (y[t] - sum_k h[k] x[t - k])**2 + lam * sum_k h[k]**2``, with ``x`` zero
+    before its first sample (the start of a recording) and ``lam = ridge * mean_k R[k, k]``
+    (``R``: the input's covariance matrix, so ``ridge`` is relative to the input's energy).
+
+    The exact normal equations (covariance method, the end of the recording included, not
+    the Toeplitz approximation of the autocorrelation method) are built with FFT correlations
+    plus an ``n_taps x n_taps`` end correction, then solved by Cholesky: a noise-like input and
+    ``ridge=0`` give back the FIR that made ``y`` to float64 rounding. The ridge keeps the
+    answer finite (and small where the input has no energy) for silence-padded or band-limited
+    input. Use it for a learned cabinet's starting response: ``x`` the rest of the amp's
+    render of the DI, ``y`` the recording (:meth:`Cabinet.from_pair`).
+
+    Every leading index of ``x`` / ``y`` is one more recording of the same system: they share
+    one response (all their equations are stacked). Computed in float64 (float32 on devices
+    without it), returned in ``x``'s dtype and device; differentiable. Memory: about ten ``n_taps x n_taps``
+    temporaries (~0.3 GB at 2048 taps); time: FFTs of the recordings plus one Cholesky solve.
+
+    Args:
+        x: input audio, ``(samples,)`` or ``(..., samples)``.
+        y: output audio of the same shape.
+        n_taps: response length, ``1 <= n_taps <= samples``.
+        ridge: Tikhonov regulariser relative to the input's mean power, ``>= 0`` (default 1e-6).
+
+    Returns:
+        ``(n_taps,)`` tensor.
+
+    Raises:
+        TypeError: ``x`` or ``y`` not tensors.
+        ValueError: shapes differ (lengths or channels), ``n_taps`` not in ``1 .. samples``,
+            a negative or non-finite ridge, non-finite audio, or a silent ``x``.
+
+    Reference: the covariance method of linear prediction (Makhoul, "Linear prediction: a
+    tutorial review", Proc. IEEE 1975) applied to system identification; ridge regression.
+    """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"least_squares_ir: {name} must be a tensor, got {type(value).__name__}")
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"least_squares_ir: x must be (..., samples) with samples > 0, got shape {tuple(x.shape)}")
+    if x.shape != y.shape:
+        raise ValueError(
+            f"least_squares_ir: x and y must have the same shape (one output sample per input sample), "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    n = x.shape[-1]
+    if isinstance(n_taps, bool) or not isinstance(n_taps, (int, np.integer)) or not 1 <= n_taps <= n:
+        raise ValueError(
+            f"least_squares_ir: n_taps must be an integer in 1 .. {n} (the signals' length), got {n_taps!r}"
+        )
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not math.isfinite(ridge) or ridge < 0:
+        raise ValueError(f"least_squares_ir: ridge must be a finite number >= 0, got {ridge!r}")
+    n_taps = int(n_taps)
+    work = torch.float32 if x.device.type == "mps" else torch.float64
+    xs = x.reshape(-1, n).to(work)
+    ys = y.reshape(-1, n).to(work)
+    if not bool(torch.isfinite(xs).all() and torch.isfinite(ys).all()):
+        raise ValueError("least_squares_ir: x and y must be finite (NaN or Inf found)")
+    n_fft = 1 << (n + n_taps - 1).bit_length()
+    spec_x = torch.fft.rfft(xs, n_fft)
+    # r[k] = sum_t y[t] x[t-k]; a[d] = sum_t x[t] x[t-d] (no circular wrap with n_fft >= n + n_taps)
+    r = torch.fft.irfft(torch.fft.rfft(ys, n_fft) * spec_x.conj(), n_fft)[:, :n_taps].sum(0)
+    a = torch.fft.irfft(spec_x.abs().square(), n_fft)[:, :n_taps].sum(0)
+    # covariance method: R[i, i+d] = a[d] - sum_{m<i} w[m] w[m+d], with w the input reversed
+    # from its last sample (the terms the recording's end cuts off), zero before the start
+    w = torch.nn.functional.pad(xs.flip(-1)[:, : 2 * n_taps - 1], (0, max(0, 2 * n_taps - 1 - n)))
+    idx = torch.arange(n_taps, device=x.device)
+    shifted = idx[:, None] + idx[None, :]
+    products = sum(row[:n_taps, None] * row[shifted] for row in w)  # (m, d), summed over the recordings
+    cut = torch.cumsum(products, dim=0) - products  # exclusive cumsum over m: (i, d)
+    i, j = torch.meshgrid(idx, idx, indexing="ij")
+    lo, d = torch.minimum(i, j), (i - j).abs()
+    cov = a[d] - cut[lo, d]
+    lam = ridge * cov.diagonal().mean()
+    if not bool(lam > 0) and not bool(cov.diagonal().mean() > 0):
+        raise ValueError("least_squares_ir: x is silent (all zeros): no response can be identified from it")
+    system = cov + lam * torch.eye(n_taps, dtype=work, device=x.device)
+    factor, info = torch.linalg.cholesky_ex(system)
+    if int(info) == 0:
+        h = torch.cholesky_solve(r[:, None], factor)[:, 0]
+    else:  # singular without a ridge: the minimum-norm least-squares answer
+        h = torch.linalg.pinv(system, hermitian=True) @ r
+    return h.to(x.dtype)

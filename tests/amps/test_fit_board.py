@@ -7,9 +7,9 @@ made in code), rendered from 8 s of ``guitar_di`` at 22.05 kHz. The model is a g
 dspfx amp blocks with another structure: a two-stage triode preamp (one-pole filters around
 asymmetric tanh curves, no ladder, no peak filter) into a learned-IR cabinet. Starting point: the
 preamp's default stage layout with neutral bias (0) and asymmetry (0), and the cabinet's impulse
-response set by least squares from the starting preamp's render (Wiener deconvolution of the
-training audio), a sensible start that any user can compute. Then 300 steps of 4 x 0.25 s
-segments with ESR loss; the last 1.5 s (strummed chords) are held out and only scored.
+response set by least squares from the starting preamp's render on the training audio
+(:func:`dspfx.amps.cabinet.least_squares_ir`), a sensible start that any user can compute. Then
+300 steps of 4 x 0.25 s segments with ESR loss; the last 1.5 s (strummed chords) are held out and only scored.
 """
 
 import time
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import dspfx
-from dspfx.amps.cabinet import Cabinet
+from dspfx.amps.cabinet import Cabinet, least_squares_ir
 from dspfx.amps.preamp import Preamp
 from dspfx.signals import guitar_di
 from dspfx.train.fit import fit
@@ -39,15 +39,6 @@ def target_board(sample_rate: int) -> pedalboard.Pedalboard:
         pedalboard.PeakFilter(cutoff_frequency_hz=900.0, gain_db=4.0, q=1.0),
         pedalboard.Convolution(cab_ir.detach().numpy().astype(np.float32)[None, :], sample_rate=sample_rate),
     ])
-
-
-def least_squares_ir(rendered: torch.Tensor, target: torch.Tensor, n_taps: int) -> torch.Tensor:
-    """The FIR that best maps ``rendered`` to ``target`` (regularised deconvolution)."""
-    n_fft = 2 * rendered.shape[-1]
-    p = torch.fft.rfft(rendered.reshape(-1).double(), n_fft)
-    t = torch.fft.rfft(target.reshape(-1).double(), n_fft)
-    power = p.abs() ** 2
-    return torch.fft.irfft(t * p.conj() / (power + 1e-6 * power.mean()), n_fft)[:n_taps]
 
 
 def gray_box_amp(sample_rate: int) -> dspfx.Chain:

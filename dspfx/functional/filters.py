@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy
+
 __all__ = [
     "BIQUAD_MODES",
     "ONE_POLE_MODES",
@@ -478,7 +480,7 @@ def _static_iir_kernel():
 
 
 def _static_iir_numpy(x: Tensor, b: Tensor, a: Tensor, x_hist: Tensor, y_hist: Tensor) -> Tensor:
-    arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (x, b, a, x_hist, y_hist))
+    arrays = (as_numpy(t, None) for t in (x, b, a, x_hist, y_hist))
     return torch.from_numpy(_static_iir_kernel()(*arrays))
 
 
@@ -619,7 +621,7 @@ class StaticTDF2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, b: Tensor, a: Tensor, s0: Tensor) -> tuple[Tensor, Tensor]:
-        arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (x, b, a, s0))
+        arrays = (as_numpy(t, None) for t in (x, b, a, s0))
         y_np, s_np = _tdf2_kernel()(*arrays)
         y, s_out = torch.from_numpy(y_np), torch.from_numpy(s_np)
         ctx.save_for_backward(x, b, a, y)
@@ -702,7 +704,7 @@ def _iir_tdf2(x: Tensor, b4: Tensor, a4: Tensor, state: Tensor | None) -> tuple[
         if torch.is_grad_enabled() and any(t.requires_grad for t in (xr, br, ar, sr)):
             y, s_exact = StaticTDF2.apply(xr, br, ar, sr)
         else:  # nothing to differentiate: the same loop, without the autograd Function around it
-            arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (xr, br, ar, sr))
+            arrays = (as_numpy(t, None) for t in (xr, br, ar, sr))
             y, s_exact = (torch.from_numpy(a) for a in _tdf2_kernel()(*arrays))
         s_graph = _tdf2_final_state(xr, y, br, ar, sr)
         s_out = s_graph + (s_exact - s_graph).detach()  # exact value, the expression's gradient

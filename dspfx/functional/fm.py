@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_grads, to_torch
+
 __all__ = [
     "FM_ALGORITHMS",
     "fm_algorithm",
@@ -400,10 +402,6 @@ def _feedback_kernels():
     return forward, backward
 
 
-def _as_f64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(device="cpu", dtype=torch.float64).numpy())
-
-
 class _FeedbackPhase(torch.autograd.Function):
     """``fb = feedback term`` of the DX7 recursion (rows, n) from ``a``, ``beta`` (rows, n) and the
     history (rows, 2): forward in numba (float64), exact adjoint loop in numba for the backward.
@@ -412,22 +410,16 @@ class _FeedbackPhase(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, beta: Tensor, hist: Tensor) -> Tensor:
         fwd, _ = _feedback_kernels()
-        arrays = (_as_f64(a), _as_f64(beta), _as_f64(hist))
+        arrays = (as_numpy(a), as_numpy(beta), as_numpy(hist))
         fb, y = fwd(*arrays)
         ctx.arrays = arrays + (fb, y)
-        ctx.meta = (a.dtype, a.device, beta.dtype, hist.dtype)
-        return torch.from_numpy(fb).to(device=a.device, dtype=a.dtype)
+        ctx.meta = [(t.dtype, t.device) for t in (a, beta, hist)]
+        return to_torch(fb, a)
 
     @staticmethod
     def backward(ctx, grad_fb: Tensor):
         _, bwd = _feedback_kernels()
-        a_dtype, device, b_dtype, h_dtype = ctx.meta
-        ga, gb, gh = bwd(*ctx.arrays, _as_f64(grad_fb))
-        return (
-            torch.from_numpy(ga).to(device=device, dtype=a_dtype) if ctx.needs_input_grad[0] else None,
-            torch.from_numpy(gb).to(device=device, dtype=b_dtype) if ctx.needs_input_grad[1] else None,
-            torch.from_numpy(gh).to(device=device, dtype=h_dtype) if ctx.needs_input_grad[2] else None,
-        )
+        return to_grads(bwd(*ctx.arrays, as_numpy(grad_fb)), ctx.meta, ctx.needs_input_grad)
 
 
 def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:

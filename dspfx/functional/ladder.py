@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_grads, to_torch
+
 __all__ = ["LADDER_MODES", "LADDER_SATURATIONS", "ladder", "ladder_tanh_table", "ladder_drive_gain"]
 
 #: mode -> (output taps A over (a, s1, s2, s3, s4), comp). The 1.2 output gain is applied apart.
@@ -383,20 +385,6 @@ def _kernels():
     return forward, backward, forward32, table32
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
-
-
-def _np_signal(t: Tensor) -> np.ndarray:
-    """A signal as a CPU array, float32 kept as is (the kernels compute in float64 inside)."""
-    dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
-    return np.ascontiguousarray(t.detach().to("cpu", dtype).numpy())
-
-
-def _np32(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
-
-
 @lru_cache(maxsize=None)
 def _table() -> np.ndarray:
     return ladder_tanh_table()
@@ -424,11 +412,11 @@ class _LadderFunction(torch.autograd.Function):
         save = any(ctx.needs_input_grad[:5])
         if x.dtype == torch.float32:
             # pedalboard's arithmetic: float32, JUCE's operation order and tanh table
-            arrays = [_np32(t) for t in (x, a1, r, drive, s_init)]
+            arrays = [as_numpy(t, torch.float32) for t in (x, a1, r, drive, s_init)]
             taps32 = np.asarray(taps, dtype=np.float32) * np.float32(LADDER_OUTPUT_GAIN)
             y, traj, s_out = fwd32(*arrays, taps32, np.float32(comp), _table32(), use_table, save)
         else:
-            arrays = [_np_signal(x)] + [_np(t) for t in (a1, r, drive, s_init)]
+            arrays = [as_numpy(t) for t in (x, a1, r, drive, s_init)]
             y, traj, s_out = fwd(*arrays, taps_np, comp, _table(), use_table, save)
         ctx.arrays = arrays
         ctx.traj = traj
@@ -436,21 +424,16 @@ class _LadderFunction(torch.autograd.Function):
         ctx.comp = comp
         ctx.use_table = use_table
         ctx.meta = [(t.dtype, t.device) for t in (x, a1, r, drive, s_init)]
-        out = torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
-        state = torch.from_numpy(s_out).to(device=x.device, dtype=x.dtype)
-        return out, state
+        return to_torch(y, x), to_torch(s_out, x)
 
     @staticmethod
     def backward(ctx, grad_y, grad_state):  # type: ignore[override]
         bwd = _kernels()[1]
         x, a1, r, drive, s_init = ctx.arrays
-        gy = _np_signal(grad_y).astype(x.dtype, copy=False) if grad_y is not None else np.zeros_like(x)
-        gs = _np(grad_state) if grad_state is not None else np.zeros_like(s_init)
+        gy = as_numpy(grad_y, None).astype(x.dtype, copy=False) if grad_y is not None else np.zeros_like(x)
+        gs = as_numpy(grad_state) if grad_state is not None else np.zeros_like(s_init)
         grads = bwd(gy, gs, x, a1, r, drive, s_init, ctx.traj, ctx.taps, ctx.comp, _table(), ctx.use_table)
-        out = []
-        for g, (dtype, device), need in zip(grads, ctx.meta, ctx.needs_input_grad[:5]):
-            out.append(torch.from_numpy(g).to(device=device, dtype=dtype) if need else None)
-        return (*out, None, None)
+        return (*to_grads(grads, ctx.meta, ctx.needs_input_grad[:5]), None, None)
 
 
 def _as_param(value: Tensor | float, x: Tensor, name: str) -> Tensor:

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_torch
+
 __all__ = [
     "DelayLoop",
     "LFO_SHAPES",
@@ -200,10 +202,6 @@ def _loop_kernels():
     return forward, backward
 
 
-def _np64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
-
-
 class DelayLoop(torch.autograd.Function):
     """The delay-line loop on CPU rows, shared by :func:`modulated_delay` and
     :func:`dspfx.functional.delay.damped_feedback_delay` (see :func:`_loop_kernels` for the
@@ -229,7 +227,7 @@ class DelayLoop(torch.autograd.Function):
         fwd, _ = _loop_kernels()
         damped = p is not None
         dtype = np.float32 if (float32_arithmetic and x.dtype == torch.float32) else np.float64
-        arr = lambda t: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)  # noqa: E731
+        arr = lambda t: as_numpy(t, torch.float32 if dtype == np.float32 else torch.float64)  # noqa: E731
         arrays = [arr(t) for t in (x, d, g, m)]
         pa = arr(p) if damped else arrays[0]
         length = hist.shape[1]
@@ -241,9 +239,9 @@ class DelayLoop(torch.autograd.Function):
         ctx.flags = (float(sign), bool(write_first), float(min_delay), damped)
         ctx.save_for_backward(x, d, g, m, p if damped else None, z0)
         ctx.v, ctx.w, ctx.z = v, w, (z if damped else w)
-        out = torch.from_numpy(y).to(x.dtype)
-        hist_out = torch.from_numpy(v[:, n:].copy()).to(x.dtype)
-        z_out = torch.from_numpy(ctx.z[:, -1].copy()).to(x.dtype) if n else z0.detach().clone()
+        out = to_torch(y, x)
+        hist_out = to_torch(v[:, n:].copy(), x)
+        z_out = to_torch(ctx.z[:, -1].copy(), x) if n else z0.detach().clone()
         return out, hist_out, z_out
 
     @staticmethod
@@ -253,16 +251,16 @@ class DelayLoop(torch.autograd.Function):
         sign, write_first, min_delay, damped = ctx.flags
         rows, n = x.shape
         length = ctx.v.shape[1] - n
-        gy = np.zeros((rows, n)) if gy is None else _np64(gy)
-        g_hist = np.zeros((rows, length)) if g_hist is None else _np64(g_hist)
-        g_z = np.zeros(rows) if g_z is None else _np64(g_z)
+        gy = np.zeros((rows, n)) if gy is None else as_numpy(gy)
+        g_hist = np.zeros((rows, length)) if g_hist is None else as_numpy(g_hist)
+        g_z = np.zeros(rows) if g_z is None else as_numpy(g_z)
         v, w, z = (a.astype(np.float64, copy=False) for a in (ctx.v, ctx.w, ctx.z))
-        xa, da, ga, ma = (_np64(t) for t in (x, d, g, m))
-        pa = _np64(p) if damped else xa
+        xa, da, ga, ma = (as_numpy(t) for t in (x, d, g, m))
+        pa = as_numpy(p) if damped else xa
         gx, gd, gg, gm, gp, gh, gz0 = bwd(
-            gy, g_hist, g_z, xa, da, ga, ma, pa, v, w, z, _np64(z0), sign, min_delay, write_first, damped
+            gy, g_hist, g_z, xa, da, ga, ma, pa, v, w, z, as_numpy(z0), sign, min_delay, write_first, damped
         )
-        t = lambda a: torch.from_numpy(a).to(x.dtype)  # noqa: E731
+        t = lambda a: to_torch(a, x)  # noqa: E731
         return t(gx), t(gd), t(gg), t(gm), (t(gp) if damped else None), t(gh), t(gz0), None, None, None, None
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_grads, to_torch
+
 __all__ = [
     "phase_dtype",
     "wrap_phase",
@@ -343,10 +345,6 @@ def _harmonic_kernels():
     return forward, backward
 
 
-def _f64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(dtype=torch.float64).numpy())
-
-
 class _HarmonicSum(torch.autograd.Function):
     """``sum_{k <= kept} w_k sin(2 pi k phase)`` (batch, n) from the fundamental's phase (batch, n)
     in cycles, distribution frames (Bw, F, K) interpolated linearly over the n samples, and the
@@ -359,23 +357,23 @@ class _HarmonicSum(torch.autograd.Function):
         n = phase.shape[-1]
         batch = max(phase.shape[0], dist.shape[0], kept.shape[0])
         left, alpha = _frame_positions(dist.shape[-2], n)
-        arrays = (_f64(phase.expand(batch, n)), _f64(dist), np.ascontiguousarray(kept.numpy()), left, alpha)
+        arrays = (as_numpy(phase.expand(batch, n)), as_numpy(dist), np.ascontiguousarray(kept.numpy()), left, alpha)
         ctx.arrays = arrays
-        ctx.meta = (phase.dtype, dist.dtype)
+        ctx.meta = ((phase.dtype, phase.device), (dist.dtype, dist.device))
         ctx.phase_batch = phase.shape[0]
         return torch.from_numpy(fwd(*arrays))
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         _, bwd = _harmonic_kernels()
-        g_phase, g_dist = bwd(*ctx.arrays, _f64(grad))
-        phase_dtype_, dist_dtype = ctx.meta
-        g_phase = torch.from_numpy(g_phase).to(phase_dtype_)
+        g_phase, g_dist = bwd(*ctx.arrays, as_numpy(grad))
+        phase_like, dist_like = ctx.meta
+        g_phase = to_torch(g_phase, phase_like)
         if ctx.phase_batch != g_phase.shape[0]:
             g_phase = g_phase.sum(0, keepdim=True)
         return (
             g_phase if ctx.needs_input_grad[0] else None,
-            torch.from_numpy(g_dist).to(dist_dtype) if ctx.needs_input_grad[1] else None,
+            to_torch(g_dist, dist_like) if ctx.needs_input_grad[1] else None,
             None,
         )
 
@@ -506,20 +504,14 @@ class _SinusoidBank(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, freqs: Tensor, amps: Tensor, start: Tensor, sample_rate: float) -> Tensor:
-        arrays = (_f64(freqs), _f64(amps), _f64(start))
+        arrays = (as_numpy(freqs), as_numpy(amps), as_numpy(start))
         ctx.arrays = arrays
         ctx.sample_rate = sample_rate
-        ctx.meta = (freqs.dtype, amps.dtype, start.dtype)
+        ctx.meta = [(t.dtype, t.device) for t in (freqs, amps, start)]
         out = _sinusoid_kernel()(*arrays, sample_rate, arrays[2], False)[0]
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        _, g_f, g_a, g_s = _sinusoid_kernel()(*ctx.arrays, ctx.sample_rate, _f64(grad), True)
-        f_dtype, a_dtype, s_dtype = ctx.meta
-        return (
-            torch.from_numpy(g_f).to(f_dtype) if ctx.needs_input_grad[0] else None,
-            torch.from_numpy(g_a).to(a_dtype) if ctx.needs_input_grad[1] else None,
-            torch.from_numpy(g_s).to(s_dtype) if ctx.needs_input_grad[2] else None,
-            None,
-        )
+        _, g_f, g_a, g_s = _sinusoid_kernel()(*ctx.arrays, ctx.sample_rate, as_numpy(grad), True)
+        return (*to_grads((g_f, g_a, g_s), ctx.meta, ctx.needs_input_grad[:3]), None)

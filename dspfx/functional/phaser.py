@@ -45,6 +45,8 @@ import torch
 from numba import njit
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_torch
+
 __all__ = [
     "PHASER_UPDATE_INTERVAL",
     "PhaserState",
@@ -219,10 +221,6 @@ def _pedalboard_coefficients(inc, half_depth, centre, phase0, fmax, sample_rate)
     return out, last
 
 
-def _np64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
-
-
 class PhaserCascade(torch.autograd.Function):
     """The phaser's recursion: ``N`` TPT allpasses in series with one-sample feedback around them.
 
@@ -241,7 +239,7 @@ class PhaserCascade(torch.autograd.Function):
     def forward(ctx, x, coefficient, feedback, stages, feedback_sample):
         record = any(ctx.needs_input_grad)
         dtype = np.float32 if x.dtype == torch.float32 else np.float64
-        arr = lambda t: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)  # noqa: E731
+        arr = lambda t: as_numpy(t, torch.float32 if dtype == np.float32 else torch.float64)  # noqa: E731
         xa = arr(x)
         rows, n = xa.shape
         n_stages = stages.shape[-1]
@@ -254,7 +252,7 @@ class PhaserCascade(torch.autograd.Function):
         if record:
             ctx.save_for_backward(x, coefficient, feedback)
             ctx.hist = (s_hist.astype(np.float64), f_hist.astype(np.float64))
-        return tuple(torch.from_numpy(a).to(device=x.device, dtype=x.dtype) for a in (w, s, f))
+        return tuple(to_torch(a, x) for a in (w, s, f))
 
     @staticmethod
     def backward(ctx, g_w, g_s1, g_f1):
@@ -268,10 +266,8 @@ class PhaserCascade(torch.autograd.Function):
             g_s1 = x.new_zeros(rows, n_stages)
         if g_f1 is None:
             g_f1 = x.new_zeros(rows)
-        grads = _cascade_backward(
-            _np64(g_w), _np64(g_s1), _np64(g_f1), _np64(x), _np64(coefficient), _np64(feedback), s_hist, f_hist
-        )
-        return tuple(torch.from_numpy(a).to(device=x.device, dtype=x.dtype) for a in grads)
+        arrays = (as_numpy(t) for t in (g_w, g_s1, g_f1, x, coefficient, feedback))
+        return tuple(to_torch(a, x) for a in _cascade_backward(*arrays, s_hist, f_hist))
 
 
 def phaser_cascade(
@@ -380,14 +376,12 @@ def phaser_lfo_phase(
         two_pi = 2.0 * math.pi
         wrap = lambda p: p - (torch.floor(p.detach() / two_pi) * two_pi)  # noqa: E731
         return wrap(exact), wrap(exact_next)
-    r32 = rate_hz.detach().to("cpu", torch.float32).numpy()
+    r32 = as_numpy(rate_hz, torch.float32)
     inc32 = (_TWO_PI32 * r32).astype(np.float32) / np.float32(sample_rate / PHASER_UPDATE_INTERVAL)
-    p0 = phase0.detach().to("cpu", torch.float32).numpy()
     values, last = _phase_float32(
-        np.ascontiguousarray(inc32, dtype=np.float32), np.ascontiguousarray(p0, dtype=np.float32), _TWO_PI32
+        np.ascontiguousarray(inc32, dtype=np.float32), as_numpy(phase0, torch.float32), _TWO_PI32
     )
-    values_t = torch.from_numpy(values).to(device=rate_hz.device, dtype=rate_hz.dtype)
-    last_t = torch.from_numpy(last).to(device=rate_hz.device, dtype=rate_hz.dtype)
+    values_t, last_t = to_torch(values, rate_hz), to_torch(last, rate_hz)
     # value: pedalboard's float32 phase exactly; gradient: the exact phase's
     return values_t + (exact - exact.detach()), last_t + (exact_next - exact_next.detach())
 
@@ -396,7 +390,7 @@ def _pedalboard_coefficient_values(
     rate_hz: Tensor, depth: Tensor, centre_frequency_hz: Tensor, phase0: Tensor, sample_rate: float
 ) -> Tensor:
     """pedalboard's float32 allpass coefficients at the updates (values only), (batch, updates)."""
-    f32 = lambda t: np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())  # noqa: E731
+    f32 = lambda t: as_numpy(t, torch.float32)  # noqa: E731
     r32 = f32(rate_hz)
     inc32 = (_TWO_PI32 * r32).astype(np.float32) / np.float32(sample_rate / PHASER_UPDATE_INTERVAL)
     half_depth = (f32(depth) * np.float32(0.5)).astype(np.float32)

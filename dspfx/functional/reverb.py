@@ -39,6 +39,8 @@ import torch
 from numba import njit
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_torch
+
 __all__ = [
     "FREEVERB_COMB_LENGTHS",
     "FREEVERB_ALLPASS_LENGTHS",
@@ -278,10 +280,7 @@ def _allpass_backward(gy, g_hist_out, lengths, offsets):  # pragma: no cover - c
 
 def _np64(t: Tensor, rows: int | None = None, n: int | None = None) -> np.ndarray:
     """float64 contiguous numpy copy of a detached tensor, broadcast to (rows, n) when asked."""
-    t = t.detach().to("cpu", torch.float64)
-    if rows is not None:
-        t = t.expand(rows, n)
-    return np.ascontiguousarray(t.numpy())
+    return as_numpy(t if rows is None else t.expand(rows, n))
 
 
 def _layout(lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -299,10 +298,6 @@ def _reduce_to(grad: Tensor, shape: torch.Size) -> Tensor:
     return grad
 
 
-def _back(a: np.ndarray, like: Tensor) -> Tensor:
-    return torch.from_numpy(a).to(device=like.device, dtype=like.dtype)
-
-
 class _CombBank(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, feedback, damp, history, lowpass, lengths):
@@ -312,7 +307,7 @@ class _CombBank(torch.autograd.Function):
         y, new_hist, new_last = _comb_forward(*arrays, lengths_np, offsets)
         ctx.save_for_backward(u, feedback, damp, history, lowpass)
         ctx.lengths = lengths
-        return _back(y, u), _back(new_hist, history), _back(new_last, lowpass)
+        return to_torch(y, u), to_torch(new_hist, history), to_torch(new_last, lowpass)
 
     @staticmethod
     def backward(ctx, gy, g_hist, g_last):
@@ -328,11 +323,11 @@ class _CombBank(torch.autograd.Function):
         )
         gu, gfb, gd, gh, gl = out
         return (
-            _back(gu, u),
-            _reduce_to(_back(gfb, feedback), feedback.shape),
-            _reduce_to(_back(gd, damp), damp.shape),
-            _back(gh, history),
-            _back(gl, lowpass),
+            to_torch(gu, u),
+            _reduce_to(to_torch(gfb, feedback), feedback.shape),
+            _reduce_to(to_torch(gd, damp), damp.shape),
+            to_torch(gh, history),
+            to_torch(gl, lowpass),
             None,
         )
 
@@ -344,7 +339,7 @@ class _AllpassChain(torch.autograd.Function):
         y, new_hist = _allpass_forward(_np64(a), _np64(history), lengths_np, offsets)
         ctx.lengths = lengths
         ctx.like = (a.shape, history.shape, a.dtype, a.device)
-        return _back(y, a), _back(new_hist, history)
+        return to_torch(y, a), to_torch(new_hist, history)
 
     @staticmethod
     def backward(ctx, gy, g_hist):
@@ -355,7 +350,7 @@ class _AllpassChain(torch.autograd.Function):
         if g_hist is None:
             g_hist = torch.zeros(h_shape, dtype=dtype, device=device)
         ga, gh = _allpass_backward(_np64(gy), _np64(g_hist), lengths_np, offsets)
-        return _back(ga, gy), _back(gh, g_hist), None
+        return to_torch(ga, gy), to_torch(gh, g_hist), None
 
 
 def _check_lengths(lengths: Sequence[int], what: str) -> tuple[int, ...]:

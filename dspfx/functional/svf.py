@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_grads, to_torch
 from dspfx.functional.filters import MIN_CUTOFF_HZ, NYQUIST_MARGIN_HZ
 
 __all__ = ["SVF_MODES", "svf_coefficients", "svf_filter", "svf"]
@@ -217,16 +218,6 @@ def _kernels():
     return forward, backward
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
-
-
-def _np_signal(t: Tensor) -> np.ndarray:
-    """A signal as a CPU array, float32 kept as is (the kernels compute in float64 inside)."""
-    dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float64
-    return np.ascontiguousarray(t.detach().to("cpu", dtype).numpy())
-
-
 class _SVFFunction(torch.autograd.Function):
     """The compiled TPT loop with its exact adjoint. Inputs: x (rows, n); g, k, m0, m1, m2
     (rows, n|1); s_init (rows, 2). Outputs: y (rows, n), final state (rows, 2)."""
@@ -234,27 +225,21 @@ class _SVFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, g, k, m0, m1, m2, s_init):  # type: ignore[override]
         fwd, _ = _kernels()
-        arrays = [_np_signal(x)] + [_np(t) for t in (g, k, m0, m1, m2, s_init)]
+        arrays = [as_numpy(x, None)] + [as_numpy(t) for t in (g, k, m0, m1, m2, s_init)]  # x float32 kept
         y, traj, s_out = fwd(*arrays, any(ctx.needs_input_grad))
         ctx.arrays = arrays
         ctx.traj = traj
         ctx.meta = [(t.dtype, t.device) for t in (x, g, k, m0, m1, m2, s_init)]
-        return (
-            torch.from_numpy(y).to(device=x.device, dtype=x.dtype),
-            torch.from_numpy(s_out).to(device=x.device, dtype=x.dtype),
-        )
+        return to_torch(y, x), to_torch(s_out, x)
 
     @staticmethod
     def backward(ctx, grad_y, grad_state):  # type: ignore[override]
         _, bwd = _kernels()
         x, g, k, m0, m1, m2, s_init = ctx.arrays
-        gy = _np_signal(grad_y).astype(x.dtype, copy=False) if grad_y is not None else np.zeros_like(x)
-        gs = _np(grad_state) if grad_state is not None else np.zeros_like(s_init)
+        gy = as_numpy(grad_y, None).astype(x.dtype, copy=False) if grad_y is not None else np.zeros_like(x)
+        gs = as_numpy(grad_state) if grad_state is not None else np.zeros_like(s_init)
         grads = bwd(gy, gs, x, g, k, m0, m1, m2, s_init, ctx.traj)
-        return tuple(
-            torch.from_numpy(gr).to(device=device, dtype=dtype) if need else None
-            for gr, (dtype, device), need in zip(grads, ctx.meta, ctx.needs_input_grad)
-        )
+        return to_grads(grads, ctx.meta, ctx.needs_input_grad)
 
 
 def _as_param(value: Tensor, x: Tensor, name: str) -> Tensor:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_grads
+
 __all__ = [
     "chebyshev",
     "chebyshev_band_mask",
@@ -220,31 +222,22 @@ def _chebyshev_kernel():
     return run
 
 
-def _f64(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().to(dtype=torch.float64).numpy())
-
-
 class _ChebyshevBank(torch.autograd.Function):
     """``sum_{k <= orders} c[s, k - 1] T_k(u)`` for u ``(R, S, n)``, coefficients ``(S|1, order)`` and
     orders ``(R|1, n)``: forward and exact adjoint in numba (float64, CPU). Returns float64."""
 
     @staticmethod
     def forward(ctx, u: Tensor, coefficients: Tensor, orders: Tensor) -> Tensor:
-        arrays = (_f64(u), _f64(coefficients), np.ascontiguousarray(orders.numpy()))
+        arrays = (as_numpy(u), as_numpy(coefficients), np.ascontiguousarray(orders.numpy()))
         ctx.arrays = arrays
-        ctx.meta = (u.dtype, coefficients.dtype)
+        ctx.meta = [(t.dtype, t.device) for t in (u, coefficients)]
         out, _ = _chebyshev_kernel()(*arrays, arrays[0], False)
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        g_u, g_c = _chebyshev_kernel()(*ctx.arrays, _f64(grad), True)
-        u_dtype, c_dtype = ctx.meta
-        return (
-            torch.from_numpy(g_u).to(u_dtype) if ctx.needs_input_grad[0] else None,
-            torch.from_numpy(g_c).to(c_dtype) if ctx.needs_input_grad[1] else None,
-            None,
-        )
+        g_u, g_c = _chebyshev_kernel()(*ctx.arrays, as_numpy(grad), True)
+        return (*to_grads((g_u, g_c), ctx.meta, ctx.needs_input_grad[:2]), None)
 
 
 def mlp_shaper(u: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.functional._compiled import as_numpy, to_torch
 from dspfx.functional.filters import _check_sample_rate
 
 __all__ = [
@@ -301,34 +302,29 @@ def _kernels():
                     op_new[b, c, i] = o_prev[i]
         return y, hist_new, sp_new, op_new
 
-    @njit(cache=True, nogil=True)
-    def filter_outputs(b0, b1, a1, delays, sp, op, vext, n):  # pragma: no cover
-        # the absorption filters' outputs o_i[t] (B, C, T, N) from the stored line inputs, with
-        # the forward's operations: (b0 s[t] + b1 s[t-1]) - a1 o[t-1]
-        bsz, chans, nl, width = vext.shape
-        mmax = width - n
-        bc, tc = b0.shape[0], b0.shape[1]
-        outs = np.empty((bsz, chans, n, nl))
-        for b in range(bsz):
-            rb = b if bc > 1 else 0
-            for c in range(chans):
-                for i in range(nl):
-                    s_prev = sp[b, c, i]
-                    o_prev = op[b, c, i]
-                    for t in range(n):
-                        rt = t if tc > 1 else 0
-                        s = vext[b, c, i, mmax + t - delays[i]]
-                        o_prev = (b0[rb, rt, i] * s + b1[rb, rt, i] * s_prev) - a1[rb, rt, i] * o_prev
-                        s_prev = s
-                        outs[b, c, t, i] = o_prev
-        return outs
-
-    @njit(cache=True, nogil=True)
-    def backward(gy, g_hist, g_sp, g_op, x, b0, b1, a1, mat, gin, gout, delays, sp, op, vext, outs):  # pragma: no cover
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def backward(gy, g_hist, g_sp, g_op, x, b0, b1, a1, mat, gin, gout, delays, sp, op, vext):  # pragma: no cover
+        # The adjoint of the forward's blocks (no longer than the shortest line), last block
+        # first. A block's line inputs v_i[t] reach the output only through s_i[t + m_i] and
+        # s_i[t + m_i + 1], both in later blocks, so their adjoints gv are complete when the
+        # block starts: the input, the gains, the transposed matrix product and the matrix's
+        # gradient run over the whole block (long loops over time); only the absorption
+        # filters' adjoint recurses sample by sample, per line, and it adds to gv of earlier
+        # blocks only. The filter outputs o are recomputed block by block from the filters'
+        # state at each block start (a first pass keeps them), and gv lives in a ring buffer
+        # (a power-of-two length > M + block + 1): nothing of the signal's length is allocated
+        # but the input's gradient. (Sums may be reassociated: exact up to rounding.)
         bsz, chans, n = x.shape
         nl = mat.shape[0]
         mmax = g_hist.shape[3]
-        bc, tc = b0.shape[0], b0.shape[1]
+        bc = b0.shape[0]
+        tc = b0.shape[1]
+        block = min(delays.min(), 512)
+        n_blocks = (n + block - 1) // block
+        size = 1
+        while size < mmax + block + 2:
+            size *= 2
+        mask = size - 1
         gx = np.zeros((bsz, chans, n))
         gb0 = np.zeros(b0.shape)
         gb1 = np.zeros(b1.shape)
@@ -339,68 +335,132 @@ def _kernels():
         ghist0 = np.zeros((bsz, chans, nl, mmax))
         gsp0 = np.zeros((bsz, chans, nl))
         gop0 = np.zeros((bsz, chans, nl))
-        gv = np.zeros((nl, mmax + n))
-        go = np.zeros(nl)
-        carry_o = np.zeros(nl)
-        carry_s = np.zeros(nl)
+        gv = np.empty((nl, size))  # the adjoint of v_i[t] at [i, (M + t) & mask]
+        gvb = np.empty((nl, block))  # gv over the block
+        ob = np.empty((nl, block))  # o over the block
+        gob = np.empty((nl, block))  # o's adjoint over the block
+        pb0, pb1, pa1 = np.empty(block), np.empty(block), np.empty(block)
+        ck_s = np.empty((n_blocks, nl))  # the filters' state before each block
+        ck_o = np.empty((n_blocks, nl))
+        carry_o = np.empty(nl)
         for b in range(bsz):
             rb = b if bc > 1 else 0
             for c in range(chans):
                 v = vext[b, c]
+                for i in range(nl):  # the filters' state before each block
+                    m = delays[i]
+                    s1, o1 = sp[b, c, i], op[b, c, i]
+                    for kb in range(n_blocks):
+                        ck_s[kb, i], ck_o[kb, i] = s1, o1
+                        for t in range(kb * block, min(kb * block + block, n)):
+                            rt = t if tc > 1 else 0
+                            s = v[i, mmax + t - m]
+                            o1 = (b0[rb, rt, i] * s + b1[rb, rt, i] * s1) - a1[rb, rt, i] * o1
+                            s1 = s
                 gv[:, :] = 0.0
                 for i in range(nl):
                     # the returned state: hist_new[i, k] = v_i[n-1-k] (k < m_i), sp_new = s_i[n-1]
                     for k in range(delays[i]):
-                        gv[i, mmax + n - 1 - k] += g_hist[b, c, i, k]
-                    gv[i, mmax + n - 1 - delays[i]] += g_sp[b, c, i]
+                        gv[i, (mmax + n - 1 - k) & mask] += g_hist[b, c, i, k]
+                    gv[i, (mmax + n - 1 - delays[i]) & mask] += g_sp[b, c, i]
                     carry_o[i] = g_op[b, c, i]
-                    carry_s[i] = 0.0
-                for t in range(n - 1, -1, -1):
-                    rt = t if tc > 1 else 0
-                    xt = x[b, c, t]
-                    gyt = gy[b, c, t]
-                    acc_x = 0.0
+                for kb in range(n_blocks - 1, -1, -1):
+                    t0 = kb * block
+                    length = min(block, n - t0)
+                    # the block's gv is complete: take it out of the ring (its slots are free)
                     for i in range(nl):
-                        gvi = gv[i, mmax + t]
-                        acc_x += gin[i] * gvi
-                        ggin[i] += gvi * xt
-                    gx[b, c, t] = acc_x
+                        for k in range(length):
+                            p = (mmax + t0 + k) & mask
+                            gvb[i, k] = gv[i, p]
+                            gv[i, p] = 0.0
+                    for i in range(nl):  # o over the block, from the filters' state before it
+                        m = delays[i]
+                        s1, o1 = ck_s[kb, i], ck_o[kb, i]
+                        for k in range(length):
+                            rt = t0 + k if tc > 1 else 0
+                            s = v[i, mmax + t0 + k - m]
+                            o1 = (b0[rb, rt, i] * s + b1[rb, rt, i] * s1) - a1[rb, rt, i] * o1
+                            s1 = s
+                            ob[i, k] = o1
+                    xb = x[b, c, t0 : t0 + length]
+                    gyb = gy[b, c, t0 : t0 + length]
+                    gxb = gx[b, c, t0 : t0 + length]
+                    # v = A o + g x, y = c . o: the input, the gains and the matrix
                     for i in range(nl):
-                        acc = gout[i] * gyt + carry_o[i]
-                        for j in range(nl):
-                            acc += mat[j, i] * gv[j, mmax + t]
-                        go[i] = acc
-                        oi = outs[b, c, t, i]
-                        ggout[i] += gyt * oi
-                        for j in range(nl):
-                            gmat[j, i] += gv[j, mmax + t] * oi
+                        gvi, oi, gobi = gvb[i], ob[i], gob[i]
+                        gi, ci = gin[i], gout[i]
+                        acc_in, acc_out = 0.0, 0.0
+                        for k in range(length):
+                            gxb[k] += gi * gvi[k]
+                            acc_in += gvi[k] * xb[k]
+                            acc_out += gyb[k] * oi[k]
+                            gobi[k] = ci * gyb[k]
+                        ggin[i] += acc_in
+                        ggout[i] += acc_out
+                    for j in range(nl):
+                        gvj = gvb[j]
+                        for i in range(nl):
+                            oi, gobi = ob[i], gob[i]
+                            aji = mat[j, i]
+                            acc = 0.0
+                            for k in range(length):
+                                gobi[k] += aji * gvj[k]
+                                acc += gvj[k] * oi[k]
+                            gmat[j, i] += acc
+                    # the absorption filters o = (b0 s + b1 s[t-1]) - a1 o[t-1], per line: the
+                    # recursion of o's adjoint backwards in time (gob becomes it), then the
+                    # coefficients' and the line inputs' adjoints, which need no recursion
                     for i in range(nl):
-                        s = v[i, mmax + t - delays[i]]
-                        if t > 0:
-                            s1 = v[i, mmax + t - 1 - delays[i]]
-                            o1 = outs[b, c, t - 1, i]
+                        m = delays[i]
+                        gobi = gob[i]
+                        co = carry_o[i]
+                        for k in range(length - 1, -1, -1):
+                            gobi[k] += co
+                            co = -a1[rb, t0 + k if tc > 1 else 0, i] * gobi[k]
+                        carry_o[i] = co
+                        vi = v[i]
+                        oi = ob[i]
+                        gvi = gv[i]
+                        rt = t0 if tc > 1 else 0
+                        g = gobi[0]  # the first sample: s[t0-1], o[t0-1] are the block's state
+                        pb0[0] = g * vi[mmax + t0 - m]
+                        pb1[0] = g * ck_s[kb, i]
+                        pa1[0] = g * ck_o[kb, i]
+                        gvi[(mmax + t0 - m) & mask] += b0[rb, rt, i] * g
+                        if t0 > 0:
+                            gvi[(mmax + t0 - 1 - m) & mask] += b1[rb, rt, i] * g
+                        else:  # s[-1] is the state
+                            gsp0[b, c, i] = b1[rb, rt, i] * g
+                        for k in range(1, length):
+                            t = t0 + k
+                            rt = t if tc > 1 else 0
+                            g = gobi[k]
+                            pb0[k] = g * vi[mmax + t - m]
+                            pb1[k] = g * vi[mmax + t - 1 - m]
+                            pa1[k] = g * oi[k - 1]
+                            gvi[(mmax + t - m) & mask] += b0[rb, rt, i] * g
+                            gvi[(mmax + t - 1 - m) & mask] += b1[rb, rt, i] * g
+                        if tc > 1:
+                            for k in range(length):
+                                gb0[rb, t0 + k, i] += pb0[k]
+                                gb1[rb, t0 + k, i] += pb1[k]
+                                ga1[rb, t0 + k, i] -= pa1[k]
                         else:
-                            s1 = sp[b, c, i]
-                            o1 = op[b, c, i]
-                        goi = go[i]
-                        gb0[rb, rt, i] += goi * s
-                        gb1[rb, rt, i] += goi * s1
-                        ga1[rb, rt, i] -= goi * o1
-                        gv[i, mmax + t - delays[i]] += b0[rb, rt, i] * goi + carry_s[i]
-                        carry_o[i] = -a1[rb, rt, i] * goi
-                        carry_s[i] = b1[rb, rt, i] * goi
+                            acc0, acc1, acc2 = 0.0, 0.0, 0.0
+                            for k in range(length):
+                                acc0 += pb0[k]
+                                acc1 += pb1[k]
+                                acc2 += pa1[k]
+                            gb0[rb, 0, i] += acc0
+                            gb1[rb, 0, i] += acc1
+                            ga1[rb, 0, i] -= acc2
                 for i in range(nl):
-                    gsp0[b, c, i] = carry_s[i]
                     gop0[b, c, i] = carry_o[i]
                     for k in range(delays[i]):
-                        ghist0[b, c, i, k] = gv[i, mmax - 1 - k]
+                        ghist0[b, c, i, k] = gv[i, (mmax - 1 - k) & mask]
         return gx, gb0, gb1, ga1, gmat, ggin, ggout, ghist0, gsp0, gop0
 
-    return forward, backward, filter_outputs
-
-
-def _np(t: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().to(torch.float64).numpy())
+    return forward, backward
 
 
 def _run_forward(arrays: list[np.ndarray], d: np.ndarray, store: bool):
@@ -420,38 +480,34 @@ class _FDNFunction(torch.autograd.Function):
     """The FDN recursion on CPU: numba forward, numba adjoint (backwards in time).
 
     The forward keeps, for the adjoint, only the line inputs ``v`` (``N x (max(m) + T)`` per row,
-    float64); the backward recomputes the absorption filters' outputs from them (one cheap
-    pass) before running the adjoint. :func:`fdn` calls the forward without any storage when no
-    gradient is needed."""
+    float64); the adjoint runs over the forward's blocks, last first, and recomputes the
+    absorption filters' outputs block by block from them. :func:`fdn` calls the forward without
+    any storage when no gradient is needed."""
 
     @staticmethod
     def forward(ctx, x, b0, b1, a1, mat, gin, gout, hist, sp, op, delays: tuple[int, ...]):  # type: ignore[override]
         d = np.asarray(delays, dtype=np.int64)
-        arrays = [_np(t) for t in (x, b0, b1, a1, mat, gin, gout, hist, sp, op)]
+        arrays = [as_numpy(t) for t in (x, b0, b1, a1, mat, gin, gout, hist, sp, op)]
         y, hist_new, sp_new, op_new, vext = _run_forward(arrays, d, store=True)
         ctx.delays = d
         ctx.arrays = arrays
         ctx.vext = vext
         ctx.meta = (x.dtype, x.device)
-        dt, dev = x.dtype, x.device
-        return tuple(torch.from_numpy(a).to(dtype=dt, device=dev) for a in (y, hist_new, sp_new, op_new))
+        return tuple(to_torch(a, x) for a in (y, hist_new, sp_new, op_new))
 
     @staticmethod
     def backward(ctx, gy, g_hist, g_sp, g_op):  # type: ignore[override]
-        _, bwd, filter_outputs = _kernels()
+        bwd = _kernels()[1]
         x, b0, b1, a1, mat, gin, gout, hist, sp, op = ctx.arrays
-        outs = filter_outputs(b0, b1, a1, ctx.delays, sp, op, ctx.vext, x.shape[-1])
-        dt, dev = ctx.meta
 
         def arr(g, like):
-            return np.zeros(like.shape) if g is None else _np(g)
+            return np.zeros(like.shape) if g is None else as_numpy(g)
 
         grads = bwd(
             arr(gy, x), arr(g_hist, hist), arr(g_sp, sp), arr(g_op, op),
-            x, b0, b1, a1, mat, gin, gout, ctx.delays, sp, op, ctx.vext, outs,
+            x, b0, b1, a1, mat, gin, gout, ctx.delays, sp, op, ctx.vext,
         )
-        out = [torch.from_numpy(g).to(dtype=dt, device=dev) for g in grads]
-        return (*out, None)
+        return (*(to_torch(g, ctx.meta) for g in grads), None)
 
 
 def _check_tensor(t: Any, name: str, shape: tuple[int, ...]) -> Tensor:
@@ -495,8 +551,9 @@ def fdn(
         ``(y, state)``: the wet output shaped like ``x`` and the state after the block.
 
     On CPU the recursion is a numba loop with a hand-written adjoint loop (backwards in time).
-    The loop runs in blocks no longer than the shortest line (whose inputs are all known), so
-    only the absorption filters recurse sample by sample. When a gradient is needed it keeps
+    Both run in blocks no longer than the shortest line (whose inputs, or in the adjoint whose
+    inputs' adjoints, are all known), so only the absorption filters recurse sample by sample.
+    When a gradient is needed it keeps
     the line inputs (float64, ``N x (max(delays) + samples)`` per row) for the adjoint, which
     recomputes the filter outputs from them; otherwise it keeps nothing of the signal's length
     but the output. Both give the same values bit for bit. On other devices the tensors are
@@ -546,9 +603,9 @@ def fdn(
         y, hist, sp, op = _FDNFunction.apply(*inputs, tuple(d))
         return y, (hist, sp, op)
     # nothing to differentiate: the same loop without keeping the lines for the adjoint
-    arrays = [_np(t) for t in inputs]
+    arrays = [as_numpy(t) for t in inputs]
     results = _run_forward(arrays, np.asarray(d, dtype=np.int64), store=False)[:4]
-    y, hist, sp, op = (torch.from_numpy(a).to(dtype=x.dtype, device=x.device) for a in results)
+    y, hist, sp, op = (to_torch(a, x) for a in results)
     return y, (hist, sp, op)
 
 

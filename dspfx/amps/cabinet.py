@@ -18,7 +18,7 @@ from dspfx.functional.convolution import (
     partitioned_convolve,
     partitioned_state,
 )
-from dspfx.functional.filters import biquad_coefficients, frequency_response, iir
+from dspfx.functional.filters import biquad_coefficients, frequency_response, sos_filter
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -300,12 +300,10 @@ class Cabinet(Unit):
         if self.mode == "ir":
             return partitioned_convolve(x, self.effective_impulse_response(), state, DEFAULT_PARTITION_SIZE)
         work = self._work_dtype
-        y = x.to(work)
-        new_state = []
-        for (b, a), section_state in zip(self.sections(controls), state):
-            y, s = iir(y, b.to(work), a.to(work), section_state)
-            new_state.append(s)
-        return y.to(x.dtype), tuple(new_state)
+        # one compiled pass over the cascade when static and gradient-free; else iir per section
+        sections = [(b.to(work), a.to(work)) for b, a in self.sections(controls)]
+        y, new_state = sos_filter(x.to(work), sections, state)
+        return y.to(x.dtype), new_state
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current cabinet: the product of the sections'

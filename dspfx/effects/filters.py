@@ -21,6 +21,7 @@ from dspfx.functional.filters import (
     frequency_response,
     iir,
     one_pole_coefficients,
+    sos_filter,
 )
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -372,12 +373,8 @@ class ParametricEQ(Unit):
         return tuple((zeros.clone(), zeros.clone()) for _ in self.section_names())
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        y = x
-        new_state = []
-        for (b, a), section_state in zip(self.sections(controls), state):
-            y, s = iir(y, b, a, section_state)
-            new_state.append(s)
-        return y, tuple(new_state)
+        # one compiled pass over the cascade when static and gradient-free; else iir per section
+        return sos_filter(x, self.sections(controls), state)
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current knobs: the product of the sections'
@@ -524,6 +521,11 @@ class FIR(Unit):
                 frames, x.shape[0], dims=self.n_bands, name="fir.magnitudes", dtype=self.dtype, device=self.device
             )
             self._check_magnitudes(mags, "fir.magnitudes control values")
+            if mags.shape[1] > 1 and not (torch.is_grad_enabled() and mags.requires_grad):
+                # constant frames: design once and convolve once (the time-varying path's
+                # interpolation of equal frames gives the same response at every sample)
+                if bool((mags == mags[:, :1]).all()):
+                    mags = mags[:, :1]
         else:
             mags = self.magnitudes.reshape(1, 1, self.n_bands)
         return fir_filter(x, self.impulse_response(mags), state)

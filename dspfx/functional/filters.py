@@ -35,6 +35,7 @@ __all__ = [
     "one_pole_coefficients",
     "frequency_response",
     "iir",
+    "sos_filter",
     "FIR_WINDOWS",
     "fir_window",
     "fir_design_options",
@@ -464,6 +465,30 @@ def _static_iir_kernel():
                     y[r, t] = y0
                     x1 = x0
                     y1 = y0
+                continue
+            if nb == 4 and order == 3:  # third order (the tone stack): the generic loop's exact
+                # operation sequence (float64 accumulator, stored outputs fed back), in registers
+                b0, b1, b2, b3 = b[r, 0], b[r, 1], b[r, 2], b[r, 3]
+                a1, a2, a3 = a[r, 0], a[r, 1], a[r, 2]
+                x1, x2, x3 = x_hist[r, 0], x_hist[r, 1], x_hist[r, 2]
+                y1, y2, y3 = y_hist[r, 0], y_hist[r, 1], y_hist[r, 2]
+                for t in range(n):
+                    x0 = x[r, t]
+                    acc = 0.0
+                    acc += b0 * x0
+                    acc += b1 * x1
+                    acc += b2 * x2
+                    acc += b3 * x3
+                    acc -= a1 * y1
+                    acc -= a2 * y2
+                    acc -= a3 * y3
+                    y[r, t] = acc
+                    x3 = x2
+                    x2 = x1
+                    x1 = x0
+                    y3 = y2
+                    y2 = y1
+                    y1 = y[r, t]
                 continue
             for t in range(n):
                 acc = 0.0
@@ -945,6 +970,152 @@ def iir(
     return y, (new_x_hist, new_y_hist)
 
 
+@lru_cache(maxsize=None)
+def _sos_kernel():
+    """The compiled loop of :func:`sos_filter` (numba, cached on disk; imported lazily)."""
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def kernel(x, sos, zi):  # pragma: no cover - compiled
+        # y = x through the biquads sos[r, s] = (b0, b1, b2, a1, a2) (a0 divided out) in order;
+        # zi[r, s] = (x[-1], x[-2], y[-1], y[-2]) of section s, updated in place. Sections run
+        # two at a time, sample by sample, so the two recursions overlap in the pipeline; each
+        # section's arithmetic is that of StaticIIR's biquad loop (bit-identical results).
+        rows, n = x.shape
+        n_sections = sos.shape[1]
+        y = x.copy()
+        for r in range(rows):
+            s = 0
+            while s < n_sections:
+                b0, b1, b2, a1, a2 = sos[r, s, 0], sos[r, s, 1], sos[r, s, 2], sos[r, s, 3], sos[r, s, 4]
+                x1, x2, y1, y2 = zi[r, s, 0], zi[r, s, 1], zi[r, s, 2], zi[r, s, 3]
+                if s + 1 < n_sections:
+                    c0, c1, c2 = sos[r, s + 1, 0], sos[r, s + 1, 1], sos[r, s + 1, 2]
+                    d1, d2 = sos[r, s + 1, 3], sos[r, s + 1, 4]
+                    u1, u2, w1, w2 = zi[r, s + 1, 0], zi[r, s + 1, 1], zi[r, s + 1, 2], zi[r, s + 1, 3]
+                    for t in range(n):
+                        x0 = y[r, t]
+                        y0 = b0 * x0 + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+                        w0 = c0 * y0 + c1 * u1 + c2 * u2 - d1 * w1 - d2 * w2
+                        y[r, t] = w0
+                        x2 = x1
+                        x1 = x0
+                        y2 = y1
+                        y1 = y0
+                        u2 = u1
+                        u1 = y0
+                        w2 = w1
+                        w1 = w0
+                    zi[r, s + 1, 0], zi[r, s + 1, 1], zi[r, s + 1, 2], zi[r, s + 1, 3] = u1, u2, w1, w2
+                else:
+                    for t in range(n):
+                        x0 = y[r, t]
+                        y0 = b0 * x0 + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2
+                        y[r, t] = y0
+                        x2 = x1
+                        x1 = x0
+                        y2 = y1
+                        y1 = y0
+                zi[r, s, 0], zi[r, s, 1], zi[r, s, 2], zi[r, s, 3] = x1, x2, y1, y2
+                s += 2
+        return y
+
+    return kernel
+
+
+def sos_filter(
+    x: Tensor,
+    sections: Sequence[tuple[Tensor, Tensor]],
+    state: Sequence[tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, tuple[tuple[Tensor, Tensor], ...]]:
+    """A cascade of recursive filters (second-order sections, like scipy's ``sosfilt``) with
+    explicit per-section state; equal to calling :func:`iir` once per section in order.
+
+    When every section is a static biquad (3 + 3 coefficients, no time variation), ``x`` is on
+    CPU and nothing needs a gradient (no_grad, or no input requiring grad), the whole cascade
+    runs in ONE compiled pass over the samples (two sections at a time in registers) with no
+    intermediate tensors. Each section's arithmetic and operation order is that of :func:`iir`'s
+    static loop in ``x``'s dtype, so the output and the state are bit-identical to the
+    per-section path. Otherwise (gradients, time-varying coefficients, other orders, other
+    devices) it is exactly the per-section :func:`iir` loop, differentiable as usual.
+
+    Args:
+        x: ``(batch, channels, samples)`` real tensor.
+        sections: ``[(b, a), ...]`` in processing order, each as :func:`iir` takes them
+            (``(B|1, C|1, T|1, n)`` or fewer leading dims; ``a[..., 0]`` divides).
+        state: one :func:`iir` state ``(x_history, y_history)`` per section, or ``None`` (zeros).
+
+    Returns:
+        ``(y, states)``: ``y`` shaped like ``x``; ``states`` a tuple of the sections' states
+        after the block, in :func:`iir`'s layout.
+
+    Raises:
+        ValueError / TypeError: as :func:`iir`, or when ``state`` does not hold one entry per
+        section.
+    """
+    sections = list(sections)
+    if state is None:
+        state = [None] * len(sections)
+    else:
+        state = list(state)
+        if len(state) != len(sections):
+            raise ValueError(
+                f"sos_filter state must hold one (x_history, y_history) per section: "
+                f"{len(sections)} sections, got {len(state)} states"
+            )
+    fused = (
+        isinstance(x, Tensor)
+        and x.ndim == 3
+        and x.is_floating_point()
+        and x.device.type == "cpu"
+        and x.shape[-1] > 0
+        and len(sections) > 0
+    )
+    if fused:
+        tensors = [x] + [t for ba in sections for t in ba] + [t for st in state if st is not None for t in st]
+        if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors):
+            fused = False
+    if fused:
+        batch, channels, n = x.shape
+        rows = batch * channels
+        coefs, zis = [], []
+        for (b, a), st in zip(sections, state):
+            b4 = _as_coefficients(b, "b", x)
+            a4 = _as_coefficients(a, "a", x)
+            if b4.shape[-1] != 3 or a4.shape[-1] != 3 or b4.shape[2] != 1 or a4.shape[2] != 1:
+                fused = False
+                break
+            bn = b4 / a4[..., :1]  # the same normalisations as iir's static path
+            an = a4[:, :, 0, 1:] / a4[:, :, 0, :1]
+            coefs.append(
+                torch.cat([bn[:, :, 0].expand(batch, channels, 3), an.expand(batch, channels, 2)], dim=-1)
+            )
+            if st is None:
+                zis.append(x.new_zeros(batch, channels, 4))
+            else:
+                if not isinstance(st, (tuple, list)) or len(st) != 2:
+                    raise ValueError(
+                        "each sos_filter state must be a pair (x_history, y_history) shaped "
+                        f"(batch, channels, 2), got {type(st).__name__}"
+                    )
+                zis.append(
+                    torch.cat([_as_history(st[0], "x_history", x, 2), _as_history(st[1], "y_history", x, 2)], -1)
+                )
+    if not fused:
+        y = x
+        new_state = []
+        for (b, a), st in zip(sections, state):
+            y, s = iir(y, b, a, st)
+            new_state.append(s)
+        return y, tuple(new_state)
+    sos = as_numpy(torch.stack(coefs, dim=2).reshape(rows, len(coefs), 5), None)
+    zi = np.ascontiguousarray(as_numpy(torch.stack(zis, dim=2).reshape(rows, len(zis), 4), None)).copy()
+    y = torch.from_numpy(_sos_kernel()(as_numpy(x.reshape(rows, n), None), sos, zi))
+    zf = torch.from_numpy(zi).reshape(batch, channels, len(zis), 4)
+    new_state = tuple((zf[:, :, i, 0:2].clone(), zf[:, :, i, 2:4].clone()) for i in range(len(zis)))
+    return y.reshape(batch, channels, n), new_state
+
+
 # --------------------------------------------------------------------------------------------
 # FIR: frequency-sampling design and (time-varying) filtering
 # --------------------------------------------------------------------------------------------
@@ -1093,7 +1264,10 @@ def fir_filter(
 ) -> tuple[Tensor, Tensor]:
     """FIR filtering with explicit state; the impulse response may change over time.
 
-    Static (one impulse response): ``y[n] = sum_k h[k] x[n - k]`` (``torch.nn.functional.conv1d``).
+    Static (one impulse response): ``y[n] = sum_k h[k] x[n - k]`` (a matmul over a strided
+    view for short blocks; for long ones FFT overlap-save through
+    :func:`dspfx.functional.convolution.fft_convolve` when one response serves the whole batch
+    and it has >= 32 taps and the block >= 16 x taps, else ``torch.nn.functional.conv1d``).
 
     Time-varying (``frames >= 2`` impulse responses spread evenly over the block, frame 0 at
     sample 0 and the last frame at the last sample, like every control): the impulse response at
@@ -1143,6 +1317,8 @@ def fir_filter(
 
 #: Static FIR blocks with at most this many (samples x taps) run as a matmul, longer ones in conv1d.
 _FIR_UNFOLD_MAX = 1 << 15
+#: Static blocks of >= 16 x taps with at least this many taps (one response for the batch) run by FFT.
+_FIR_FFT_MIN_TAPS = 32
 
 
 def _fir_static(x_ext: Tensor, h: Tensor, n: int) -> Tensor:
@@ -1154,6 +1330,14 @@ def _fir_static(x_ext: Tensor, h: Tensor, n: int) -> Tensor:
         # short blocks (streaming): a matmul over a strided view beats conv1d's setup cost
         windows = x_ext.unfold(-1, n_taps, 1)  # (B, C, n, n_taps), a view
         return torch.matmul(windows, weight.reshape(weight.shape[0], 1, n_taps, 1)).squeeze(-1)
+    if h.shape[0] == 1 and n_taps >= _FIR_FFT_MIN_TAPS and n >= 16 * n_taps:
+        # one response for every row: FFT overlap-save (the exact linear convolution up to
+        # rounding; about 5x faster than conv1d for 128 taps on one thread)
+        from dspfx.functional.convolution import fft_convolve
+
+        order = n_taps - 1
+        y, _ = fft_convolve(x_ext[..., order:], h[0], x_ext[..., :order])
+        return y
     if h.shape[0] == 1:
         y = F.conv1d(x_ext.reshape(batch * channels, 1, length), weight.reshape(1, 1, n_taps))
     else:

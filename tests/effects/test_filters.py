@@ -488,3 +488,19 @@ def test_biquad_renders_without_autograd_follow_knob_and_mode_changes():
         torch.testing.assert_close(first, expected(), rtol=0, atol=1e-12)
     with torch.no_grad():  # a control given in the call wins over the kept design
         torch.testing.assert_close(unit(x, gain_db=0.0), x, rtol=0, atol=1e-12)
+
+
+def test_fir_constant_frames_take_the_static_path_and_equal_the_time_varying_one():
+    rng = np.random.default_rng(6)
+    unit = dspfx.make("fir", magnitudes=rng.uniform(0.0, 1.5, 65)).double()
+    x = _noise(n=6000, channels=2)
+    frames = torch.from_numpy(rng.uniform(0.0, 1.5, (1, 1, 65))).expand(1, 6, 65)
+    taps = unit.impulse_response(frames)  # 6 equal frames: forces the per-frame (segment) path
+    time_varying, _ = dspfx.functional.fir_filter(x, taps)
+    with torch.no_grad():
+        fast = unit(x, magnitudes=frames)  # detected constant: designed once, one FFT convolution
+    assert torch.allclose(fast, time_varying, rtol=0, atol=1e-12)
+    with torch.no_grad():  # and it streams
+        stream = dspfx.Stream(unit, batch=1, channels=2)
+        streamed = torch.cat([stream(x[..., i : i + 1500], magnitudes=frames) for i in range(0, 6000, 1500)], -1)
+    assert (streamed - fast).abs().max() <= 1e-12

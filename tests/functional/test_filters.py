@@ -725,3 +725,90 @@ def test_tdf2_time_varying_equals_static_and_gradients_are_exact():
         iir(x, b, a, (s0, s0), form="tdf2")
     with pytest.raises(ValueError, match="form must be"):
         iir(x, b, a, form="df2")
+
+
+# ---- sos_filter: the fused cascade (issue 4 speed) --------------------------------------------
+
+
+def _random_sections(n_sections, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n_sections):
+        mode = ("peak", "lowshelf", "highpass", "highshelf", "lowpass")[i % 5]
+        hz = float(50.0 * 2.0 ** (8.0 * torch.rand(1, generator=gen)))
+        q = float(0.3 + 5.0 * torch.rand(1, generator=gen))
+        gain = float(24.0 * torch.rand(1, generator=gen) - 12.0)
+        b, a = filters_module.biquad_coefficients(mode, torch.tensor(hz), torch.tensor(q), torch.tensor(gain), 48000)
+        out.append((b.to(dtype), a.to(dtype)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_sections", [1, 2, 5])
+@pytest.mark.parametrize("n", [1, 3, 2000])
+def test_sos_filter_fused_is_bit_identical_to_iir_per_section(dtype, n_sections, n):
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(2, 2, n, generator=gen, dtype=torch.float64).to(dtype)
+    sections = _random_sections(n_sections, dtype)
+    state = [(torch.randn(2, 2, 2, generator=gen).to(dtype), torch.randn(2, 2, 2, generator=gen).to(dtype)) for _ in sections]
+    with torch.no_grad():
+        y, s = filters_module.sos_filter(x, sections, state)
+        y_ref = x
+        s_ref = []
+        for (b, a), st in zip(sections, state):
+            y_ref, st_new = iir(y_ref, b, a, st)
+            s_ref.append(st_new)
+    assert torch.equal(y, y_ref)
+    for (xh, yh), (xh_ref, yh_ref) in zip(s, s_ref):
+        assert torch.equal(xh, xh_ref) and torch.equal(yh, yh_ref)
+
+
+def test_sos_filter_streams_and_matches_scipy_sosfilt():
+    x = torch.randn(1, 1, 3000, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sections = _random_sections(4, torch.float64, seed=5)
+    with torch.no_grad():
+        y, _ = filters_module.sos_filter(x, sections)
+        state, parts = None, []
+        for lo in range(0, 3000, 7 * 64):
+            part, state = filters_module.sos_filter(x[..., lo : lo + 7 * 64], sections, state)
+            parts.append(part)
+    assert torch.equal(torch.cat(parts, -1), y)
+    sos = np.stack([np.concatenate([b.reshape(-1).numpy(), a.reshape(-1).numpy()]) for b, a in sections])
+    np.testing.assert_allclose(y[0, 0].numpy(), scipy.signal.sosfilt(sos, x[0, 0].numpy()), rtol=0, atol=1e-9)
+
+
+def test_sos_filter_gradients_use_the_per_section_path():
+    x = torch.randn(1, 1, 64, dtype=torch.float64, requires_grad=True)
+    b1, a1 = _random_sections(1, torch.float64, seed=1)[0]
+    b1 = b1.clone().requires_grad_(True)
+    sections = [(b1, a1)] + _random_sections(1, torch.float64, seed=2)
+    torch.autograd.gradcheck(lambda x, b: filters_module.sos_filter(x, [(b, a1), sections[1]])[0], (x, b1))
+    with pytest.raises(ValueError, match="one .* per section"):
+        filters_module.sos_filter(x, sections, [None])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_static_iir_third_order_branch_equals_the_generic_loop(dtype):
+    # the order-3 register branch (tone stack) vs the generic loop (b padded with a zero tap)
+    rng = np.random.default_rng(0)
+    kernel = filters_module._static_iir_kernel()
+    x = rng.standard_normal((2, 3000)).astype(dtype)
+    b = (0.3 * rng.random((2, 4))).astype(dtype)
+    a = np.array([[-0.5, 0.1, -0.02]] * 2, dtype=dtype)
+    xh, yh = rng.standard_normal((2, 3)).astype(dtype), rng.standard_normal((2, 3)).astype(dtype)
+    y = kernel(x, b, a, xh, yh)
+    pad = np.zeros((2, 1), dtype)
+    y_generic = kernel(x, np.concatenate([b, pad], 1), a, np.concatenate([xh, pad], 1), yh)
+    assert np.array_equal(y, y_generic)
+
+
+def test_fir_filter_static_fft_path_equals_direct_convolution():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 5000, generator=gen, dtype=torch.float64)
+    h = torch.randn(128, generator=gen, dtype=torch.float64)
+    hist = torch.randn(2, 1, 127, generator=gen, dtype=torch.float64)
+    y, new_hist = fir_filter(x, h, hist)  # long block: the FFT path
+    x_ext = torch.cat([hist.flip(-1), x], -1)
+    y_ref = torch.nn.functional.conv1d(x_ext.reshape(2, 1, -1), h.flip(-1).reshape(1, 1, -1))
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    assert torch.equal(new_hist, x[..., -127:].flip(-1))

@@ -547,6 +547,25 @@ class Unit(nn.Module):
                 out[key] = self._knob_control(key)
         return out
 
+    def kept_design(self, controls: Mapping[str, Tensor], build: Any, *, key: Any = ()) -> Any:
+        """``build(controls)`` (a filter design, say), kept between calls while autograd is off and
+        every control is the same one-value tensor as last time (the unit's own knobs, unchanged:
+        :meth:`_knob_control` hands out the same tensor until a knob moves). A moved knob, a control
+        given in the call, a time-varying control or ``key`` (mode, sample rate, ...) changing
+        builds afresh; with autograd on it always builds. The values are ``build``'s, bit for bit."""
+        if torch.is_grad_enabled():
+            return build(controls)
+        values = tuple(controls.values())
+        if any(not isinstance(c, Tensor) or c.numel() != 1 for c in values):
+            return build(controls)
+        token = (key, tuple(controls), tuple((id(c), c._version) for c in values))
+        last = self.__dict__.get("_kept_design")
+        if last is not None and last[0] == token:
+            return last[2]
+        design = build(controls)
+        self.__dict__["_kept_design"] = (token, values, design)  # values kept alive: their ids stay theirs
+        return design
+
     def _knob_control(self, key: str) -> Tensor:
         """``knob_value(key)`` as a (1, 1, 1) control. Without autograd (``torch.no_grad()``) the
         tensor is kept until the raw parameter or the value set changes (the same token as the

@@ -82,7 +82,7 @@ def test_out_of_range_and_bad_knob_values_raise():
 
 def test_set_values_render_exactly_until_the_parameter_moves():
     unit = dspfx.make("gain", gain_db=0.0)
-    x = torch.randn(1, 1, 64)
+    x = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(0))
     assert torch.equal(unit(x), x)  # 0 dB is exactly unity gain in float32
     assert float(unit.knob_value("gain_db").detach()) == 0.0
     # ... with the map's gradient
@@ -91,7 +91,8 @@ def test_set_values_render_exactly_until_the_parameter_moves():
     torch.optim.SGD(unit.parameters(), lr=0.1).step()
     moved = unit.knobs()["gain_db"]
     assert moved != 0.0  # after a step the value is the map of the new raw parameter
-    assert float(unit.knob_value("gain_db").detach()) == pytest.approx(moved, rel=1e-6)
+    # knob_value maps in float32, knobs() reports in float64: a few float32 ulps apart
+    assert float(unit.knob_value("gain_db").detach()) == pytest.approx(moved, rel=1e-5)
     state = unit.state_dict()
     fresh = dspfx.make("gain", gain_db=0.0)
     fresh.load_state_dict(state)

@@ -301,7 +301,7 @@ class Cabinet(Unit):
             return partitioned_convolve(x, self.effective_impulse_response(), state, DEFAULT_PARTITION_SIZE)
         work = self._work_dtype
         # one compiled pass over the cascade when static and gradient-free; else iir per section
-        sections = [(b.to(work), a.to(work)) for b, a in self.sections(controls)]
+        sections = [(b.to(work), a.to(work)) for b, a in self.kept_design(controls, self.sections, key=self.sample_rate)]
         y, new_state = sos_filter(x.to(work), sections, state)
         return y.to(x.dtype), new_state
 

@@ -104,20 +104,9 @@ class Biquad(Unit):
         return iir(x, b, a, state, form=self.form)
 
     def _design(self, controls: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """:meth:`coefficients`; without autograd, static controls that are the same tensors as in
-        the last call (the unit's own knobs, unchanged) reuse that call's design."""
-        if torch.is_grad_enabled():
-            return self.coefficients(controls)
-        knobs = tuple(controls[k] for k in ("cutoff_hz", "q", "gain_db"))
-        if any(c.numel() != 1 for c in knobs):  # time-varying: nothing worth keeping
-            return self.coefficients(controls)
-        key = (self.mode, self.sample_rate, tuple((id(c), c._version) for c in knobs))
-        last = self.__dict__.get("_last_design")
-        if last is not None and last[0] == key:
-            return last[2]
-        design = self.coefficients(controls)
-        self.__dict__["_last_design"] = (key, knobs, design)  # knobs kept alive: their ids stay theirs
-        return design
+        """:meth:`coefficients`, kept between gradient-free calls while the knobs stay put
+        (:meth:`Unit.kept_design`)."""
+        return self.kept_design(controls, self.coefficients, key=(self.mode, self.sample_rate))
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current knobs; 512 log-spaced points by default."""
@@ -374,7 +363,7 @@ class ParametricEQ(Unit):
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         # one compiled pass over the cascade when static and gradient-free; else iir per section
-        return sos_filter(x, self.sections(controls), state)
+        return sos_filter(x, self.kept_design(controls, self.sections, key=self.sample_rate), state)
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current knobs: the product of the sections'

@@ -262,3 +262,28 @@ def test_fused_no_grad_render_is_bit_identical_to_the_per_section_path(dtype):
     per_section = eq(x)  # knob parameters require grad: iir section by section
     assert per_section.requires_grad
     assert torch.equal(fused, per_section.detach())
+
+
+def test_kept_design_follows_knob_changes_and_call_controls():
+    # without autograd the design is kept while the knobs stay put; set(), an optimiser-style
+    # in-place step and a control given in the call are all designed afresh
+    eq = dspfx.make("parametric_eq", n_peaks=2, peak1_gain_db=6.0)
+    x = torch.randn(1, 1, 2000, generator=torch.Generator().manual_seed(1))
+
+    def reference() -> torch.Tensor:
+        return eq(x).detach()  # grad enabled: designed from the knobs every call
+
+    with torch.no_grad():
+        first, again = eq(x), eq(x)
+    assert torch.equal(first, again) and torch.equal(first, reference())
+    eq.set(peak1_gain_db=-4.0)
+    with torch.no_grad():
+        changed = eq(x)
+    assert not torch.equal(changed, first) and torch.equal(changed, reference())
+    with torch.no_grad():
+        eq.raw_knobs["high_shelf_gain_db"].add_(0.5)
+        stepped = eq(x)
+    assert not torch.equal(stepped, changed) and torch.equal(stepped, reference())
+    with torch.no_grad():
+        called = eq(x, peak2_gain_db=torch.tensor(9.0))
+    assert not torch.equal(called, stepped) and torch.equal(called, eq(x, peak2_gain_db=torch.tensor(9.0)).detach())

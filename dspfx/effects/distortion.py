@@ -16,6 +16,9 @@ from torch import Tensor, nn
 from dspfx.functional.conversions import db_to_gain
 from dspfx.functional.nonlinear import (
     CLIP_CURVES,
+    _bitcrush_static,
+    _bitcrush_steps,
+    _static_scalar,
     biased_curve,
     bitcrush,
     chebyshev_series,
@@ -28,6 +31,21 @@ from dspfx.unit import Knob, Unit
 __all__ = ["Distortion", "Clipping", "Invert", "Bitcrush", "StaticNonlinearity", "CLIP_CURVES", "STATIC_CURVES"]
 
 STATIC_CURVES = ("tanh", "chebyshev", "mlp")
+
+
+def _gain_of(unit: Unit, key: str, db: Tensor) -> Tensor:
+    """``db_to_gain(db)`` for the control ``key``. Without autograd, a one-element control that is
+    the very tensor of the last call (the unit's cached static knob control, unchanged) reuses that
+    call's value, so repeated renders skip the dB conversion; values are bit-identical."""
+    if torch.is_grad_enabled() or torch.is_inference_mode_enabled() or db.numel() != 1 or db.is_inference():
+        return db_to_gain(db)
+    cache = unit.__dict__.setdefault("_gain_cache", {})
+    hit = cache.get(key)
+    if hit is not None and hit[0] is db and hit[1] == db._version:
+        return hit[2]
+    gain = db_to_gain(db)
+    cache[key] = (db, db._version, gain)  # the control itself kept: `is` cannot match another tensor
+    return gain
 
 
 @register
@@ -50,7 +68,11 @@ class Distortion(Unit):
     drive_db = Knob(25.0, 0.0, 60.0, unit="dB", doc="gain into the tanh curve")
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        return torch.tanh(db_to_gain(controls["drive_db"]) * x), state
+        gain = _gain_of(self, "drive_db", controls["drive_db"])
+        g = _static_scalar(gain, x)
+        if g is not None:  # no autograd, static drive: the same tanh(g * x) in place on one buffer
+            return torch.mul(x, g).tanh_(), state
+        return torch.tanh(gain * x), state
 
     @classmethod
     def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
@@ -97,7 +119,7 @@ class Clipping(Unit):
         super().__init__(sample_rate, **knobs)
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        return clip(x, db_to_gain(controls["threshold_db"]), self.curve), state
+        return clip(x, _gain_of(self, "threshold_db", controls["threshold_db"]), self.curve), state
 
     @classmethod
     def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
@@ -167,7 +189,16 @@ class Bitcrush(Unit):
     bit_depth = Knob(8.0, 0.0, 32.0, unit="bits", doc="bits of resolution (quantisation step 2^-bit_depth)")
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        return bitcrush(x, controls["bit_depth"]), state
+        depth = controls["bit_depth"]
+        if _static_scalar(depth, x) is not None:  # no autograd, static depth: steps kept between calls
+            if depth.is_inference():  # no version counter to key a cache on
+                return _bitcrush_static(x, *_bitcrush_steps(depth, x.dtype)), state
+            cache = self.__dict__.get("_steps_cache")
+            if cache is None or cache[0] is not depth or cache[1] != depth._version or cache[2] != x.dtype:
+                cache = (depth, depth._version, x.dtype, _bitcrush_steps(depth, x.dtype))
+                self.__dict__["_steps_cache"] = cache  # the control itself kept: `is` matches no other tensor
+            return _bitcrush_static(x, *cache[3]), state
+        return bitcrush(x, depth), state
 
     @classmethod
     def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:
@@ -258,10 +289,11 @@ class StaticNonlinearity(Unit):
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         y = biased_curve(
-            self.shape,
+            # the same curve; torch.tanh itself lets biased_curve run it in place
+            torch.tanh if self.curve == "tanh" and type(self).shape is StaticNonlinearity.shape else self.shape,
             x,
-            db_to_gain(controls["input_gain_db"]),
-            db_to_gain(controls["output_gain_db"]),
+            _gain_of(self, "input_gain_db", controls["input_gain_db"]),
+            _gain_of(self, "output_gain_db", controls["output_gain_db"]),
             controls["bias"],
         )
         return y, state

@@ -252,3 +252,76 @@ def test_mlp_curve_gradcheck_and_shape_errors():
         mlp_curve(x, w1, b1, w2[:2], b2, w3, b3)
     with pytest.raises(ValueError, match="output weights"):
         mlp_curve(x, w1, b1, w2, b2, w3[:2], b3)
+
+
+# --- the no-autograd fast path (scalar operands, in-place buffers) equals the autograd path -----
+
+
+def _bits(y):
+    """The raw bit patterns of a float tensor (so -0 != +0 and NaN payloads count)."""
+    return y.contiguous().view(torch.int32 if y.dtype == torch.float32 else torch.int64)
+
+
+def _edge_signal(dtype, n=3000):
+    g = torch.Generator().manual_seed(3)
+    x = 2.0 * torch.randn(2, 2, n, generator=g, dtype=torch.float64)
+    special = [0.0, -0.0, 1e-30, -1e-30, 1e-3, -1e-3, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 1e30, -1e30,
+               math.inf, -math.inf, math.nan, 0.5011872336272722, -0.5011872336272722]
+    x[0, 0, : len(special)] = torch.tensor(special, dtype=torch.float64)
+    return x.to(dtype)
+
+
+def _both_paths(fn, x, *params):
+    """fn under torch.no_grad() (fast path) and with autograd on (the unchanged path)."""
+    with torch.no_grad():
+        fast = fn(x, *params)
+    with torch.enable_grad():
+        slow = fn(x, *[p.clone().requires_grad_(True) if isinstance(p, torch.Tensor) else p for p in params])
+    return fast, slow.detach()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("curve", CLIP_CURVES)
+def test_clip_fast_path_is_bit_identical_to_the_autograd_path(curve, dtype):
+    x = _edge_signal(dtype)
+    for t_db in (-60.0, -12.0, -0.5, 0.0):
+        t = 10.0 ** (t_db / 20.0)
+        for threshold in (t, torch.tensor(t, dtype=dtype), torch.tensor(t, dtype=dtype).reshape(1, 1, 1)):
+            fast, slow = _both_paths(lambda x_, t_: clip(x_, t_, curve), x, threshold)
+            assert fast.shape == slow.shape == x.shape and fast.dtype == slow.dtype == dtype
+            assert torch.equal(_bits(fast), _bits(slow)), (curve, t_db, type(threshold))
+    # a (1, 1, 1) threshold widens a 1-D signal: the general path, same shape either way
+    wide = torch.tensor(0.3, dtype=dtype).reshape(1, 1, 1)
+    fast, slow = _both_paths(lambda x_, t_: clip(x_, t_, curve), x[0, 0], wide)
+    assert fast.shape == slow.shape == (1, 1, x.shape[-1]) and torch.equal(_bits(fast), _bits(slow))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bitcrush_fast_path_is_bit_identical_to_the_autograd_path(dtype):
+    with_nan = _edge_signal(dtype)
+    without_nan = with_nan.nan_to_num(nan=0.25, posinf=math.inf, neginf=-math.inf)  # infs seen directly
+    for depth, x in ((d, x) for d in (0.0, 0.5, 1.0, 6.0, 8.0, 15.3, 16.0, 23.7, 24.0, 31.0, 32.0, 120.0, 200.0, -3.0)
+                     for x in (with_nan, without_nan)):
+        for b in (torch.tensor(depth, dtype=dtype).reshape(1, 1, 1), torch.tensor(depth, dtype=torch.float64)):
+            fast, slow = _both_paths(bitcrush, x, b)
+            assert fast.shape == slow.shape and fast.dtype == slow.dtype == dtype
+            # -0 -> +0 and inf -> NaN exactly as the straight-through terms of the autograd path give
+            assert torch.equal(_bits(fast), _bits(slow)), depth
+    zero = torch.tensor(-1e-4, dtype=dtype)
+    with torch.no_grad():
+        y = bitcrush(zero.reshape(1), 8.0)
+    assert _bits(y).item() == 0  # +0, not -0
+    assert bitcrush(torch.empty(1, 1, 0, dtype=dtype), 8.0).shape == (1, 1, 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_biased_curve_fast_path_is_bit_identical_to_the_autograd_path(dtype):
+    x = _edge_signal(dtype)
+    coefficients = torch.tensor([0.1, 0.8, -0.3, 0.2], dtype=dtype)
+    curves = (torch.tanh, lambda u: chebyshev_series(u, coefficients), lambda u: u)  # the last returns u itself
+    for curve in curves:
+        for gi, go, b in ((1.0, 1.0, 0.0), (1.0, 1.0, -0.0), (1.0, 2.0, 0.3), (0.063, 1.0, -1.0), (251.0, 0.004, 1.0)):
+            params = [torch.tensor(v, dtype=dtype).reshape(1, 1, 1) for v in (gi, go, b)]
+            fast, slow = _both_paths(lambda x_, *p: biased_curve(curve, x_, *p), x, *params)
+            assert fast.dtype == slow.dtype == dtype
+            assert torch.equal(_bits(fast), _bits(slow)), (curve, gi, go, b)

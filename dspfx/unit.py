@@ -553,10 +553,11 @@ class Unit(nn.Module):
         :meth:`_knob_control` hands out the same tensor until a knob moves). A moved knob, a control
         given in the call, a time-varying control or ``key`` (mode, sample rate, ...) changing
         builds afresh; with autograd on it always builds. The values are ``build``'s, bit for bit."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             return build(controls)
         values = tuple(controls.values())
-        if any(not isinstance(c, Tensor) or c.numel() != 1 for c in values):
+        # inference tensors keep no version counter: they are never kept
+        if any(not isinstance(c, Tensor) or c.numel() != 1 or c.is_inference() for c in values):
             return build(controls)
         token = (key, tuple(controls), tuple((id(c), c._version) for c in values))
         last = self.__dict__.get("_kept_design")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from dspfx.functional.conversions import db_to_gain
@@ -12,6 +11,10 @@ from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
 __all__ = ["Gain"]
+
+
+def _linear_gain(controls: dict[str, Tensor]) -> Tensor:
+    return db_to_gain(controls["gain_db"])
 
 
 @register
@@ -33,20 +36,8 @@ class Gain(Unit):
     gain_db = Knob(0.0, -60.0, 40.0, unit="dB", doc="level change")
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
-        return x * self._linear_gain(controls["gain_db"]), state
-
-    def _linear_gain(self, gain_db: Tensor) -> Tensor:
-        """``db_to_gain(gain_db)``; without autograd, a static control that is the same tensor as
-        in the last call (the unit's own knob, unchanged) reuses that call's value."""
-        if torch.is_grad_enabled() or gain_db.numel() != 1:
-            return db_to_gain(gain_db)
-        key = (id(gain_db), gain_db._version)
-        last = self.__dict__.get("_last_gain")
-        if last is not None and last[0] == key:
-            return last[2]
-        gain = db_to_gain(gain_db)
-        self.__dict__["_last_gain"] = (key, gain_db, gain)  # the control kept alive: its id stays its own
-        return gain
+        # without autograd the linear gain is kept while the knob stays put (Unit.kept_design)
+        return x * self.kept_design(controls, _linear_gain), state
 
     @classmethod
     def from_pedalboard(cls, plugin: Any, sample_rate: float) -> Unit:

@@ -728,9 +728,11 @@ def _iir_tdf2(x: Tensor, b4: Tensor, a4: Tensor, state: Tensor | None) -> tuple[
         sr = s0.reshape(rows, p)
         if torch.is_grad_enabled() and any(t.requires_grad for t in (xr, br, ar, sr)):
             y, s_exact = StaticTDF2.apply(xr, br, ar, sr)
-        else:  # nothing to differentiate: the same loop, without the autograd Function around it
+        else:  # nothing to differentiate: the same loop, without the autograd Function around it,
+            # and the loop's own final state (no expression to carry a gradient)
             arrays = (as_numpy(t, None) for t in (xr, br, ar, sr))
             y, s_exact = (torch.from_numpy(a) for a in _tdf2_kernel()(*arrays))
+            return y.reshape(batch, channels, n), s_exact.reshape(batch, channels, p)
         s_graph = _tdf2_final_state(xr, y, br, ar, sr)
         s_out = s_graph + (s_exact - s_graph).detach()  # exact value, the expression's gradient
         return y.reshape(batch, channels, n), s_out.reshape(batch, channels, p)

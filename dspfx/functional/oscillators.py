@@ -235,6 +235,11 @@ def _kept_weight_sum(dist: Tensor, kept: Tensor, n: int) -> Tensor:
 
     A gather in the cumulative sums of the frames: ``(batch, n)``, differentiable w.r.t. ``dist``."""
     b_w, frames, K = dist.shape
+    if frames == n and n > 1:
+        # per-sample weights (the DDSP model's audio-rate distribution): a masked sum, whose
+        # backward is one multiply, instead of a cumsum over (batch, n, K) and its flips
+        below_kept = torch.arange(K, device=dist.device) < kept.unsqueeze(-1)  # (batch|1, n, K)
+        return (dist * below_kept).sum(-1)
     cum = torch.cat([torch.zeros_like(dist[..., :1]), torch.cumsum(dist, dim=-1)], dim=-1)  # (Bw, F, K + 1)
     left_np, alpha_np = _frame_positions(frames, n)
     left = torch.from_numpy(left_np).to(kept.device)

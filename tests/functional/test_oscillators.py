@@ -156,11 +156,12 @@ def test_frames_are_interpolated_like_upsample_control(dist_batch, f0_batch):
 
 def test_compiled_bank_equals_the_torch_path_and_gradients(monkeypatch):
     torch.manual_seed(4)
-    n, K, frames = 300, 40, 6
+    n, K = 300, 40
     f0 = torch.linspace(250, 1200, n, dtype=torch.float64)[None].repeat(2, 1).requires_grad_()
     amp = torch.rand(2, n, dtype=torch.float64).add(0.1).requires_grad_()
-    dist = torch.rand(2, frames, K, dtype=torch.float64).requires_grad_()
-    for normalize in (True, False):
+    # frames at a control rate, and per sample (the DDSP model's audio-rate distribution)
+    for frames, normalize in ((6, True), (6, False), (n, True)):
+        dist = torch.rand(2, frames, K, dtype=torch.float64).requires_grad_()
         y = harmonic_synthesis(f0, amp, dist, SR, normalize=normalize)[0]
         grads = torch.autograd.grad(y.square().sum(), (f0, amp, dist))
         monkeypatch.setattr(oscillators, "_COMPILED_BANK", False)
@@ -180,6 +181,8 @@ def test_gradcheck_compiled_bank_with_frames_and_constant_distribution():
     const = torch.rand(2, 1, K, dtype=torch.float64).add(0.1).requires_grad_()
     state = torch.tensor([[0.1], [0.7]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, c: harmonic_synthesis(a, b, c, SR)[0], (f0, amp, frames))
+    per_sample = torch.rand(1, n, K, dtype=torch.float64).add(0.1).requires_grad_()  # the masked-sum path
+    assert torch.autograd.gradcheck(lambda a, c: harmonic_synthesis(a, amp.detach(), c, SR)[0], (f0, per_sample))
     assert torch.autograd.gradcheck(
         lambda a, c, s: harmonic_synthesis(a, amp.detach(), c, SR, initial_phase=s, normalize=False)[0],
         (f0, const, state),

@@ -67,6 +67,18 @@ def upsample_control(control: Tensor, n_samples: int) -> Tensor:
     return upsampled.transpose(1, 2)
 
 
+def check_signal(x: Any, name: str = "x") -> Tensor:
+    """Check that ``x`` is a real floating tensor shaped (batch, channels, samples) and return it
+    (the functional recursions' input check; units check more with :func:`dspfx.unit.check_audio`)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be shaped (batch, channels, samples), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a real floating tensor, got dtype {x.dtype}")
+    return x
+
+
 def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     if shape is not None:

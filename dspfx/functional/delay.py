@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dspfx.functional.control import check_signal
 from dspfx.functional.filters import iir
 from dspfx.functional.modulation import DelayLoop
 
@@ -116,12 +117,7 @@ def feedback_delay(
 
     Reference: pedalboard ``Delay`` (JUCE ``dsp::DelayLine`` without interpolation).
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
-    if x.ndim != 3:
-        raise ValueError(f"x must be shaped (batch, channels, samples), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a real floating tensor, got dtype {x.dtype}")
+    check_signal(x)
     if isinstance(delay_samples, bool) or not isinstance(delay_samples, (int, np.integer)):
         raise TypeError(f"delay_samples must be an int, got {type(delay_samples).__name__} {delay_samples!r}")
     delay = int(delay_samples)
@@ -259,12 +255,7 @@ def damped_feedback_delay(
     Reference: pedalboard ``Delay`` (the integer, undamped case); the damped loop is the classic
     "tape echo" with a lowpass in the feedback path (Zoelzer, DAFX, ch. 2).
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
-    if x.ndim != 3:
-        raise ValueError(f"x must be shaped (batch, channels, samples), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a real floating tensor, got dtype {x.dtype}")
+    check_signal(x)
     batch, channels, n = x.shape
     if state is None:
         if max_delay_samples is None:

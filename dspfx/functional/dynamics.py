@@ -52,6 +52,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
+from dspfx.functional.control import check_signal
 from dspfx.functional.filters import _check_sample_rate, iir
 
 __all__ = [
@@ -88,16 +89,6 @@ NOISE_GATE_RMS_RELEASE_MS = 50.0
 # --------------------------------------------------------------------------------------------
 # checks (the sample-rate check is shared with functional.filters)
 # --------------------------------------------------------------------------------------------
-
-
-def _check_signal(x: Any, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
-    if x.ndim != 3:
-        raise ValueError(f"{name} must be shaped (batch, channels, samples), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a real floating-point tensor, got dtype {x.dtype}")
-    return x
 
 
 def _as_control(value: Any, name: str, x: Tensor) -> Tensor:
@@ -245,7 +236,7 @@ def envelope_decisions(
         ``(envelope, attack)``: the envelope (detached, like ``d``) and a bool tensor saying
         where the attack coefficient was used; both shaped like ``d``, on ``d``'s device.
     """
-    d = _check_signal(d, "d")
+    d = check_signal(d, "d")
     batch, channels, n_samples = d.shape
     ca = _as_control(attack_coefficient, "attack_coefficient", d)
     cr = _as_control(release_coefficient, "release_coefficient", d)
@@ -299,7 +290,7 @@ def envelope_follower(
         ``(envelope, new_state)``: ``envelope`` shaped like ``d``; ``new_state`` its last
         sample ``(batch, channels, 1)``, to continue with the next block.
     """
-    d = _check_signal(d, "d")
+    d = check_signal(d, "d")
     ca = _as_control(attack_coefficient, "attack_coefficient", d)
     cr = _as_control(release_coefficient, "release_coefficient", d)
     e0 = _as_state(state, d)
@@ -392,7 +383,7 @@ def _db_to_gain(db: Tensor) -> Tensor:
 def _detector_input(x: Tensor, sidechain: Tensor | None, detector: str) -> Tensor:
     key = x
     if sidechain is not None:
-        key = _check_signal(sidechain, "sidechain")
+        key = check_signal(sidechain, "sidechain")
         if key.shape[0] != x.shape[0] or key.shape[1] not in (1, x.shape[1]) or key.shape[2] != x.shape[2]:
             raise ValueError(
                 f"sidechain shaped {tuple(key.shape)} does not fit x shaped {tuple(x.shape)}: expected "
@@ -524,7 +515,7 @@ def compressor(
     Reference: D. Giannoulis, M. Massberg, J. D. Reiss, JAES 2012 (gain computer, soft knee);
     JUCE ``dsp::Compressor`` / pedalboard ``Compressor`` (detector and ballistics).
     """
-    x = _check_signal(x)
+    x = check_signal(x)
     sample_rate = _check_sample_rate(sample_rate)
     detector = _check_detector(detector)
     threshold = _as_control(threshold_db, "threshold_db", x)
@@ -569,7 +560,7 @@ def expander(
     Args and returns as :func:`compressor` (no makeup); ``ratio >= 1`` is the expansion ratio
     (1: identity; large: a gate).
     """
-    x = _check_signal(x)
+    x = check_signal(x)
     sample_rate = _check_sample_rate(sample_rate)
     detector = _check_detector(detector)
     threshold = _as_control(threshold_db, "threshold_db", x)
@@ -620,7 +611,7 @@ def noise_gate(
 
     Reference: JUCE ``dsp::NoiseGate``, as wrapped by ``pedalboard.NoiseGate``.
     """
-    x = _check_signal(x)
+    x = check_signal(x)
     sample_rate = _check_sample_rate(sample_rate)
     threshold = _as_control(threshold_db, "threshold_db", x)
     ratio_t = _as_control(ratio, "ratio", x)
@@ -673,7 +664,7 @@ def limiter(
 
     Reference: JUCE ``dsp::Limiter``, as wrapped by ``pedalboard.Limiter``.
     """
-    x = _check_signal(x)
+    x = check_signal(x)
     sample_rate = _check_sample_rate(sample_rate)
     threshold = _as_control(threshold_db, "threshold_db", x)
     _check_range(threshold, "threshold_db", -math.inf)

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_torch
+from dspfx.functional.control import check_signal
 
 __all__ = [
     "DelayLoop",
@@ -456,12 +457,7 @@ def modulated_delay(
 
     Reference: JUCE ``dsp::DelayLine`` (linear interpolation) as used by ``dsp::Chorus``.
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
-    if x.ndim != 3:
-        raise ValueError(f"x must be shaped (batch, channels, samples), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a real floating tensor, got dtype {x.dtype}")
+    check_signal(x)
     batch, channels, n = x.shape
     if state is None:
         if max_delay_samples is None:

@@ -58,7 +58,15 @@ import dspfx.amps  # noqa: E402
 import dspfx.effects  # noqa: E402
 from dspfx.signals import white_noise  # noqa: E402
 from dspfx.train.metrics import esr  # noqa: E402
-from units import SAMPLE_RATE, best_of_interleaved, header, machine_info, time_dspfx  # noqa: E402  (benchmarks/units.py)
+from units import (  # noqa: E402  (benchmarks/units.py)
+    SAMPLE_RATE,
+    best_of_interleaved,
+    check_run_args,
+    compose_report,
+    header,
+    machine_info,
+    time_dspfx,
+)
 
 CATEGORIES = ("effect", "amp")
 
@@ -396,12 +404,8 @@ def report(info: dict[str, Any], rows: list[Row], markdown: bool, elapsed_s: flo
     notes = list(NOTES)
     if info.get("import_failures"):
         notes.append("modules that failed to import (their units are missing): " + "; ".join(info["import_failures"]))
-    if markdown:
-        head = "\n".join(line + "  " for line in header(info).splitlines())
-        body = "\n".join(f"- {n}" for n in notes)
-        return f"{head}\n\n{markdown_table(rows)}\n\n{body}\n\nwhole run: {elapsed_s:.1f} s\n"
-    body = "\n".join(f"  {n}" for n in notes)
-    return f"{header(info)}\n\n{text_table(rows)}\n\n{body}\n  whole run: {elapsed_s:.1f} s\n"
+    table = markdown_table(rows) if markdown else text_table(rows)
+    return compose_report(header(info), table, notes, markdown, elapsed_s)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -418,12 +422,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the machine info and rows as JSON to PATH")
     parser.add_argument("--verbose", action="store_true", help="print progress to stderr")
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.seconds) and args.seconds > 0):
-        parser.error(f"--seconds must be a positive number, got {args.seconds}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+    check_run_args(parser, args)
     args.device = "cpu"  # machine_info (benchmarks/units.py) reads it; peers render on the CPU
     return args
 

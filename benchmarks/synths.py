@@ -72,7 +72,7 @@ import dspfx  # noqa: E402
 import dspfx.synths  # noqa: E402,F401  (registers the synths)
 from dspfx.synths.ddsp import harmonic_plus_noise  # noqa: E402
 from dspfx.train.metrics import esr  # noqa: E402
-from units import cpu_model  # noqa: E402  (benchmarks/units.py, beside this script)
+from units import check_run_args, compose_report, cpu_model  # noqa: E402  (benchmarks/units.py, beside this script)
 
 FRAME_RATE = 250  # control frames per second (DDSP)
 F0_HZ = 220.0
@@ -558,12 +558,8 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def report(info: dict[str, Any], rows: list[Row], markdown: bool, elapsed_s: float) -> str:
-    if markdown:
-        head = "\n".join(line + "  " for line in header(info).splitlines())
-        notes = "\n".join(f"- {n}" for n in NOTES)
-        return f"{head}\n\n{markdown_table(rows)}\n\n{notes}\n\nwhole run: {elapsed_s:.1f} s\n"
-    notes = "\n".join(f"  {n}" for n in NOTES)
-    return f"{header(info)}\n\n{text_table(rows)}\n\n{notes}\n  whole run: {elapsed_s:.1f} s\n"
+    table = markdown_table(rows) if markdown else text_table(rows)
+    return compose_report(header(info), table, NOTES, markdown, elapsed_s)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -583,16 +579,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only the rows whose label starts with one of these (e.g. harmonic fm)",
     )
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.seconds) and args.seconds > 0):
-        parser.error(f"--seconds must be a positive number, got {args.seconds}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    check_run_args(parser, args)
     if not (math.isfinite(args.budget) and args.budget >= 0):
         parser.error(f"--budget must be a number >= 0, got {args.budget}")
     if not 1 <= args.harmonics <= 128:
         parser.error(f"--harmonics must be in 1 .. 128, got {args.harmonics}")
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
     return args
 
 

@@ -381,13 +381,30 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def report(info: dict[str, Any], rows: list[Row], markdown: bool, elapsed_s: float) -> str:
+def compose_report(head: str, table: str, notes: list[str], markdown: bool, elapsed_s: float) -> str:
+    """A benchmark's printout: header lines, its table (Markdown or text, already made), notes
+    and the whole run's time (shared by units.py, effects.py and synths.py)."""
     if markdown:
-        head = "\n".join(line + "  " for line in header(info).splitlines())
-        notes = "\n".join(f"- {n}" for n in NOTES)
-        return f"{head}\n\n{markdown_table(rows)}\n\n{notes}\n\nwhole run: {elapsed_s:.1f} s\n"
-    notes = "\n".join(f"  {n}" for n in NOTES)
-    return f"{header(info)}\n\n{text_table(rows)}\n\n{notes}\n  whole run: {elapsed_s:.1f} s\n"
+        head = "\n".join(line + "  " for line in head.splitlines())
+        body = "\n".join(f"- {n}" for n in notes)
+        return f"{head}\n\n{table}\n\n{body}\n\nwhole run: {elapsed_s:.1f} s\n"
+    body = "\n".join(f"  {n}" for n in notes)
+    return f"{head}\n\n{table}\n\n{body}\n  whole run: {elapsed_s:.1f} s\n"
+
+
+def check_run_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks every benchmark makes of --seconds, --repeats and --threads."""
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        parser.error(f"--seconds must be a positive number, got {args.seconds}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+
+
+def report(info: dict[str, Any], rows: list[Row], markdown: bool, elapsed_s: float) -> str:
+    table = markdown_table(rows) if markdown else text_table(rows)
+    return compose_report(header(info), table, NOTES, markdown, elapsed_s)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -403,12 +420,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table instead of plain text")
     parser.add_argument("--json", metavar="PATH", help="also write the machine info and rows as JSON to PATH")
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.seconds) and args.seconds > 0):
-        parser.error(f"--seconds must be a positive number, got {args.seconds}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+    check_run_args(parser, args)
     try:
         device = torch.device(args.device)
     except RuntimeError:

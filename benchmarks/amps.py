@@ -67,7 +67,7 @@ import dspfx.signals  # noqa: E402
 from dspfx.amps.amp import amp as make_amp  # noqa: E402
 from dspfx.amps.lstm import LSTMAmp  # noqa: E402
 from dspfx.chain import Chain  # noqa: E402
-from dspfx.train.metrics import dc_error, esr, mrstft  # noqa: E402
+from dspfx.fitting.metrics import dc_error, esr, mrstft  # noqa: E402
 
 SAMPLE_RATE = 48000
 PRE_EMPHASIS = 0.95

@@ -5,7 +5,7 @@
 
 Rows:
 
-- training: steps per second of :func:`dspfx.train.trainer`'s step (model forward, multi-scale
+- training: steps per second of :func:`dspfx.ddsp.trainer`'s step (model forward, multi-scale
   spectral loss, backward, gradient clipping, Adam) on a batch of 16 windows of 4 s at 16 kHz
   (DDSP's recipe), for the ``tiny`` and ``full`` presets (reverb 1 s), on CPU with
   ``--threads`` threads (default 1) and on CUDA when ``torch.cuda.is_available()``;
@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dspfx.train.ddsp import DDSPModel, Decoder, spectral_loss  # noqa: E402
+from dspfx.ddsp.model import DDSPModel, Decoder, spectral_loss  # noqa: E402
 
 SR, FR = 16000, 250.0
 

@@ -56,7 +56,7 @@ import dspfx  # noqa: E402
 import dspfx.amps  # noqa: E402
 import dspfx.effects  # noqa: E402
 from dspfx.signals import white_noise  # noqa: E402
-from dspfx.train.metrics import esr  # noqa: E402
+from dspfx.fitting.metrics import esr  # noqa: E402
 from units import (  # noqa: E402  (benchmarks/units.py)
     SAMPLE_RATE,
     best_of_interleaved,

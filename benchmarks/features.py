@@ -7,7 +7,7 @@ dropped), 5.5 Hz vibrato of +-30 cents, attack/release envelopes, 60 ms silent g
 notes, white noise at -60 dBFS throughout. The true f0 of every frame is known.
 
 Both trackers run on the same signal in the same run at 250 frames/s (hop 64), fmin 50 Hz,
-fmax 2000 Hz, the same frames (1024 samples, centred): ``dspfx.train.features.pitch`` (default
+fmax 2000 Hz, the same frames (1024 samples, centred): ``dspfx.ddsp.features.pitch`` (default
 ``method="yin"``) and ``librosa.pyin`` (``fill_na=None``, defaults otherwise). Torch, numba and
 BLAS are limited to ``--threads`` (default 1) threads.
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
 
-    from dspfx.train.features import loudness_db, pitch
+    from dspfx.ddsp.features import loudness_db, pitch
 
     torch.set_num_threads(args.threads)
     x, f0_true, amp = melody(args.seconds)

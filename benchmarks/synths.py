@@ -71,7 +71,7 @@ import torch  # noqa: E402
 import dspfx  # noqa: E402
 import dspfx.synths  # noqa: E402,F401  (registers the synths)
 from dspfx.synths.ddsp import harmonic_plus_noise  # noqa: E402
-from dspfx.train.metrics import esr  # noqa: E402
+from dspfx.fitting.metrics import esr  # noqa: E402
 from units import check_run_args, compose_report, cpu_model  # noqa: E402  (benchmarks/units.py, beside this script)
 
 FRAME_RATE = 250  # control frames per second (DDSP)

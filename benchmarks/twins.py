@@ -40,7 +40,7 @@ import torch  # noqa: E402
 import dspfx  # noqa: E402
 from dspfx.reference import twin_table  # noqa: E402
 from dspfx.signals import guitar_di, log_sweep, white_noise  # noqa: E402
-from dspfx.train.metrics import esr  # noqa: E402
+from dspfx.fitting.metrics import esr  # noqa: E402
 
 import units  # noqa: E402  (benchmarks/units.py: the speed table and its helpers)
 

@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 import dspfx  # noqa: E402
 from dspfx.signals import white_noise  # noqa: E402
-from dspfx.train.metrics import esr  # noqa: E402
+from dspfx.fitting.metrics import esr  # noqa: E402
 
 SAMPLE_RATE = 48000
 SWEEP_FRAMES = 1000
@@ -322,7 +322,7 @@ NOTES = [
     "ratio = dspfx forward / pedalboard (below 1: dspfx is faster); x real time = audio seconds / dspfx forward time",
     "dspfx forward runs under torch.no_grad(); fwd+bwd = y = unit(x); y.square().mean().backward() with every "
     "knob and the input requiring grad, timed together",
-    "ESR = sum((dspfx - pedalboard)^2) / sum(pedalboard^2) of the two renders (dspfx.train.metrics.esr)",
+    "ESR = sum((dspfx - pedalboard)^2) / sum(pedalboard^2) of the two renders (dspfx.fitting.metrics.esr)",
     "board = Pedalboard([Distortion, LowShelfFilter, PeakFilter, HighShelfFilter]) vs its from_pedalboard twin Chain",
     "* no pedalboard peer for a per-sample sweep: the ratio is to the static dspfx biquad peak of the same run; "
     "the cutoff frames (200 Hz -> 4 kHz log sweep) require grad as well",

@@ -83,8 +83,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import dspfx
     from dspfx.io import atomic_path, resample
     from dspfx.plot import fit_report
-    from dspfx.train.align import align
-    from dspfx.train.fit import CaptureWarning, check_capture, harmonic_response, transfer_curves
+    from dspfx.fitting.latency import align
+    from dspfx.fitting.capture import CaptureWarning, check_capture
+    from dspfx.fitting.probes import harmonic_response, transfer_curves
 
     unit = dspfx.load(args.chain)
     if args.freeze:
@@ -209,7 +210,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from dspfx.train.data import prepare
+    from dspfx.ddsp.data import prepare
 
     summary = prepare(
         args.audio_dir, args.data, sample_rate=args.sample_rate, frame_rate=args.frame_rate,
@@ -221,7 +222,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dspfx.train.trainer import train
+    from dspfx.ddsp.trainer import train
 
     result = train(
         args.data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
@@ -245,7 +246,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
     from dspfx.io import read_audio, write_audio
-    from dspfx.train.transfer import load_model, transfer
+    from dspfx.ddsp.transfer import load_model, transfer
 
     model = load_model(args.model)
     audio, sample_rate = read_audio(args.input, mono=True)
@@ -264,13 +265,13 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _bundled_names() -> str:
-    from dspfx.train.transfer import bundled_models
+    from dspfx.ddsp.transfer import bundled_models
 
     return ", ".join(bundled_models()) or "none installed"
 
 
 def _bundled_help() -> str:
-    from dspfx.train.transfer import bundled_models
+    from dspfx.ddsp.transfer import bundled_models
 
     models = bundled_models()
     if not models:

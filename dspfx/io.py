@@ -26,6 +26,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from dspfx.checks import _audio_tensor, _check_not_transposed, as_batch, check_finite, check_sample_rate
+
 if TYPE_CHECKING:
     from dspfx.unit import Unit
 
@@ -39,118 +41,12 @@ __all__ = [
     "resample",
     "save",
     "load",
+    "write_safetensors",
+    "read_safetensors",
 ]
 
 PathLike = Union[str, os.PathLike]
 ArrayLike = Union[torch.Tensor, np.ndarray]
-
-#: A 2-D array whose first dim is larger than this while its second is not looks like
-#: ``(samples, channels)`` (soundfile's layout) rather than ``(channels, samples)``.
-MAX_PLAUSIBLE_CHANNELS = 16
-
-
-# --- shape helpers ---
-
-
-def _as_tensor(audio: ArrayLike, name: str) -> torch.Tensor:
-    """Tensor view of ``audio`` (ndarray shares memory when it can); floating dtypes only."""
-    if isinstance(audio, np.ndarray):
-        if not (np.issubdtype(audio.dtype, np.floating)):
-            raise TypeError(f"{name} must be a floating-point array, got numpy dtype {audio.dtype}")
-        if audio.dtype == np.float16:
-            audio = audio.astype(np.float32)
-        if not audio.flags.writeable:
-            audio = audio.copy()
-        return torch.from_numpy(audio)
-    if isinstance(audio, torch.Tensor):
-        if not audio.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {audio.dtype}")
-        return audio
-    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(audio).__name__}")
-
-
-def _check_not_transposed(shape: tuple[int, ...], given: tuple[int, ...]) -> None:
-    """Reject ``(channels, samples) = shape`` that looks like ``(samples, channels)``."""
-    channels, samples = shape
-    if channels > MAX_PLAUSIBLE_CHANNELS and samples <= MAX_PLAUSIBLE_CHANNELS:
-        raise ValueError(
-            f"audio has shape {given}, read as (channels={channels}, samples={samples}); "
-            f"this looks like (samples, channels). dspfx uses (channels, samples): "
-            f"pass the transpose (audio.transpose(-1, -2), or audio.T for 2-D)"
-        )
-
-
-def as_batch(audio: ArrayLike) -> tuple[torch.Tensor, str]:
-    """Normalise audio to the library's ``(batch, channels, samples)`` layout.
-
-    Args:
-        audio: floating-point tensor or ndarray shaped ``(samples,)``, ``(channels, samples)``
-            or ``(batch, channels, samples)``. A 2-D input is always ``(channels, samples)``;
-            one whose first dim is > 16 while its second is <= 16 is rejected as a likely
-            ``(samples, channels)`` array (transpose it first).
-
-    Returns:
-        ``(tensor, note)``: the audio as a ``(batch, channels, samples)`` tensor of the same
-        dtype and device (a view sharing memory where possible; float16 ndarrays become
-        float32), and a short note of what was done, e.g. ``"(samples,) -> (1, 1, samples)"``.
-
-    Raises:
-        TypeError: not a tensor/ndarray, or not floating point.
-        ValueError: 0-D or more than 3-D input, or a 2-D input that looks transposed.
-    """
-    x = _as_tensor(audio, "audio")
-    shape = tuple(x.shape)
-    if x.ndim == 1:
-        return x.reshape(1, 1, -1), "(samples,) -> (1, 1, samples)"
-    if x.ndim == 2:
-        _check_not_transposed(shape, shape)
-        return x.unsqueeze(0), "(channels, samples) -> (1, channels, samples)"
-    if x.ndim == 3:
-        return x, "(batch, channels, samples) unchanged"
-    raise ValueError(
-        f"audio has shape {shape} ({x.ndim}-D); expected (samples,), (channels, samples) "
-        f"or (batch, channels, samples)"
-    )
-
-
-def check_finite(audio: ArrayLike, name: str = "audio") -> None:
-    """Raise if ``audio`` holds NaN or Inf values.
-
-    Args:
-        audio: tensor or ndarray of any shape.
-        name: what to call it in the message (e.g. a file name).
-
-    Raises:
-        ValueError: naming how many values are NaN and Inf and the index of the first one.
-    """
-    if isinstance(audio, torch.Tensor):
-        x = audio.detach()
-        if not x.is_floating_point() and not x.is_complex():
-            return
-        if bool(torch.isfinite(x.sum())):  # one fast reduction: NaN/Inf would propagate
-            return
-        bad = ~torch.isfinite(x)
-        n_bad = int(bad.sum())
-        if n_bad == 0:
-            return
-        n_nan = int(torch.isnan(x).sum())
-        first = tuple(int(i) for i in torch.nonzero(bad)[0])
-    else:
-        x = np.asarray(audio)
-        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
-            return
-        bad = ~np.isfinite(x)
-        n_bad = int(bad.sum())
-        if n_bad == 0:
-            return
-        n_nan = int(np.isnan(x).sum())
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ValueError(
-        f"{name} contains {n_bad} non-finite value{'s' if n_bad != 1 else ''} "
-        f"({n_nan} NaN, {n_bad - n_nan} Inf) out of {x.size if isinstance(x, np.ndarray) else x.numel()}; "
-        f"first at index {first}; expected finite samples"
-    )
-
 
 # --- atomic writes ---
 
@@ -246,16 +142,6 @@ _FORMAT_ALIASES = {"AIF": "AIFF", "AIFC": "AIFF", "OGA": "OGG", "OPUS": "OGG"}
 _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
-def _check_sample_rate(sample_rate: Any, name: str = "sample_rate") -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
-        raise TypeError(f"{name} must be a positive integer in Hz, got {sample_rate!r}")
-    if isinstance(sample_rate, float) and not sample_rate.is_integer():
-        raise ValueError(f"{name} must be a whole number of Hz, got {sample_rate!r}")
-    if sample_rate <= 0:
-        raise ValueError(f"{name} must be positive (Hz), got {sample_rate!r}")
-    return int(sample_rate)
-
-
 def _format_for(path: Path) -> str:
     ext = path.suffix[1:].upper()
     fmt = _FORMAT_ALIASES.get(ext, ext)
@@ -287,9 +173,9 @@ def resample(audio: ArrayLike, orig_sr: int, target_sr: int) -> torch.Tensor:
     """
     from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1 s to import
 
-    x = _as_tensor(audio, "audio")
-    orig_sr = _check_sample_rate(orig_sr, "orig_sr")
-    target_sr = _check_sample_rate(target_sr, "target_sr")
+    x = _audio_tensor(audio, "audio")
+    orig_sr = check_sample_rate(orig_sr, "orig_sr", integer=True)
+    target_sr = check_sample_rate(target_sr, "target_sr", integer=True)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"audio has shape {tuple(x.shape)}; expected (..., samples) with samples > 0")
     if orig_sr == target_sr:
@@ -330,7 +216,7 @@ def read_audio(
     """
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
-    target_sr = None if sample_rate is None else _check_sample_rate(sample_rate)
+    target_sr = None if sample_rate is None else check_sample_rate(sample_rate, integer=True)
     p = Path(os.fspath(path))
     if not p.exists():
         raise FileNotFoundError(f"audio file not found: {str(p)!r}")
@@ -388,8 +274,8 @@ def write_audio(
         FileNotFoundError: the destination directory does not exist.
     """
     p = Path(os.fspath(path))
-    sr = _check_sample_rate(sample_rate)
-    x = _as_tensor(audio, "audio")
+    sr = check_sample_rate(sample_rate, integer=True)
+    x = _audio_tensor(audio, "audio")
     shape = tuple(x.shape)
     accepted = "(samples,), (channels, samples) or (1, channels, samples)"
     if x.ndim == 1:
@@ -440,6 +326,40 @@ def write_audio(
     return atomic_write(p, _write)
 
 
+def write_safetensors(path: PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (moved to the CPU, made contiguous) and string ``metadata`` to one
+    safetensors file, atomically (a temporary file beside ``path`` renamed into place). The one
+    writer behind chain files, model files, checkpoints and dataset shards."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(cpu, str(tmp), metadata=metadata)
+    return path
+
+
+def read_safetensors(path: PathLike, what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file (no code runs: safetensors + JSON strings).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not a readable safetensors file (named as
+        ``what`` in the message).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as err:  # safetensors raises its own error type for a bad header
+        raise ValueError(f"{path} is not a readable {what}: {err}") from None
+    return tensors, metadata
+
+
 # --- chain files --------------------------------------------------------------------------------
 #
 # A chain file is one safetensors file. Its metadata holds the unit's spec as JSON (unit names,
@@ -485,12 +405,8 @@ def save(unit: Unit, path: str | os.PathLike) -> Path:
         return path
     if path.suffix != ".safetensors":
         raise ValueError(f"chain files end in .safetensors (or .json for a spec alone), got {path}")
-    from safetensors.torch import save_file
-
     metadata = {"format": CHAIN_FORMAT, "spec": json.dumps(spec), "dspfx_version": __version__}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    return write_safetensors(path, tensors, metadata)
 
 
 def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Unit:
@@ -507,14 +423,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
             raise ValueError(f"{path} is not a JSON spec: {err}") from None
         unit = build(spec)
         return unit.to(device) if device is not None else unit
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as err:  # safetensors raises its own error type for a bad header
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    tensors, metadata = read_safetensors(path)
     if metadata.get("format") != CHAIN_FORMAT or "spec" not in metadata:
         raise ValueError(
             f"{path} is a safetensors file but not a dspfx chain file (metadata format "

@@ -24,7 +24,9 @@ from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from dspfx.io import as_batch, atomic_write
+from dspfx.checks import check_sample_rate
+from dspfx.checks import as_batch
+from dspfx.io import atomic_write
 
 __all__ = [
     "spectrogram",
@@ -57,14 +59,6 @@ def _signal(audio: ArrayLike, name: str) -> np.ndarray:
     if x.shape[-1] == 0:
         raise ValueError(f"{name} has shape {tuple(x.shape)} with no samples; expected at least one")
     return x[0, 0].detach().cpu().to(torch.float64).numpy()
-
-
-def _check_sample_rate(sample_rate: Any) -> float:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sample_rate must be a positive number in Hz, got {sample_rate!r}")
-    if not (math.isfinite(sample_rate) and sample_rate > 0):
-        raise ValueError(f"sample_rate must be a positive number in Hz, got {sample_rate!r}")
-    return float(sample_rate)
 
 
 def _stft_db(x: np.ndarray, sample_rate: float, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +118,7 @@ def spectrogram(
     Returns:
         The :class:`~matplotlib.collections.QuadMesh` (for a colorbar).
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     for name, v in (("n_fft", n_fft), ("hop", hop)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer (samples), got {v!r}")
@@ -314,7 +308,7 @@ def report(
     Raises:
         ValueError: mismatched lengths, bad shapes or an unknown image extension.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     x, y = _pair(target, prediction, "target", "prediction")
     n_panels = 3 + (loss_history is not None)
     fig = Figure(figsize=(FIGURE_WIDTH_IN, PANEL_HEIGHT_IN * n_panels), dpi=dpi, layout="constrained")
@@ -370,7 +364,7 @@ def comparison(
     Returns:
         ``path`` as a :class:`pathlib.Path`.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     name_a, name_b = labels
     x, y = _pair(a, b, name_a, name_b)
     fig = Figure(figsize=(FIGURE_WIDTH_IN, PANEL_HEIGHT_IN * 4), dpi=dpi, layout="constrained")
@@ -428,7 +422,7 @@ def average_spectrum(
     Returns:
         The drawn lines.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     if isinstance(n_fft, bool) or not isinstance(n_fft, (int, np.integer)) or n_fft < 8:
         raise ValueError(f"n_fft must be an integer >= 8 (samples), got {n_fft!r}")
     if not isinstance(signals, Mapping) or not signals:
@@ -468,7 +462,7 @@ def harmonics(
         ax: a matplotlib axes.
         levels_db: the input levels, dBFS, shape ``(n_levels,)``.
         response_db: ``(n_levels, n_harmonics)`` output levels, e.g. from
-            :func:`dspfx.train.fit.harmonic_response`; NaN entries are gaps.
+            :func:`dspfx.fitting.fit.harmonic_response`; NaN entries are gaps.
         reference_db: the same measured on a reference (drawn dashed in the same colours).
         title: axes title.
         labels: legend names of the model and the reference.
@@ -517,7 +511,7 @@ def transfer_curves(
     Args:
         ax: a matplotlib axes.
         curves: ``(input, output)`` pairs of 1-D arrays, e.g. from
-            :func:`dspfx.train.fit.transfer_curves`.
+            :func:`dspfx.fitting.fit.transfer_curves`.
         levels_db: the input levels, for the legend.
         reference: the same measured on a reference (drawn dashed).
         title: axes title.
@@ -599,7 +593,7 @@ def fit_report(
     Returns:
         ``path`` as a :class:`pathlib.Path`.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     x, y = _pair(target, prediction, "target", "prediction")
     if harmonics_db is not None and harmonic_levels_db is None:
         raise ValueError("harmonics_db needs harmonic_levels_db (the input levels, dBFS)")

@@ -200,10 +200,10 @@ def compare(
     Returns:
         a :class:`Comparison` (``b`` is the reference: ESR = sum((a-b)^2) / sum(b^2)).
     """
-    from dspfx.io import as_batch, check_finite
-    from dspfx.train.align import align as align_pair
-    from dspfx.train.align import estimate_latency
-    from dspfx.train.metrics import all_metrics
+    from dspfx.checks import as_batch, check_finite
+    from dspfx.fitting.latency import align as align_pair
+    from dspfx.fitting.latency import estimate_latency
+    from dspfx.fitting.metrics import all_metrics
 
     x, _ = as_batch(audio)
     if x.shape[0] != 1:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.functional.control import as_control, upsample_control
-from dspfx.io import check_finite
+from dspfx.checks import check_finite
 
 __all__ = ["KNOB_MARGIN", "Knob", "Unit", "Stream", "check_audio"]
 

@@ -28,8 +28,9 @@ from dspfx.amps.amp import amp
 from dspfx.amps.conditioned import KnobConditioned
 from dspfx.plot import fit_report
 from dspfx.signals import guitar_di
-from dspfx.train.fit import check_capture, harmonic_response, transfer_curves
-from dspfx.train.metrics import esr
+from dspfx.fitting.capture import check_capture
+from dspfx.fitting.probes import harmonic_response, transfer_curves
+from dspfx.fitting.metrics import esr
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=300, help="optimiser steps of each fit")

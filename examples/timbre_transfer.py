@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 
 import dspfx
 from dspfx.plot import spectrogram
-from dspfx.train.features import loudness_db, pitch
-from dspfx.train.instrument import render_voice
-from dspfx.train.transfer import load_model, transfer
+from dspfx.ddsp.features import loudness_db, pitch
+from dspfx.ddsp.instrument import render_voice
+from dspfx.ddsp.transfer import load_model, transfer
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seconds", type=float, default=3.0, help="length of the voice")

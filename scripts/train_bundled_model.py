@@ -1,8 +1,8 @@
 """Train the bundled "violin" DDSP model shipped in dspfx/models/.
 
-Makes its own data with the bowed-string instrument (:mod:`dspfx.train.instrument`, no
-downloads), prepares it (:func:`dspfx.train.data.prepare`), trains the "tiny" DDSP model with the
-project's trainer (:func:`dspfx.train.trainer.train`) on CPU within a wall-time budget (the run
+Makes its own data with the bowed-string instrument (:mod:`dspfx.ddsp.instrument`, no
+downloads), prepares it (:func:`dspfx.ddsp.data.prepare`), trains the "tiny" DDSP model with the
+project's trainer (:func:`dspfx.ddsp.trainer.train`) on CPU within a wall-time budget (the run
 is cut into chunks of ``--chunk`` steps; each chunk resumes from the run's checkpoint, so the
 run can also be interrupted and restarted), validates on held-out melodies and writes
 ``dspfx/models/violin.safetensors`` and ``dspfx/models/violin.json`` (command, steps, data
@@ -29,10 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dspfx.train.data import Dataset, prepare  # noqa: E402
-from dspfx.train.ddsp import DDSPModel  # noqa: E402
-from dspfx.train.instrument import make_dataset  # noqa: E402
-from dspfx.train.trainer import train, validate  # noqa: E402
+from dspfx.ddsp.data import Dataset, prepare  # noqa: E402
+from dspfx.ddsp.model import DDSPModel  # noqa: E402
+from dspfx.ddsp.instrument import make_dataset  # noqa: E402
+from dspfx.ddsp.trainer import train, validate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu, 1 thread",
         "validation": {k: round(v, 4) for k, v in metrics.items()},
         "validation_windows": len(valid_set),
-        "instrument": "dspfx.train.instrument (bowed string: Helmholtz sawtooth, bow noise, body modes)",
+        "instrument": "dspfx.ddsp.instrument (bowed string: Helmholtz sawtooth, bow noise, body modes)",
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))

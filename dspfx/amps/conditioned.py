@@ -458,7 +458,7 @@ class KnobConditioned(Container):
                 chain's filters and sag settle (default 1/8 of the segment).
             lr, net_lr: Adam rates of the chain and of the network.
             loss: ``"mrstft+esr"`` (default: auraloss MR-STFT at resolutions scaled to the rate,
-                plus ``esr_weight`` x ESR), or anything :func:`dspfx.train.losses.make_loss` takes.
+                plus ``esr_weight`` x ESR), or anything :func:`dspfx.fitting.losses.make_loss` takes.
             esr_weight: weight of the ESR term.
             align_latency: estimate each target's delay against the model's render at that
                 capture's settings and remove it (reported per capture).
@@ -475,11 +475,11 @@ class KnobConditioned(Container):
                 input and target of different lengths, channel counts or sample rates that do
                 not match, a silent target, non-finite audio.
         """
-        from dspfx.io import as_batch, check_finite
-        from dspfx.train.align import align, estimate_latency
-        from dspfx.train.fit import PHASE_LAG_SAMPLES
-        from dspfx.train.losses import make_loss
-        from dspfx.train.metrics import esr as esr_metric
+        from dspfx.checks import as_batch, check_finite
+        from dspfx.fitting.latency import align, estimate_latency
+        from dspfx.fitting.fit import PHASE_LAG_SAMPLES
+        from dspfx.fitting.losses import make_loss
+        from dspfx.fitting.metrics import esr as esr_metric
 
         t0 = time.perf_counter()
         for key, value in (("steps", steps), ("batch_size", batch_size)):

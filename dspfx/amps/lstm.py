@@ -72,7 +72,7 @@ class LSTMAmp(Unit):
     ~1000 samples without gradient to settle the state, then the rest is split into chunks
     of ~2048 samples with an optimiser step after each, the state carried (detached) from
     chunk to chunk; loss ``0.75 * ESR(pre-emphasised) + 0.25 * DC error``
-    (:mod:`dspfx.train.metrics`), Adam. A plain :func:`dspfx.fit` over whole signals also
+    (:mod:`dspfx.fitting.metrics`), Adam. A plain :func:`dspfx.fit` over whole signals also
     works (full BPTT), but costs memory proportional to the length.
 
     A float64 input through a float32 unit (or the reverse) is cast to the weights' dtype and

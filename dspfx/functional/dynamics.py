@@ -53,7 +53,8 @@ from numba import njit
 from torch import Tensor
 
 from dspfx.functional.control import check_signal
-from dspfx.functional.filters import _check_sample_rate, iir
+from dspfx.checks import check_sample_rate
+from dspfx.functional.filters import iir
 
 __all__ = [
     "DETECTORS",
@@ -160,7 +161,7 @@ def ballistics_coefficient(time_ms: Tensor | float, sample_rate: float) -> Tenso
         Coefficients in ``[0, 1)``, shaped like ``time_ms`` (a 0-d tensor of the default dtype
         for a number). Differentiable w.r.t. ``time_ms`` (zero gradient below 0.001 ms).
     """
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     if isinstance(time_ms, Tensor):
         t = time_ms if time_ms.is_floating_point() else time_ms.to(torch.get_default_dtype())
     elif isinstance(time_ms, bool) or not isinstance(time_ms, (int, float)):
@@ -516,7 +517,7 @@ def compressor(
     JUCE ``dsp::Compressor`` / pedalboard ``Compressor`` (detector and ballistics).
     """
     x = check_signal(x)
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     detector = _check_detector(detector)
     threshold = _as_control(threshold_db, "threshold_db", x)
     ratio_t = _as_control(ratio, "ratio", x)
@@ -561,7 +562,7 @@ def expander(
     (1: identity; large: a gate).
     """
     x = check_signal(x)
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     detector = _check_detector(detector)
     threshold = _as_control(threshold_db, "threshold_db", x)
     ratio_t = _as_control(ratio, "ratio", x)
@@ -612,7 +613,7 @@ def noise_gate(
     Reference: JUCE ``dsp::NoiseGate``, as wrapped by ``pedalboard.NoiseGate``.
     """
     x = check_signal(x)
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     threshold = _as_control(threshold_db, "threshold_db", x)
     ratio_t = _as_control(ratio, "ratio", x)
     _check_range(ratio_t, "ratio", 1.0)
@@ -665,7 +666,7 @@ def limiter(
     Reference: JUCE ``dsp::Limiter``, as wrapped by ``pedalboard.Limiter``.
     """
     x = check_signal(x)
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     threshold = _as_control(threshold_db, "threshold_db", x)
     _check_range(threshold, "threshold_db", -math.inf)
     if state is None:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_torch
-from dspfx.functional.filters import _check_sample_rate
+from dspfx.checks import check_sample_rate
 
 __all__ = [
     "FDN_MATRICES",
@@ -79,7 +79,7 @@ def default_delays(n_lines: int, sample_rate: float, min_ms: float = 20.0, max_m
     Returns:
         ``n_lines`` increasing distinct primes.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     if isinstance(n_lines, bool) or not isinstance(n_lines, int) or n_lines < 1:
         raise ValueError(f"n_lines must be an int >= 1, got {n_lines!r}")
     if not 0 < min_ms <= max_ms:
@@ -149,7 +149,7 @@ def line_gains(rt60_s: Tensor | float, delays: Sequence[int], sample_rate: float
     Returns:
         ``S + (N,)``: per-line gains that make every line lose 60 dB in ``rt60_s`` seconds.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     t = torch.as_tensor(rt60_s, dtype=torch.float64) if not isinstance(rt60_s, Tensor) else rt60_s
     m = torch.tensor([float(d) for d in delays], dtype=t.dtype, device=t.device)
     return torch.exp(-(_LN_1000 / sr) * m / t.unsqueeze(-1))
@@ -182,7 +182,7 @@ def absorption_coefficients(
     Returns:
         ``(b0, b1, a1)``, each ``S + (N,)``, differentiable w.r.t. the three inputs.
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     lo = line_gains(rt60_low_s, delays, sr)
     hi = line_gains(rt60_high_s, delays, sr)
     fc = torch.as_tensor(crossover_hz, dtype=lo.dtype, device=lo.device)
@@ -683,7 +683,7 @@ def rt60(
     Reference: M. R. Schroeder, "New method of measuring reverberation time", JASA 37 (1965);
     ISO 3382-1 (T20 / T30 evaluation ranges).
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     top, bottom = float(fit_db[0]), float(fit_db[1])
     if not 0 >= top > bottom:
         raise ValueError(f"rt60: fit_db must be (upper, lower) dB with 0 >= upper > lower, got {fit_db!r}")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dspfx.checks import check_sample_rate
 from dspfx.functional._compiled import as_numpy
 
 __all__ = [
@@ -74,21 +75,6 @@ def _rounded(fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
     if v.dtype in (torch.float32, torch.float16, torch.bfloat16):
         return fn(v.double()).to(v.dtype)
     return fn(v)
-
-
-def _check_sample_rate(sample_rate: float) -> float:
-    if isinstance(sample_rate, Tensor):
-        if sample_rate.numel() != 1:
-            raise ValueError(
-                f"sample_rate must be a single number in Hz, got a tensor shaped {tuple(sample_rate.shape)}"
-            )
-        sample_rate = float(sample_rate)
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)):
-        raise TypeError(f"sample_rate must be a number in Hz, got {type(sample_rate).__name__}")
-    sample_rate = float(sample_rate)
-    if not math.isfinite(sample_rate) or sample_rate <= 0.0:
-        raise ValueError(f"sample_rate must be a positive number in Hz, got {sample_rate}")
-    return sample_rate
 
 
 def _design_inputs(**values: Tensor | float) -> list[Tensor]:
@@ -185,7 +171,7 @@ def biquad_coefficients(
             a non-positive python ``q``, or a sample rate too low to leave a valid cutoff range.
     """
     _check_mode(mode, BIQUAD_MODES, "biquad")
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     if isinstance(q, (int, float)) and not isinstance(q, bool) and not q > 0:
         raise ValueError(f"q must be > 0, got {q}")
     upper = sample_rate / 2.0 - NYQUIST_MARGIN_HZ
@@ -296,7 +282,7 @@ def one_pole_coefficients(
         ValueError: unknown mode, or a python ``cutoff_hz`` outside ``(0, sample_rate / 2)``.
     """
     _check_mode(mode, ONE_POLE_MODES, "one-pole")
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     if isinstance(cutoff_hz, (int, float)) and not isinstance(cutoff_hz, bool):
         if not 0.0 < cutoff_hz < sample_rate / 2.0:
             raise ValueError(
@@ -340,7 +326,7 @@ def frequency_response(
         complex128 for float64 coefficients, else complex64. Differentiable w.r.t. ``b``, ``a``
         and a tensor ``freqs_hz``.
     """
-    sample_rate = _check_sample_rate(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     b = torch.as_tensor(b)
     a = torch.as_tensor(a, device=b.device)
     if b.ndim < 1 or a.ndim < 1 or b.shape[-1] < 1 or a.shape[-1] < 1:

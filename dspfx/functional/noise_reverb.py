@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from dspfx.functional.filters import _check_sample_rate
+from dspfx.checks import check_sample_rate
 
 __all__ = ["noise_band_edges", "band_noise", "noise_impulse_response"]
 
@@ -41,7 +41,7 @@ def noise_band_edges(n_bands: int, sample_rate: float, min_hz: float = 40.0) -> 
         sample_rate: Hz.
         min_hz: upper edge of the lowest band (0 < min_hz < Nyquist).
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 1:
         raise ValueError(f"n_bands must be an int >= 1, got {n_bands!r}")
     nyq = sr / 2.0
@@ -97,7 +97,7 @@ def noise_impulse_response(noise: Tensor, decays_s: Tensor, gains_db: Tensor, sa
     Returns:
         ``(..., n_taps)``, differentiable w.r.t. the decays and gains (and the noise).
     """
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     if not isinstance(noise, Tensor) or noise.ndim != 2:
         raise ValueError(f"noise must be a tensor shaped (n_bands, n_taps), got {getattr(noise, 'shape', type(noise).__name__)}")
     n_bands, n_taps = noise.shape

@@ -13,7 +13,7 @@ from dspfx.amps.conditioned import KnobConditioned
 from dspfx.amps.preamp import Preamp
 from dspfx.amps.tonestack import Tonestack
 from dspfx.signals import guitar_di
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 SR = 16000
 

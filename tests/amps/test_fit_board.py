@@ -23,7 +23,7 @@ import dspfx
 from dspfx.amps.cabinet import Cabinet, least_squares_ir
 from dspfx.amps.preamp import Preamp
 from dspfx.signals import guitar_di
-from dspfx.train.fit import fit
+from dspfx.fitting.fit import fit
 
 SR = 22050
 SECONDS = 8.0

@@ -10,7 +10,7 @@ import dspfx.amps.lstm  # noqa: F401  (registers lstm_amp)
 import dspfx.signals
 from dspfx.amps.lstm import LSTMAmp, lstm_parameter_count
 from dspfx.io import _learned_tensors
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 SR = 48000
 

@@ -13,7 +13,7 @@ import dspfx
 import dspfx.effects.convolution  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.convolution import Convolution
 from dspfx.signals import guitar_di, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 
 def _decaying_noise_ir(sample_rate, channels, seconds=0.25, seed=0):

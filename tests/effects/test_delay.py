@@ -12,7 +12,7 @@ import dspfx
 import dspfx.effects.delay  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.delay import Delay
 from dspfx.signals import guitar_di, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 # (delay_seconds, feedback, mix): 20 settings, the knob edges included
 SETTINGS = [

@@ -17,7 +17,7 @@ import dspfx
 from dspfx.effects import Bitcrush, Clipping, Invert, StaticNonlinearity
 from dspfx.functional.nonlinear import CLIP_CURVES
 from dspfx.signals import guitar_di
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 
 def _noise(n=4800, channels=1, seed=0, dtype=torch.float64, scale=0.5):

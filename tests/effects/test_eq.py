@@ -11,7 +11,7 @@ import torch
 
 import dspfx
 from dspfx.signals import guitar_di
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 SR = 48000
 

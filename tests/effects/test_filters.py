@@ -11,7 +11,7 @@ import torch
 import dspfx
 from dspfx.effects import BIQUAD_MODES
 from dspfx.signals import guitar_di
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 
 def _noise(n=4800, channels=1, seed=0, dtype=torch.float64):

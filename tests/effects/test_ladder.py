@@ -11,7 +11,7 @@ import dspfx
 import dspfx.effects.ladder  # noqa: F401  (registers "ladder")
 from dspfx.effects.ladder import LADDER_MODES, Ladder
 from dspfx.signals import guitar_di, log_sweep, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 MODES = list(LADDER_MODES)
 

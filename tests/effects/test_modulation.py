@@ -13,7 +13,7 @@ import dspfx
 import dspfx.effects.modulation  # noqa: F401  (registers the units until dspfx.effects imports them)
 from dspfx.effects.modulation import Chorus, Flanger, Vibrato
 from dspfx.signals import guitar_di, log_sweep, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 # ------------------------------------------------------------------ the pedalboard twin
 

@@ -11,7 +11,7 @@ import dspfx
 import dspfx.effects.phaser  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.phaser import Phaser
 from dspfx.signals import guitar_di, log_sweep, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 KNOBS = ("rate_hz", "depth", "centre_frequency_hz", "feedback", "mix")
 

@@ -11,7 +11,7 @@ import dspfx
 import dspfx.effects.reverb  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.reverb import Reverb
 from dspfx.signals import guitar_di, log_sweep, white_noise
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 KNOBS = ("room_size", "damping", "wet_level", "dry_level", "width")
 TINY = dict(comb_lengths=(3, 4, 5, 6, 7, 8, 9, 11), allpass_lengths=(2, 3, 5, 4), stereo_spread=1)

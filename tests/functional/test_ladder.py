@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dspfx.functional.ladder import LADDER_MODES, ladder, ladder_drive_gain, ladder_tanh_table
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 
 def _noise(n, channels=1, batch=1, seed=0, scale=0.5, dtype=torch.float64):

@@ -21,9 +21,11 @@ import torch
 from auraloss.freq import MultiResolutionSTFTLoss
 from torch import nn
 
-from dspfx.train.metrics import _prepare_pair, esr
+from dspfx.checks import prepare_pair
 
 __all__ = [
+    "esr",
+    "apply_pre_emphasis",
     "AURALOSS_RESOLUTIONS",
     "default_resolutions",
     "MRSTFTLoss",
@@ -81,6 +83,65 @@ def default_resolutions(sample_rate: float | None) -> dict[str, list[int]]:
         hop_sizes.append(int(hop_s))
         win_lengths.append(int(win_s))
     return {"fft_sizes": fft_sizes, "hop_sizes": hop_sizes, "win_lengths": win_lengths}
+
+
+def _check_coefficient(coefficient: object) -> float:
+    if isinstance(coefficient, bool) or not isinstance(coefficient, Real):
+        raise TypeError(
+            f"pre_emphasis must be a real number (e.g. 0.95) or None, got {coefficient!r}"
+        )
+    c = float(coefficient)
+    if not math.isfinite(c):
+        raise ValueError(f"pre_emphasis must be finite, got {coefficient!r}")
+    return c
+
+
+def apply_pre_emphasis(x: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """First-order pre-emphasis high-pass ``H(z) = 1 - c z^-1`` along the last axis.
+
+    ``y[n] = x[n] - c * x[n - 1]`` with ``x[-1] = 0`` (zero initial state), i.e. the same as
+    ``scipy.signal.lfilter([1, -c], [1], x)``.
+
+    Args:
+        x: tensor ``(..., samples)``.
+        coefficient: ``c``; Wright et al. use 0.95.
+
+    Returns:
+        Tensor shaped like ``x``.
+    """
+    c = _check_coefficient(coefficient)
+    delayed = torch.nn.functional.pad(x[..., :-1], (1, 0))
+    return x - c * delayed
+
+
+def esr(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    pre_emphasis: float | None = None,
+    eps: float = 1e-10,
+) -> torch.Tensor:
+    """Error-to-signal ratio ``sum((t - p)^2) / (sum(t^2) + eps)`` over all elements.
+
+    Args:
+        prediction: ``(batch, channels, samples)`` (or 2-D / 1-D), the model output.
+        target: same shape, the reference signal.
+        pre_emphasis: if given, coefficient ``c`` of the first-order high-pass
+            ``H(z) = 1 - c z^-1`` applied to both signals first (Wright et al. 2019 use 0.95).
+        eps: added to the denominator so a silent target gives a finite value.
+
+    Returns:
+        0-d tensor; 0 for a perfect prediction, 1 for a silent prediction.
+
+    Reference: Wright, Damskägg & Välimäki, "Real-time black-box modelling with recurrent
+    neural networks", DAFx 2019.
+    """
+    p, t = prepare_pair(prediction, target)
+    if pre_emphasis is not None:
+        p = apply_pre_emphasis(p, pre_emphasis)
+        t = apply_pre_emphasis(t, pre_emphasis)
+    return torch.sum((t - p) ** 2) / (torch.sum(t**2) + eps)
+
 
 
 class MRSTFTLoss(nn.Module):
@@ -146,7 +207,7 @@ class MRSTFTLoss(nn.Module):
         Returns:
             0-d tensor (0 for equal signals).
         """
-        p, t = _prepare_pair(prediction, target)
+        p, t = prepare_pair(prediction, target)
         if p.shape[-1] < self._min_length:
             pad = self._min_length - p.shape[-1]
             p = nn.functional.pad(p, (0, pad))
@@ -163,7 +224,7 @@ class ESRLoss(nn.Module):
     """Error-to-signal ratio loss, optionally with first-order pre-emphasis.
 
     ``sum((t - p)^2) / (sum(t^2) + eps)`` over all elements, both signals first filtered by
-    ``H(z) = 1 - c z^-1`` when ``pre_emphasis=c`` is given. See :func:`dspfx.train.metrics.esr`.
+    ``H(z) = 1 - c z^-1`` when ``pre_emphasis=c`` is given. See :func:`esr`.
 
     Args:
         pre_emphasis: coefficient ``c`` (Wright et al. 2019 use 0.95) or None.

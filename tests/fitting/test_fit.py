@@ -38,7 +38,7 @@ def test_fit_keeps_the_best_state_not_the_last():
     model = _model()
     result = dspfx.fit(model, x, y, steps=40, lr=2.0, schedule="constant", loss="esr", progress=False)
     # a too-large rate makes the loss jump around; the unit is left where the loss was lowest
-    from dspfx.train.losses import make_loss
+    from dspfx.fitting.losses import make_loss
 
     with torch.no_grad():
         final = float(make_loss("esr", 48000)(model(x), y))
@@ -118,7 +118,7 @@ def test_latency_is_measured_against_the_units_render_not_its_input():
     truth = dspfx.make("biquad", sample_rate=sr, mode="lowpass", cutoff_hz=1500.0, q=4.0)
     with torch.no_grad():
         target = truth(x)
-    assert dspfx.train.align.estimate_latency(x, target) > 0  # the trap
+    assert dspfx.fitting.latency.estimate_latency(x, target) > 0  # the trap
     unit = dspfx.make("biquad", sample_rate=sr, mode="lowpass", cutoff_hz=1200.0, q=2.0)
     unit.freeze("gain_db")
     result = dspfx.fit(unit, x, target, steps=150, lr=0.05, loss="esr", progress=False)
@@ -133,7 +133,7 @@ def test_latency_is_measured_against_the_units_render_not_its_input():
 def test_a_lag_of_a_sample_or_two_is_left_to_the_fit():
     # A model of another structure lags or leads the target by a sample in phase; aligning by
     # that "latency" would be an error no knob can undo. Three samples and more are latency.
-    from dspfx.train.fit import PHASE_LAG_SAMPLES
+    from dspfx.fitting.latency import PHASE_LAG_SAMPLES
 
     sr = 48000
     x = dspfx.signals.white_noise(0.25, sr, seed=4)

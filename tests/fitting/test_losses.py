@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from dspfx.train.losses import (
+from dspfx.fitting.losses import (
     CombinedLoss,
     ESRLoss,
     MRSTFTLoss,
     default_resolutions,
     make_loss,
 )
-from dspfx.train.metrics import esr
+from dspfx.fitting.metrics import esr
 
 
 def _noise(*shape, seed=0, dtype=torch.float32):

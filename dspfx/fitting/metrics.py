@@ -13,7 +13,7 @@ The metrics are the ones the virtual-analog literature reports:
   Applied Sciences 2020, which also defines the DC error used here).
 - SNR in dB.
 - MR-STFT, auraloss' multi-resolution STFT loss (Yamamoto et al. 2019; Steinmetz & Reiss 2020)
-  with resolutions scaled to the sample rate (:func:`dspfx.train.losses.default_resolutions`).
+  with resolutions scaled to the sample rate (:func:`dspfx.fitting.losses.default_resolutions`).
 - Log-spectral distance in dB.
 - DC error and maximum absolute error.
 """
@@ -26,6 +26,9 @@ from numbers import Real
 import numpy as np
 import torch
 
+from dspfx.checks import prepare_pair
+from dspfx.fitting.losses import MRSTFTLoss, apply_pre_emphasis, esr
+
 __all__ = [
     "esr",
     "snr_db",
@@ -36,116 +39,6 @@ __all__ = [
     "all_metrics",
     "apply_pre_emphasis",
 ]
-
-
-def _as_tensor(x: object, name: str) -> torch.Tensor:
-    """Turn ``x`` into a floating tensor (numpy arrays are converted; other types rejected)."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (or numpy array), got {type(x).__name__}")
-    if x.is_complex():
-        raise TypeError(f"{name} must be a real tensor, got dtype {x.dtype}")
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
-    return x
-
-
-def _as_3d(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Add leading dims to a ``(samples,)`` or ``(channels, samples)`` tensor."""
-    if x.dim() == 1:
-        return x[None, None, :]
-    if x.dim() == 2:
-        return x[None, :, :]
-    if x.dim() == 3:
-        return x
-    raise ValueError(
-        f"{name} must be shaped (batch, channels, samples), (channels, samples) or (samples,), "
-        f"got shape {tuple(x.shape)}"
-    )
-
-
-def _prepare_pair(prediction: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and bring ``prediction`` and ``target`` to 3-D tensors of one dtype.
-
-    Raises:
-        TypeError: if either is not a real tensor.
-        ValueError: if their shapes (after adding leading dims) differ, or if they are empty.
-    """
-    p = _as_tensor(prediction, "prediction")
-    t = _as_tensor(target, "target")
-    p3, t3 = _as_3d(p, "prediction"), _as_3d(t, "target")
-    if p3.shape != t3.shape:
-        raise ValueError(
-            f"prediction and target must have the same shape, got prediction "
-            f"{tuple(p.shape)} and target {tuple(t.shape)}"
-        )
-    if p3.shape[-1] == 0:
-        raise ValueError(f"prediction and target are empty (shape {tuple(p.shape)})")
-    if p3.device != t3.device:
-        raise ValueError(
-            f"prediction and target must be on the same device, got {p3.device} and {t3.device}"
-        )
-    dtype = torch.promote_types(p3.dtype, t3.dtype)
-    return p3.to(dtype), t3.to(dtype)
-
-
-def _check_coefficient(coefficient: object) -> float:
-    if isinstance(coefficient, bool) or not isinstance(coefficient, Real):
-        raise TypeError(
-            f"pre_emphasis must be a real number (e.g. 0.95) or None, got {coefficient!r}"
-        )
-    c = float(coefficient)
-    if not math.isfinite(c):
-        raise ValueError(f"pre_emphasis must be finite, got {coefficient!r}")
-    return c
-
-
-def apply_pre_emphasis(x: torch.Tensor, coefficient: float) -> torch.Tensor:
-    """First-order pre-emphasis high-pass ``H(z) = 1 - c z^-1`` along the last axis.
-
-    ``y[n] = x[n] - c * x[n - 1]`` with ``x[-1] = 0`` (zero initial state), i.e. the same as
-    ``scipy.signal.lfilter([1, -c], [1], x)``.
-
-    Args:
-        x: tensor ``(..., samples)``.
-        coefficient: ``c``; Wright et al. use 0.95.
-
-    Returns:
-        Tensor shaped like ``x``.
-    """
-    c = _check_coefficient(coefficient)
-    delayed = torch.nn.functional.pad(x[..., :-1], (1, 0))
-    return x - c * delayed
-
-
-def esr(
-    prediction: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    pre_emphasis: float | None = None,
-    eps: float = 1e-10,
-) -> torch.Tensor:
-    """Error-to-signal ratio ``sum((t - p)^2) / (sum(t^2) + eps)`` over all elements.
-
-    Args:
-        prediction: ``(batch, channels, samples)`` (or 2-D / 1-D), the model output.
-        target: same shape, the reference signal.
-        pre_emphasis: if given, coefficient ``c`` of the first-order high-pass
-            ``H(z) = 1 - c z^-1`` applied to both signals first (Wright et al. 2019 use 0.95).
-        eps: added to the denominator so a silent target gives a finite value.
-
-    Returns:
-        0-d tensor; 0 for a perfect prediction, 1 for a silent prediction.
-
-    Reference: Wright, Damskägg & Välimäki, "Real-time black-box modelling with recurrent
-    neural networks", DAFx 2019.
-    """
-    p, t = _prepare_pair(prediction, target)
-    if pre_emphasis is not None:
-        p = apply_pre_emphasis(p, pre_emphasis)
-        t = apply_pre_emphasis(t, pre_emphasis)
-    return torch.sum((t - p) ** 2) / (torch.sum(t**2) + eps)
 
 
 def snr_db(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -162,7 +55,7 @@ def snr_db(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -
     Returns:
         0-d tensor in dB (higher is better).
     """
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     signal = torch.clamp(torch.sum(t**2), min=eps)
     noise = torch.clamp(torch.sum((t - p) ** 2), min=eps)
     return 10.0 * torch.log10(signal / noise)
@@ -174,7 +67,7 @@ def mrstft(
     """Multi-resolution STFT distance (auraloss), with resolutions scaled to ``sample_rate``.
 
     Spectral convergence plus log-magnitude L1, averaged over the resolutions of
-    :func:`dspfx.train.losses.default_resolutions` (auraloss' defaults, FFT 1024/2048/512,
+    :func:`dspfx.fitting.losses.default_resolutions` (auraloss' defaults, FFT 1024/2048/512,
     hops 120/240/50, windows 600/1200/240 at 48 kHz, scaled to other rates; ``None`` keeps the
     defaults). Absolute values depend on these settings: state them with any figure.
 
@@ -186,9 +79,7 @@ def mrstft(
     Returns:
         0-d tensor (0 for equal signals).
     """
-    from dspfx.train.losses import MRSTFTLoss  # local import: losses imports this module
-
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     return MRSTFTLoss(sample_rate=sample_rate).to(p.device)(p, t)
 
 
@@ -221,7 +112,7 @@ def log_spectral_distance(
         raise ValueError(f"n_fft must be an integer >= 2, got {n_fft!r}")
     if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
         raise ValueError(f"hop must be a positive integer, got {hop!r}")
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     window = torch.hann_window(n_fft, dtype=p.dtype, device=p.device)
 
     def power_db(x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +152,7 @@ def dc_error(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-10)
     Reference: Wright et al., "Real-time guitar amplifier emulation with deep learning",
     Applied Sciences 10(3), 2020.
     """
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     return torch.mean(t - p) ** 2 / (torch.mean(t**2) + eps)
 
 
@@ -275,7 +166,7 @@ def max_abs_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     Returns:
         0-d tensor, in the signals' units (full scale = 1).
     """
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     return torch.max(torch.abs(t - p))
 
 
@@ -293,7 +184,7 @@ def all_metrics(
         ``{"esr", "esr_pre_emphasis" (c = 0.95), "mrstft", "snr_db", "lsd_db", "dc_error",
         "max_abs_error"}``.
     """
-    p, t = _prepare_pair(prediction, target)
+    p, t = prepare_pair(prediction, target)
     with torch.no_grad():
         p, t = p.detach(), t.detach()
         return {

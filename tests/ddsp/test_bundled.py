@@ -1,4 +1,4 @@
-"""Tests of the bundled instrument (dspfx.train.instrument) and the bundled "violin" DDSP model
+"""Tests of the bundled instrument (dspfx.ddsp.instrument) and the bundled "violin" DDSP model
 (dspfx/models/violin.safetensors, trained by scripts/train_bundled_model.py)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 
 from dspfx.cli import build_parser, main
-from dspfx.train.ddsp import DDSPModel
-from dspfx.train.features import loudness_db, pitch
-from dspfx.train.instrument import (
+from dspfx.ddsp.model import DDSPModel
+from dspfx.ddsp.features import loudness_db, pitch
+from dspfx.ddsp.instrument import (
     VIOLIN_RANGE_MIDI,
     Note,
     make_dataset,
@@ -21,7 +21,7 @@ from dspfx.train.instrument import (
     render_melody,
     render_voice,
 )
-from dspfx.train.transfer import bundled_models, load_model, resolve_model, transfer
+from dspfx.ddsp.transfer import bundled_models, load_model, resolve_model, transfer
 
 SR = 16000
 FR = 250.0

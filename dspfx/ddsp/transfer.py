@@ -2,8 +2,8 @@
 
 The DDSP timbre-transfer colab's pipeline (magenta/ddsp ``colab/demos/timbre_transfer``):
 
-1. f0, confidence and loudness of the input (:mod:`dspfx.train.features`) at the model's rate;
-2. note detection (:func:`dspfx.train.features.detect_notes`, ``threshold``);
+1. f0, confidence and loudness of the input (:mod:`dspfx.ddsp.features`) at the model's rate;
+2. note detection (:func:`dspfx.ddsp.features.detect_notes`, ``threshold``);
 3. octave shift of f0 toward the training set's mean pitch (:func:`octave_shift_toward`);
 4. loudness mapped by quantile matching onto the training set's note loudness distribution
    (:func:`quantile_match`) over note-on frames; frames outside notes lowered by
@@ -14,11 +14,11 @@ The DDSP timbre-transfer colab's pipeline (magenta/ddsp ``colab/demos/timbre_tra
 7. the model renders the adjusted features; the result is resampled back to the input's rate
    and trimmed to the input's length.
 
-Steps 3-4 need the dataset statistics (``dspfx.train.data.load_stats``): the ``stats`` argument,
+Steps 3-4 need the dataset statistics (``dspfx.ddsp.data.load_stats``): the ``stats`` argument,
 else the statistics stored in the model file; without either they are skipped.
 
 Bundled models: :func:`bundled_models` lists the models shipped in ``dspfx/models/`` (e.g.
-``"violin"``, trained by ``scripts/train_bundled_model.py`` on :mod:`dspfx.train.instrument`),
+``"violin"``, trained by ``scripts/train_bundled_model.py`` on :mod:`dspfx.ddsp.instrument`),
 and :func:`resolve_model` / :func:`load_model` accept such a name wherever a model path goes
 (``dspfx transfer violin IN OUT``).
 """
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dspfx.train.ddsp import DDSPModel
+from dspfx.ddsp.model import DDSPModel
 
 __all__ = [
     "bundled_models", "resolve_model", "load_model", "transfer", "octave_shift_toward", "quantile_match",
@@ -213,7 +213,7 @@ def transfer(
         when asked).
     """
     from dspfx.io import resample
-    from dspfx.train.features import detect_notes, loudness_db, pitch
+    from dspfx.ddsp.features import detect_notes, loudness_db, pitch
 
     if not isinstance(model, DDSPModel):
         raise TypeError(f"model must be a DDSPModel (DDSPModel.load(path)), got {type(model).__name__}")

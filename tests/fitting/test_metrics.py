@@ -5,8 +5,8 @@ import pytest
 import scipy.signal
 import torch
 
-from dspfx.train.losses import MRSTFTLoss
-from dspfx.train.metrics import (
+from dspfx.fitting.losses import MRSTFTLoss
+from dspfx.fitting.metrics import (
     all_metrics,
     apply_pre_emphasis,
     dc_error,

@@ -321,7 +321,7 @@ class DDSPModel(nn.Module):
         reverb_s: learned reverb length in seconds for the default synth (default 1.0; DDSP: 3).
         synth: a dspfx unit or a spec dict (``unit.spec()``) replacing the default synth; its
             harmonic/noise sizes must match ``n_harmonics`` / ``n_bands``.
-        stats: dataset statistics (``dspfx.train.data.load_stats``), kept in the model file for
+        stats: dataset statistics (``dspfx.ddsp.data.load_stats``), kept in the model file for
             timbre transfer.
 
     >>> model = DDSPModel(preset="tiny")

@@ -1,8 +1,8 @@
-"""Training a :class:`~dspfx.train.ddsp.DDSPModel` on a prepared dataset (DDSP's recipe).
+"""Training a :class:`~dspfx.ddsp.model.DDSPModel` on a prepared dataset (DDSP's recipe).
 
 Adam (learning rate ``lr``, decayed continuously by ``decay`` every ``decay_steps`` steps, as
 ``tf.keras.optimizers.schedules.ExponentialDecay``), global gradient-norm clipping, the
-multi-scale spectral loss (:func:`dspfx.train.ddsp.spectral_loss`), safetensors checkpoints with
+multi-scale spectral loss (:func:`dspfx.ddsp.model.spectral_loss`), safetensors checkpoints with
 resume, validation metrics, audio samples and a loss-curve picture. Under ``torchrun`` (a
 process group initialised), the model is wrapped in DistributedDataParallel, each rank draws its
 own batches, and only rank 0 writes files.
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from dspfx.io import atomic_path
-from dspfx.train.ddsp import DDSPModel, spectral_loss
+from dspfx.ddsp.model import DDSPModel, spectral_loss
 
 __all__ = ["CHECKPOINT_FORMAT", "train", "validate", "TrainResult"]
 
@@ -62,7 +62,7 @@ def _is_distributed() -> bool:
 
 def _as_dataset(data: Any) -> Any:
     if isinstance(data, (str, os.PathLike)):
-        from dspfx.train.data import Dataset
+        from dspfx.ddsp.data import Dataset
 
         return Dataset(data)
     if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
@@ -89,8 +89,8 @@ def validate(model: DDSPModel, batch: Mapping[str, Tensor], pitch_method: str = 
     render - target f0| over frames with target confidence >= 0.85), ``f0_outlier_ratio`` (of
     those frames, the share whose error exceeds 12 semitones or where the render's pitch
     confidence is below 0.1: no pitch found), ``mrstft`` (the spectral loss). Features of the
-    render come from :mod:`dspfx.train.features` (``pitch_method``)."""
-    from dspfx.train.features import loudness_db, pitch
+    render come from :mod:`dspfx.ddsp.features` (``pitch_method``)."""
+    from dspfx.ddsp.features import loudness_db, pitch
 
     audio = batch["audio"]
     render = model(batch["f0_hz"], batch["loudness_db"])[:, 0, : audio.shape[-1]]
@@ -203,7 +203,7 @@ def train(
     """Train a DDSP model on a dataset (see the module docstring for the recipe and the files).
 
     Args:
-        data: a folder made by :func:`dspfx.train.data.prepare`, or a map-style dataset whose
+        data: a folder made by :func:`dspfx.ddsp.data.prepare`, or a map-style dataset whose
             items are dicts with ``audio`` ``(samples,)``, ``f0_hz``, ``confidence``,
             ``loudness_db`` ``(frames,)`` (frames = samples / hop).
         out_dir: run folder (created).

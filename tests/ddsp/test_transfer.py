@@ -1,4 +1,4 @@
-"""Tests of dspfx.train.transfer: the colab pipeline's helpers and an end-to-end transfer."""
+"""Tests of dspfx.ddsp.transfer: the colab pipeline's helpers and an end-to-end transfer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dspfx.train.ddsp import DDSPModel
-from dspfx.train.features import pitch
-from dspfx.train.transfer import autotune_midi, octave_shift_toward, quantile_match, transfer, tuning_offset
+from dspfx.ddsp.model import DDSPModel
+from dspfx.ddsp.features import pitch
+from dspfx.ddsp.transfer import autotune_midi, octave_shift_toward, quantile_match, transfer, tuning_offset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_trainer import sawtooth_like  # noqa: E402

@@ -18,7 +18,7 @@ SR = 16000
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     from dspfx.io import write_audio
-    from dspfx.train.data import prepare
+    from dspfx.ddsp.data import prepare
 
     root = tmp_path_factory.mktemp("torchrun")
     audio = root / "audio"
@@ -46,7 +46,7 @@ def test_two_process_torchrun_trains_and_ranks_agree(data):
         assert f"rank {rank}: trained to step 3" in proc.stdout, proc.stdout
         assert f"rank {rank}: weights agree on all 2 ranks" in proc.stdout, proc.stdout
     assert proc.stdout.count("wrote ") == 1  # only rank 0 writes
-    from dspfx.train.ddsp import DDSPModel
+    from dspfx.ddsp.model import DDSPModel
 
     model = DDSPModel.load(run / "model.safetensors")
     fresh = DDSPModel(model.sample_rate, model.frame_rate, preset="tiny", reverb_s=0.01)

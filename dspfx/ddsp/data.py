@@ -2,7 +2,7 @@
 
 :func:`prepare` reads every audio file under a folder (``.wav``, ``.flac``, ``.ogg``, ``.mp3``,
 ``.aif(f)``), mixes it to mono, resamples it, extracts f0, confidence and loudness over the whole
-file (:mod:`dspfx.train.features`, frame ``i`` centred on sample ``i * hop``), cuts windows and
+file (:mod:`dspfx.ddsp.features`, frame ``i`` centred on sample ``i * hop``), cuts windows and
 writes them as safetensors shards. :class:`Dataset` reads them back lazily.
 
 Layout of ``out_dir``::
@@ -34,7 +34,7 @@ import soundfile as sf
 import torch
 
 from dspfx.io import atomic_path, read_audio
-from dspfx.train.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
+from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
 
 __all__ = ["prepare", "Dataset", "PrepareSummary", "AUDIO_EXTENSIONS", "load_stats"]
 
@@ -156,7 +156,7 @@ def prepare(
     ``frame_rate``, ``hop``, ``source``, ``offsets_s``); the whole-file features; the manifest;
     and ``stats.json``: ``mean_pitch_midi`` (over frames with confidence >= 0.85),
     ``loudness_quantiles_db`` (101 quantiles, 0..1, over note-on frames found by
-    :func:`dspfx.train.features.detect_notes` per file), mean/std note loudness, counts.
+    :func:`dspfx.ddsp.features.detect_notes` per file), mean/std note loudness, counts.
 
     Args:
         audio_dir: folder of recordings of one instrument.
@@ -384,7 +384,7 @@ def load_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     """Read ``stats.json`` of a dataset made by :func:`prepare`."""
     path = Path(out_dir) / "stats.json"
     if not path.exists():
-        raise FileNotFoundError(f"no stats.json in {str(Path(out_dir))!r}: run dspfx.train.data.prepare first")
+        raise FileNotFoundError(f"no stats.json in {str(Path(out_dir))!r}: run dspfx.ddsp.data.prepare first")
     stats = json.loads(path.read_text())
     if stats.get("format") != STATS_FORMAT:
         raise ValueError(f"{path} is not dspfx dataset statistics (format {stats.get('format')!r})")
@@ -416,7 +416,7 @@ class Dataset(torch.utils.data.Dataset):
         manifest_path = self.root / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(
-                f"{str(self.root)!r} is not a prepared dataset (no manifest.json); run dspfx.train.data.prepare first"
+                f"{str(self.root)!r} is not a prepared dataset (no manifest.json); run dspfx.ddsp.data.prepare first"
             )
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != DATASET_FORMAT:

@@ -12,7 +12,9 @@ import torch
 
 import dspfx
 from dspfx.signals import guitar_di
-from dspfx.train.fit import CaptureWarning, check_capture, fit, harmonic_response, transfer_curves
+from dspfx.fitting.capture import CaptureWarning, check_capture
+from dspfx.fitting.fit import fit
+from dspfx.fitting.probes import harmonic_response, transfer_curves
 
 SR = 16000
 

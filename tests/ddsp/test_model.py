@@ -1,4 +1,4 @@
-"""Tests of dspfx.train.ddsp: decoder sizes, loss, training, save/load, streaming."""
+"""Tests of dspfx.ddsp.model: decoder sizes, loss, training, save/load, streaming."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import dspfx
-from dspfx.train.ddsp import DDSPModel, Decoder, exp_sigmoid, hz_to_midi, midi_to_hz, spectral_loss
-from dspfx.train.features import loudness_db
+from dspfx.ddsp.model import DDSPModel, Decoder, exp_sigmoid, hz_to_midi, midi_to_hz, spectral_loss
+from dspfx.ddsp.features import loudness_db
 
 SR = 16000
 

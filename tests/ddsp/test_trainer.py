@@ -1,4 +1,4 @@
-"""Tests of dspfx.train.trainer: steps, checkpoints and resume, files, DDP on CPU, bad input."""
+"""Tests of dspfx.ddsp.trainer: steps, checkpoints and resume, files, DDP on CPU, bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from dspfx.train.ddsp import DDSPModel
-from dspfx.train.features import loudness_db, pitch
-from dspfx.train.trainer import train, validate
+from dspfx.ddsp.model import DDSPModel
+from dspfx.ddsp.features import loudness_db, pitch
+from dspfx.ddsp.trainer import train, validate
 
 SR, FR, HOP = 16000, 250.0, 64
 
@@ -129,7 +129,7 @@ def test_two_process_gloo_run_agrees(windows, tmp_path):
 
 def test_train_from_a_prepared_folder_keeps_its_statistics(tmp_path):
     from dspfx.io import write_audio
-    from dspfx.train.data import prepare
+    from dspfx.ddsp.data import prepare
 
     audio = tmp_path / "audio"
     audio.mkdir()

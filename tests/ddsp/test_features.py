@@ -1,4 +1,4 @@
-"""Tests for dspfx.train.features: loudness (A-weighted, power-averaged) and pitch (YIN/pYIN)."""
+"""Tests for dspfx.ddsp.features: loudness (A-weighted, power-averaged) and pitch (YIN/pYIN)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import dspfx.train.features as F
+import dspfx.ddsp.features as F
 
 SR = 16000
 HOP = 64

@@ -3,7 +3,7 @@ import pytest
 import scipy.signal
 import torch
 
-from dspfx.train.align import align, estimate_latency
+from dspfx.fitting.latency import align, estimate_latency
 
 SAMPLE_RATE = 48000
 N = 16384

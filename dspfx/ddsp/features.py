@@ -1,6 +1,6 @@
 """DDSP input features: A-weighted loudness and fundamental frequency, per frame.
 
-Frame convention (shared by every function here and by :mod:`dspfx.train.data`):
+Frame convention (shared by every function here and by :mod:`dspfx.ddsp.data`):
 
 - ``hop = round(sample_rate / frame_rate)`` samples (64 at 16 kHz / 250 frames per second, the
   same rounding as the synths' default hop, :func:`dspfx.functional.control.control_hop`);

@@ -1,4 +1,4 @@
-"""Tests for dspfx.train.data: prepare() a folder of audio, resume, statistics, Dataset."""
+"""Tests for dspfx.ddsp.data: prepare() a folder of audio, resume, statistics, Dataset."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-import dspfx.train.data as data
-import dspfx.train.features as features
+import dspfx.ddsp.data as data
+import dspfx.ddsp.features as features
 from dspfx.io import write_audio
 
 SR = 16000

@@ -3,11 +3,11 @@
     dspfx units [--json | --markdown] [--category effect]
     dspfx render CHAIN IN OUT [--set PATH=VALUE ...]
     dspfx fit CHAIN IN TARGET --out DIR [--steps N] [--lr LR] [--loss mrstft] [--restarts N]
-              [--segment S] [--batch N] [--validation V] [--trim]
+              [--segment S] [--batch-size N] [--validation V] [--trim] [--minutes M]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
     dspfx demo --out DIR [--steps N]
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
-    dspfx train DATA --out RUN [--steps N] [--preset tiny|full] ...   (torchrun works too)
+    dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
     dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
                                                         a bundled name, e.g. violin)
 
@@ -58,6 +58,23 @@ def _cmd_units(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(minutes: float | None) -> float | None:
+    """--minutes as seconds (checked here, so a bad budget fails before any work)."""
+    if minutes is None:
+        return None
+    if not (minutes > 0 and minutes == minutes and minutes != float("inf")):
+        raise ValueError(f"--minutes must be a positive number of minutes, got {minutes!r}")
+    return 60.0 * minutes
+
+
+def _output_folder(path: str) -> Path:
+    """An output folder, checked before any work: it may exist (as a folder) or not yet."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {path} exists and is not a folder; give a folder path (it is created if missing)")
+    return out
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import torch
 
@@ -87,6 +104,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from dspfx.fitting.capture import CaptureWarning, check_capture
     from dspfx.fitting.probes import harmonic_response, transfer_curves
 
+    out = _output_folder(args.out)
     unit = dspfx.load(args.chain)
     if args.freeze:
         unit.freeze(*args.freeze)
@@ -116,12 +134,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             batch_size=args.batch,
             validation=args.validation,
             weights_lr=args.weights_lr,
+            max_seconds=_seconds(args.minutes),
         )
     for w in caught:
         if issubclass(w.category, CaptureWarning) and str(w.message) not in messages:
             messages.append(str(w.message))
             print(f"dspfx fit: warning: {w.message}", file=sys.stderr)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dspfx.save(unit, out / "fitted.safetensors")
     # render the fitted chain on the aligned pair, as the fit saw it
@@ -228,6 +246,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
         grad_clip=args.grad_clip, preset=args.preset, checkpoint_every=args.checkpoint_every,
         resume=not args.no_resume, progress=not args.quiet, device=args.device, reverb_s=args.reverb_s,
+        weights_lr=args.weights_lr, max_seconds=_seconds(args.minutes), seed=args.seed,
     )
     import torch
 
@@ -318,11 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", nargs="*", default=[], metavar="PATH", help="knobs to keep fixed")
     p.add_argument("--no-align", action="store_true", help="do not remove the target's latency")
     p.add_argument("--segment", type=float, default=None, metavar="SECONDS", help="train on random segments this long")
-    p.add_argument("--batch", type=int, default=1, help="segments per step (with --segment)")
+    p.add_argument("--batch-size", "--batch", dest="batch", type=int, default=1, help="segments per step (with --segment)")
     p.add_argument("--validation", type=float, default=None, metavar="V",
                    help="hold out the end of the pair: a fraction (< 1) or seconds (>= 1); metrics are measured there")
     p.add_argument("--weights-lr", type=float, default=None, help="learning rate of learned IRs/weights (default --lr)")
     p.add_argument("--trim", action="store_true", help="cut input and target to the shorter length instead of failing")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly at the best state after this long")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
@@ -360,13 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder: checkpoint, model.safetensors, metrics, samples")
     p.add_argument("--steps", type=int, default=30000)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (of the knobs, and of the weights unless --weights-lr)")
+    p.add_argument("--weights-lr", type=float, default=None, help="learning rate of the decoder weights and learned tensors")
     p.add_argument("--decay", type=float, default=0.98, help="learning-rate factor per 10k steps")
     p.add_argument("--grad-clip", type=float, default=3.0)
     p.add_argument("--preset", default="tiny", choices=["tiny", "full"])
     p.add_argument("--reverb-s", type=float, default=1.0)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if RUN has a checkpoint")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly (validated, checkpointed) after this long")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

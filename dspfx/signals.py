@@ -22,14 +22,12 @@ import torch
 from numba import njit
 from scipy.signal import lfilter
 
+from dspfx.functional.conversions import midi_to_hz
+
 __all__ = ["guitar_di", "pluck", "white_noise", "sine", "log_sweep", "impulse"]
 
 #: Open-string MIDI notes of a standard-tuned guitar, low to high: E2 A2 D3 G3 B3 E4.
 STANDARD_TUNING = (40, 45, 50, 55, 59, 64)
-
-
-def _midi_to_hz(note: float) -> float:
-    return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
 
 def _n_samples(duration_s: float, sample_rate: int) -> int:
@@ -263,7 +261,7 @@ def guitar_di(sample_rate: int = 48000, duration_s: float = 4.0, seed: int = 0) 
             continue
         later = [e[0] for e in events[i + 1:] if e[1] == string]
         stop = min(n, int(round(later[0] * sample_rate)) + fade) if later else n
-        f0 = _midi_to_hz(STANDARD_TUNING[string] + fret)
+        f0 = midi_to_hz(STANDARD_TUNING[string] + fret)
         note = _pluck_np(f0, stop - start, sample_rate, rng,
                          pick_position=rng.uniform(0.1, 0.22), velocity=velocity)
         if later and stop - start > fade:

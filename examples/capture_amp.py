@@ -106,7 +106,7 @@ fit_report(
 # -- 4. all captures: a knob-conditioned model that starts as the fitted amp ------------------------
 torch.manual_seed(0)  # the network's hidden layers start random; its last layer starts at zero
 model = KnobConditioned(rig, settings=("gain", "treble"))
-knob_fit = model.fit_captures(captures, steps=args.steps, batch_size=4, segment_samples=sr // 4, progress=False)
+knob_fit = model.fit_captures(captures, steps=args.steps, batch_size=4, segment_s=0.25, progress=False)
 print(knob_fit.summary())  # ESR of the trained model on each capture
 dspfx.save(model, out / "amp.safetensors")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.chain import Container
+from dspfx.checks import positive_number
 from dspfx.functional.control import as_control, upsample_control
 from dspfx.registry import register
 from dspfx.unit import Unit
@@ -423,10 +423,10 @@ class KnobConditioned(Container):
         *,
         steps: int = 500,
         batch_size: int = 8,
-        segment_samples: int | None = None,
-        warmup_samples: int | None = None,
+        segment_s: float | None = None,
+        warmup_s: float | None = None,
         lr: float = 0.05,
-        net_lr: float = 0.005,
+        weights_lr: float = 0.005,
         loss: Any = "mrstft+esr",
         esr_weight: float = 1.0,
         align_latency: bool = True,
@@ -434,13 +434,15 @@ class KnobConditioned(Container):
         sample_rate: float | None = None,
         seed: int = 0,
         progress: bool | None = None,
+        max_seconds: float | None = None,
     ) -> KnobFitResult:
         """Train on captures of the amp at several settings: random segments, captures mixed in
         every batch, Adam with a cosine decay to 1% of the rates.
 
-        Every parameter that requires a gradient trains: the network (``net_lr``), and the
-        chain's knobs and learned tensors (``lr``, in raw knob space where a knob's range spans
-        about 8 units). Freeze the network (``model.net.requires_grad_(False)``) to fit one
+        Every parameter that requires a gradient trains, through :func:`dspfx.fitting.optimise`
+        (the core every training job shares): the chain's knobs at ``lr`` (raw knob space,
+        where a knob's range spans about 8 units), the network and any learned tensor at
+        ``weights_lr``. Freeze the network (``model.net.requires_grad_(False)``) to fit one
         shared amp to all captures instead, the unconditioned baseline.
 
         Args:
@@ -453,10 +455,11 @@ class KnobConditioned(Container):
             steps: optimiser steps.
             batch_size: segments per step; captures are dealt round-robin in a random order,
                 so every batch holds as many different captures as it can.
-            segment_samples: samples per segment (default 100 ms, at most the shortest capture).
-            warmup_samples: first samples of each segment left out of the loss while the
-                chain's filters and sag settle (default 1/8 of the segment).
-            lr, net_lr: Adam rates of the chain and of the network.
+            segment_s: seconds per segment (default 0.1 s, at most the shortest capture).
+            warmup_s: first seconds of each segment left out of the loss while the chain's
+                filters and sag settle (default 1/8 of the segment).
+            lr, weights_lr: Adam rates of the chain's knobs and of the network (and any other
+                learned tensor).
             loss: ``"mrstft+esr"`` (default: auraloss MR-STFT at resolutions scaled to the rate,
                 plus ``esr_weight`` x ESR), or anything :func:`dspfx.fitting.losses.make_loss` takes.
             esr_weight: weight of the ESR term.
@@ -466,6 +469,7 @@ class KnobConditioned(Container):
             sample_rate: rate of every capture without its own (must be the model's).
             seed: seeds the segment draws.
             progress: tqdm bar; None shows it when stderr is a terminal.
+            max_seconds: wall-clock budget; training stops cleanly after the step that crosses it.
 
         Returns:
             :class:`KnobFitResult` with per-capture ESR of the trained model.
@@ -476,8 +480,8 @@ class KnobConditioned(Container):
                 not match, a silent target, non-finite audio.
         """
         from dspfx.checks import as_batch, check_finite
-        from dspfx.fitting.latency import align, estimate_latency
-        from dspfx.fitting.fit import PHASE_LAG_SAMPLES
+        from dspfx.fitting.latency import align, render_latency
+        from dspfx.fitting.loop import optimise, param_groups
         from dspfx.fitting.losses import make_loss
         from dspfx.fitting.metrics import esr as esr_metric
 
@@ -544,84 +548,59 @@ class KnobConditioned(Container):
             if align_latency:
                 with torch.no_grad():
                     reference = self(inp, s.unsqueeze(0))
-                if bool(torch.isfinite(reference).all()) and float(reference.abs().max()) > 0.0:
-                    latency = estimate_latency(reference, tgt, max_latency=max_latency)
-                    if abs(latency) <= PHASE_LAG_SAMPLES:  # phase, for the knobs (as in dspfx.fit)
-                        latency = 0
+                latency = render_latency(reference, tgt, max_latency=max_latency) or 0
                 if latency != 0:
                     inp, tgt = align(inp, tgt, latency)
                     data[k] = (s, inp, tgt)
             latencies.append(int(latency))
         shortest = min(inp.shape[-1] for _, inp, _ in data)
-        if segment_samples is None:
+        if segment_s is None:
             segment_samples = min(shortest, max(256, int(round(0.1 * self.sample_rate))))
-        if isinstance(segment_samples, bool) or not isinstance(segment_samples, int) or not 1 <= segment_samples <= shortest:
-            raise ValueError(f"fit_captures: segment_samples must be an int in 1 .. {shortest} (the shortest capture), got {segment_samples!r}")
-        if warmup_samples is None:
+        else:
+            seconds = positive_number(segment_s, "fit_captures: segment_s")
+            segment_samples = int(round(seconds * self.sample_rate))
+            if not 1 <= segment_samples <= shortest:
+                raise ValueError(
+                    f"fit_captures: segment_s={segment_s} s is {segment_samples} samples; it must lie in 1 .. {shortest} "
+                    "(the shortest capture)"
+                )
+        if warmup_s is None:
             warmup_samples = segment_samples // 8
-        if isinstance(warmup_samples, bool) or not isinstance(warmup_samples, int) or not 0 <= warmup_samples < segment_samples:
-            raise ValueError(f"fit_captures: warmup_samples must be an int in 0 .. {segment_samples - 1}, got {warmup_samples!r}")
+        else:
+            warmup_samples = int(round(positive_number(warmup_s, "fit_captures: warmup_s", allow_zero=True) * self.sample_rate))
+            if warmup_samples >= segment_samples:
+                raise ValueError(f"fit_captures: warmup_s={warmup_s} s must be shorter than the segment ({segment_samples} samples)")
 
         criterion = make_loss(loss, self.sample_rate, esr_weight=esr_weight)
         if isinstance(criterion, nn.Module):
             criterion = criterion.to(device)
-        net_params = [p for p in self.net.parameters() if p.requires_grad]
-        net_ids = {id(p) for p in self.net.parameters()}
-        other = [p for p in self.parameters() if p.requires_grad and id(p) not in net_ids]
-        groups = [g for g in ({"params": other, "lr": lr}, {"params": net_params, "lr": net_lr}) if g["params"]]
-        if not groups:
-            raise ValueError("fit_captures: nothing to train (the network and every knob are frozen)")
-        optimizer = torch.optim.Adam(groups)
-        bases = [g["lr"] for g in groups]
-        params = [p for g in groups for p in g["params"]]
-
-        if progress is None:
-            progress = sys.stderr.isatty()
-        from tqdm.auto import tqdm
+        try:
+            groups = param_groups(self, lr, weights_lr)
+        except ValueError:
+            raise ValueError("fit_captures: nothing to train (the network and every knob are frozen)") from None
 
         generator = torch.Generator().manual_seed(seed)
         order: list[int] = []
-        history: list[float] = []
-        skipped = 0
-        bar = tqdm(total=steps, disable=not progress, desc="fit knob-conditioned", unit="step", leave=False)
-        try:
-            for step in range(steps):
-                picks = []
-                for _ in range(batch_size):
-                    if not order:
-                        order = torch.randperm(len(data), generator=generator).tolist()
-                    picks.append(order.pop())
-                xs, ts, ss = [], [], []
-                for k in picks:
-                    s, inp, tgt = data[k]
-                    start = int(torch.randint(0, inp.shape[-1] - segment_samples + 1, (1,), generator=generator))
-                    xs.append(inp[..., start : start + segment_samples])
-                    ts.append(tgt[..., start : start + segment_samples])
-                    ss.append(s)
-                x, t, s = torch.cat(xs), torch.cat(ts), torch.stack(ss)
-                optimizer.zero_grad(set_to_none=True)
-                y = self(x, s)
-                value = criterion(y[..., warmup_samples:], t[..., warmup_samples:])
-                finite = bool(torch.isfinite(value))
-                if finite:
-                    value.backward()
-                    finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
-                history.append(float(value.detach()))
-                if finite:
-                    optimizer.step()
-                else:
-                    skipped += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    bases = [b * 0.5 for b in bases]  # a NaN step: go on at half the rates
-                # cosine decay from each group's rate down to 1% of it
-                c = 0.5 * (1 + math.cos(math.pi * (step + 1) / steps))
-                for g, base in zip(optimizer.param_groups, bases):
-                    g["lr"] = base * (0.01 + 0.99 * c)
-                bar.update(1)
-                if step % 10 == 0:
-                    bar.set_postfix(loss=f"{history[-1]:.4g}")
-        finally:
-            bar.close()
+
+        def loss_fn(step: int) -> Tensor:
+            picks = []
+            for _ in range(batch_size):
+                if not order:
+                    order.extend(torch.randperm(len(data), generator=generator).tolist())
+                picks.append(order.pop())
+            xs, ts, ss = [], [], []
+            for k in picks:
+                s, inp, tgt = data[k]
+                start = int(torch.randint(0, inp.shape[-1] - segment_samples + 1, (1,), generator=generator))
+                xs.append(inp[..., start : start + segment_samples])
+                ts.append(tgt[..., start : start + segment_samples])
+                ss.append(s)
+            y = self(torch.cat(xs), torch.stack(ss))
+            return criterion(y[..., warmup_samples:], torch.cat(ts)[..., warmup_samples:])
+
+        run = optimise(self, loss_fn, steps=steps, groups=groups, schedule="cosine", restore_best=False,
+                       max_seconds=max_seconds, progress=progress, desc="fit knob-conditioned")
+        history, skipped = run.history, run.skipped_steps
         esrs, esrs_pe = [], []
         with torch.no_grad():
             for s, inp, tgt in data:
@@ -639,10 +618,12 @@ class KnobConditioned(Container):
             settings={
                 "steps": steps,
                 "batch_size": batch_size,
-                "segment_samples": segment_samples,
-                "warmup_samples": warmup_samples,
+                "segment_s": segment_samples / self.sample_rate,
+                "warmup_s": warmup_samples / self.sample_rate,
                 "lr": lr,
-                "net_lr": net_lr,
+                "weights_lr": weights_lr,
+                "max_seconds": max_seconds,
+                "stopped": run.stopped,
                 "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__),
                 "esr_weight": esr_weight,
                 "seed": seed,

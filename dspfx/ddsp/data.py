@@ -35,6 +35,7 @@ import torch
 
 from dspfx.io import atomic_path, read_audio
 from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
+from dspfx.functional.conversions import hz_to_midi
 
 __all__ = ["prepare", "Dataset", "PrepareSummary", "AUDIO_EXTENSIONS", "load_stats"]
 
@@ -348,7 +349,7 @@ def _statistics(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         feats = load_file(str(out / "features" / entry["features"]))
         f0, conf, loud = (feats[k].double().numpy() for k in ("f0_hz", "confidence", "loudness_db"))
         confident = conf >= CONFIDENCE_THRESHOLD
-        pitches.append(12.0 * np.log2(f0[confident] / 440.0) + 69.0)
+        pitches.append(hz_to_midi(f0[confident]))
         mask, _ = detect_notes(loud, conf)
         note_loudness.append(loud[mask])
         n_frames += len(f0)

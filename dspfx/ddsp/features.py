@@ -105,7 +105,7 @@ def _as_audio(audio: Any, sample_rate: float, frame_rate: float) -> tuple[Tensor
 
 
 def a_weighting_db(frequencies_hz: np.ndarray | Tensor | float, min_db: float | None = -80.0) -> np.ndarray:
-    """IEC 61672-1 A-weighting in dB (0 dB at 1 kHz), as ``librosa.A_weighting``.
+    """IEC 61672-1 A-weighting in dB (0 dB at 1 kHz): ``librosa.A_weighting``.
 
     ``A(f) = 20 log10(12194^2 f^4 / ((f^2 + 20.6^2) sqrt((f^2 + 107.7^2)(f^2 + 737.9^2))
     (f^2 + 12194^2))) + 2.0``, clipped below at ``min_db`` (None: no clip; DC gives -inf).
@@ -117,17 +117,13 @@ def a_weighting_db(frequencies_hz: np.ndarray | Tensor | float, min_db: float | 
     Returns:
         float64 ndarray of the same shape, in dB.
     """
+    import librosa  # imported here: librosa takes about a second to import
+
     if isinstance(frequencies_hz, Tensor):
         frequencies_hz = frequencies_hz.detach().cpu().numpy()
     f = np.asarray(frequencies_hz, dtype=np.float64)
-    f2 = f**2
-    c = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2
     with np.errstate(divide="ignore"):
-        weights = 2.0 + 20.0 * (
-            np.log10(c[0]) + 2 * np.log10(f2) - np.log10(f2 + c[0]) - np.log10(f2 + c[1])
-            - 0.5 * np.log10(f2 + c[2]) - 0.5 * np.log10(f2 + c[3])
-        )
-    return weights if min_db is None else np.maximum(min_db, weights)
+        return np.asarray(librosa.A_weighting(f, min_db=min_db), dtype=np.float64)
 
 
 def loudness_db(

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from dspfx.functional.conversions import hz_to_midi, midi_to_hz
+
 __all__ = [
     "Note",
     "BODY_MODES_HZ",
@@ -234,7 +236,7 @@ def render_melody(notes: list[Note], sample_rate: int = 16000, seed: int = 0, *,
         raise ValueError(f"nothing to render: {seconds!r} seconds")
     rng = np.random.default_rng(seed)
     midi, env, dyn = _controls(notes, n, sample_rate, glide_s, rng)
-    f0 = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+    f0 = midi_to_hz(midi)
     phase = 2 * np.pi * np.cumsum(f0 / sample_rate)
     phase = np.mod(phase, 2 * np.pi)
     # brightness falls with bow force: spectral tilt exponent 1 + b, b in [0.25 (ff), 1.2 (pp)]
@@ -290,9 +292,9 @@ def render_voice(seconds: float = 2.0, sample_rate: int = 16000, seed: int = 0, 
         raise ValueError(f"nothing to render: {seconds!r} seconds")
     rng = np.random.default_rng(seed)
     t = np.arange(n) / sample_rate
-    midi = 12 * np.log2(f0_hz / 440.0) + 69 + glide_semitones * np.sin(np.pi * t / seconds) \
+    midi = hz_to_midi(f0_hz) + glide_semitones * np.sin(np.pi * t / seconds) \
         + 0.3 * np.sin(2 * np.pi * 5.5 * t) * np.clip((t - 0.2) / 0.3, 0, 1)
-    f0 = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+    f0 = midi_to_hz(midi)
     phase = 2 * np.pi * np.cumsum(f0 / sample_rate)
     y = np.zeros(n)
     for k in range(1, int(0.45 * sample_rate // f0.max()) + 1):

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from dspfx.chain import Chain, Parallel, build
 from dspfx.effects.convolution import Convolution
-from dspfx.functional.conversions import db_to_gain
+from dspfx.functional.conversions import db_to_gain, hz_to_midi, midi_to_hz
 from dspfx.functional.filters import fir_filter, fir_from_magnitudes
 from dspfx.io import atomic_path
 from dspfx.synths.harmonic import Harmonic
@@ -46,8 +46,6 @@ __all__ = [
     "MODEL_FORMAT",
     "PRESETS",
     "exp_sigmoid",
-    "hz_to_midi",
-    "midi_to_hz",
     "spectral_loss",
     "Decoder",
     "DDSPModel",
@@ -68,17 +66,6 @@ PRESETS: dict[str, dict[str, int]] = {
 def exp_sigmoid(x: Tensor, exponent: float = 10.0, max_value: float = 2.0, threshold: float = 1e-7) -> Tensor:
     """DDSP's output nonlinearity: ``max_value * sigmoid(x) ** ln(exponent) + threshold``."""
     return max_value * torch.sigmoid(x) ** math.log(exponent) + threshold
-
-
-def hz_to_midi(f0_hz: Tensor) -> Tensor:
-    """MIDI note number of a frequency, ``12 log2(f / 440) + 69``, floored at 0 (0 Hz -> 0)."""
-    midi = 12.0 * torch.log2(f0_hz.clamp_min(1e-6) / 440.0) + 69.0
-    return midi.clamp_min(0.0)
-
-
-def midi_to_hz(midi: Tensor) -> Tensor:
-    """Frequency in Hz of a MIDI note number: ``440 * 2 ** ((midi - 69) / 12)``."""
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 
 def spectral_loss(

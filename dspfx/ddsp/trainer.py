@@ -1,11 +1,14 @@
-"""Training a :class:`~dspfx.ddsp.model.DDSPModel` on a prepared dataset (DDSP's recipe).
+"""Training a :class:`~dspfx.ddsp.model.DDSPModel` on a prepared dataset (DDSP's recipe), through
+:func:`dspfx.fitting.optimise`, the core every training job in dspfx shares.
 
 Adam (learning rate ``lr``, decayed continuously by ``decay`` every ``decay_steps`` steps, as
 ``tf.keras.optimizers.schedules.ExponentialDecay``), global gradient-norm clipping, the
-multi-scale spectral loss (:func:`dspfx.ddsp.model.spectral_loss`), safetensors checkpoints with
-resume, validation metrics, audio samples and a loss-curve picture. Under ``torchrun`` (a
-process group initialised), the model is wrapped in DistributedDataParallel, each rank draws its
-own batches, and only rank 0 writes files.
+multi-scale spectral loss (:func:`dspfx.ddsp.model.spectral_loss`), the core's NaN policy and
+best state on validation (the spectral loss of the validation windows, every
+``checkpoint_every`` steps), a wall-clock budget (``max_seconds``), safetensors checkpoints
+with resume, validation metrics, audio samples and a loss-curve picture. Under ``torchrun``
+each rank draws its own batches, the ranks average their gradients, and only rank 0 writes
+files.
 
 Files in ``out_dir``: ``checkpoint.safetensors`` (model and optimiser tensors, step and history
 in the metadata), ``model.safetensors`` (the model alone, :meth:`DDSPModel.save`, with the
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,8 @@ from torch import Tensor
 from dspfx.io import atomic_path
 from dspfx.ddsp.model import DDSPModel, spectral_loss
 
-__all__ = ["CHECKPOINT_FORMAT", "train", "validate", "TrainResult"]
+__all__ = ["train", "validate", "TrainResult"]
 
-CHECKPOINT_FORMAT = "dspfx.ddsp_checkpoint/1"
 #: Frames whose pitch confidence reaches this count in the f0 metrics (DDSP's level).
 CONFIDENT = 0.85
 
@@ -48,16 +49,6 @@ class TrainResult(dict):
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
-
-
-def _is_distributed() -> bool:
-    """True under an initialised process group; under ``torchrun`` (``WORLD_SIZE`` > 1 in the
-    environment) without one, initialise it first (``env://``; nccl with CUDA, else gloo)."""
-    if not torch.distributed.is_available():
-        return False
-    if not torch.distributed.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://")
-    return torch.distributed.is_initialized()
 
 
 def _as_dataset(data: Any) -> Any:
@@ -111,49 +102,6 @@ def validate(model: DDSPModel, batch: Mapping[str, Tensor], pitch_method: str = 
     }
 
 
-def _write_checkpoint(path: Path, model: DDSPModel, optimizer: torch.optim.Optimizer, step: int,
-                      history: list[float], metrics: list[dict[str, Any]]) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for index, state in opt["state"].items():
-        for key, value in state.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    metadata = {
-        "format": CHECKPOINT_FORMAT, "step": str(step), "config": json.dumps(model.config()),
-        "history": json.dumps(history), "metrics": json.dumps(metrics),
-        "param_groups": json.dumps(opt["param_groups"]),
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def _read_checkpoint(path: Path, model: DDSPModel, optimizer: torch.optim.Optimizer) -> tuple[int, list[float], list]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint: {err}") from None
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a DDSP training checkpoint (format {metadata.get('format')!r})")
-    if json.loads(metadata["config"])["decoder"] != model.config()["decoder"]:
-        raise ValueError(f"{path} holds a model of another size than the one asked for; use another out_dir")
-    device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
-    groups = json.loads(metadata["param_groups"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    return int(metadata["step"]), json.loads(metadata["history"]), json.loads(metadata["metrics"])
-
-
 def _loss_picture(path: Path, history: list[float], metrics: list[dict[str, Any]]) -> None:
     import matplotlib
 
@@ -199,6 +147,9 @@ def train(
     reverb_s: float | None = 1.0,
     seed: int = 0,
     pitch_method: str = "yin",
+    weights_lr: float | None = None,
+    max_seconds: float | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
     """Train a DDSP model on a dataset (see the module docstring for the recipe and the files).
 
@@ -209,10 +160,12 @@ def train(
         out_dir: run folder (created).
         steps: total optimiser steps (a resumed run continues up to this number).
         batch_size: windows per step (per rank under torchrun).
-        lr, decay, decay_steps: Adam rate ``lr * decay ** (step / decay_steps)``.
+        lr, decay, decay_steps: Adam rate ``lr * decay ** (step / decay_steps)`` of the
+            model's knobs, and of everything else unless ``weights_lr`` is given.
+        weights_lr: rate of the decoder weights and learned tensors (default ``lr``).
         grad_clip: global gradient-norm clip.
         preset: decoder preset for a new model (``"tiny"`` or ``"full"``).
-        checkpoint_every: steps between checkpoints, validation, samples and the picture
+        checkpoint_every: steps between validations, checkpoints, samples and the picture
             (also at the last step).
         resume: continue from ``out_dir/checkpoint.safetensors`` when present.
         progress: tqdm progress bar (rank 0).
@@ -224,6 +177,9 @@ def train(
         reverb_s: reverb length of a new model.
         seed: seeds the model initialisation and batch order.
         pitch_method: f0 tracker for the validation metrics.
+        max_seconds: wall-clock budget of this call (``dspfx train --minutes``); the run stops
+            cleanly, validated and checkpointed.
+        keep_best: end at the state with the lowest validation spectral loss (else the last).
 
     Returns:
         :class:`TrainResult`.
@@ -232,10 +188,12 @@ def train(
         ValueError: an empty dataset, a dataset at another sample rate than the model, bad
             settings, a checkpoint of another kind or size.
     """
+    from dspfx.checks import positive_int
+    from dspfx.fitting.loop import distributed, optimise
+
     for name, value in (("steps", steps), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every),
                         ("decay_steps", decay_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        positive_int(value, name)
     if not (lr > 0 and 0 < decay <= 1 and grad_clip > 0):
         raise ValueError(
             f"need lr > 0, 0 < decay <= 1, grad_clip > 0; got lr={lr}, decay={decay}, grad_clip={grad_clip}"
@@ -244,12 +202,10 @@ def train(
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty (no windows): prepare it from a folder of recordings first")
     valid = _as_dataset(valid_data) if valid_data is not None else dataset
-    distributed = _is_distributed()
-    rank = torch.distributed.get_rank() if distributed else 0
-    world = torch.distributed.get_world_size() if distributed else 1
+    active, rank, world = distributed()
     writer = rank == 0
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if distributed and dev.type == "cuda" and device is None:
+    if active and dev.type == "cuda" and device is None:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
     sample_rate = getattr(dataset, "sample_rate", None)
@@ -269,103 +225,66 @@ def train(
             f"needs frames * {model.hop} samples"
         )
     model.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     out = Path(out_dir)
-    ckpt = out / "checkpoint.safetensors"
-    step, history, metrics = 0, [], []
-    if resume and ckpt.exists():
-        step, history, metrics = _read_checkpoint(ckpt, model, optimizer)
     if writer:
         (out / "samples").mkdir(parents=True, exist_ok=True)
-    net: torch.nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=True)
-    valid_batch = _batch(valid, list(range(min(valid_windows, len(valid)))), dev) if writer else None
+    valid_batch = _batch(valid, list(range(min(valid_windows, len(valid)))), dev)
     sample_every = sample_every or checkpoint_every
-    bar = None
-    if progress and writer:
-        from tqdm.auto import tqdm
+    metrics_path = out / "metrics.json"
+    metrics: list[dict[str, Any]] = []
+    if resume and (out / "checkpoint.safetensors").exists() and metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
 
-        bar = tqdm(total=steps, initial=step, desc="train", unit="step")
+    def loss_fn(step: int) -> Tensor:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        order = torch.randint(len(dataset), (world * batch_size,), generator=gen).tolist()
+        batch = _batch(dataset, order[rank * batch_size: (rank + 1) * batch_size], dev)
+        audio = model(batch["f0_hz"], batch["loudness_db"])
+        return spectral_loss(audio[:, 0], batch["audio"][..., : audio.shape[-1]])
 
-    def finish_interval(at: int) -> None:
-        m = validate(model, valid_batch, pitch_method)
-        m["step"] = at
-        metrics.append(m)
-        _write_checkpoint(ckpt, model, optimizer, at, history, metrics)
-        model.save(out / "model.safetensors")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        _loss_picture(out / "loss.png", history, metrics)
+    def validation_loss() -> float:
+        render = model(valid_batch["f0_hz"], valid_batch["loudness_db"])[:, 0]
+        return float(spectral_loss(render, valid_batch["audio"][..., : render.shape[-1]]))
 
     def write_samples(at: int) -> None:
         from dspfx.io import write_audio
+        from dspfx.plot import comparison
 
         with torch.no_grad():
             render = model(valid_batch["f0_hz"][:1], valid_batch["loudness_db"][:1])[0]
         write_audio(out / "samples" / f"step{at:07d}-render.wav", render.cpu(), model.sample_rate)
         write_audio(out / "samples" / f"step{at:07d}-target.wav", valid_batch["audio"][:1].cpu(), model.sample_rate)
-        from dspfx.plot import comparison
-
         target = valid_batch["audio"][0, : render.shape[-1]].cpu()
         comparison(out / "samples" / f"step{at:07d}.png", a=target, b=render[0, : target.shape[-1]].cpu(),
                    sample_rate=model.sample_rate, title=f"step {at}", labels=("target", "render"))
 
-    t0, start_step = time.perf_counter(), step
-    net.train()
-    while step < steps:
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        order = torch.randint(len(dataset), (world * batch_size,), generator=gen).tolist()
-        batch = _batch(dataset, order[rank * batch_size: (rank + 1) * batch_size], dev)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * decay ** (step / decay_steps)
-        audio = net(batch["f0_hz"], batch["loudness_db"])
-        loss = spectral_loss(audio[:, 0], batch["audio"][..., : audio.shape[-1]])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if torch.isfinite(grad_norm):
-            optimizer.step()
-        value = loss.detach()
-        if distributed:
-            torch.distributed.all_reduce(value)
-            value = value / world
-        history.append(float(value))
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            rate = (step - start_step) / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{history[-1]:.3f}", steps_per_s=f"{rate:.2f}")
-        if writer:
-            if step % sample_every == 0 or step == steps:
-                write_samples(step)
-            if step % checkpoint_every == 0 or step == steps:
-                finish_interval(step)
-    if bar is not None:
-        bar.close()
-    if distributed:
-        _check_ranks_agree(model, world)
-        torch.distributed.barrier()
-    return TrainResult(model=model, step=step, history=history, metrics=metrics[-1] if metrics else {}, out_dir=out,
-                       world_size=world)
+    def on_step(step: int, loss: float, module: torch.nn.Module) -> None:
+        at = step + 1
+        if writer and at % sample_every == 0 and at % checkpoint_every != 0:
+            write_samples(at)
 
+    def on_checkpoint(at: int, run: Any) -> None:
+        if at % sample_every == 0 or at == steps or run.stopped != "steps":
+            write_samples(at)
+        m = validate(model, valid_batch, pitch_method)
+        m["step"] = at
+        metrics.append(m)
+        model.save(out / "model.safetensors")
+        with atomic_path(metrics_path) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+        _loss_picture(out / "loss.png", run.history, metrics)
 
-def _check_ranks_agree(model: torch.nn.Module, world: int) -> None:
-    """Every rank must end with the same weights (DDP averages gradients and starts from rank 0's
-    weights); a desynchronised run would otherwise save rank 0's model silently. Compares a
-    float64 fingerprint of each parameter (sum, sum of squares, a position-weighted sum) across
-    ranks and raises if any differs."""
-    with torch.no_grad():
-        rows = []
-        for p in model.parameters():
-            v = p.detach().double().flatten()
-            w = torch.arange(1, v.numel() + 1, dtype=torch.float64, device=v.device) / v.numel()
-            rows.append(torch.stack([v.sum(), v.square().sum(), (v * w).sum()]))
-        mine = torch.stack(rows)
-        gathered = [torch.empty_like(mine) for _ in range(world)]
-        torch.distributed.all_gather(gathered, mine)
-    for r, theirs in enumerate(gathered):
-        if not torch.equal(theirs, gathered[0]):
-            raise RuntimeError(f"distributed training: rank {r}'s weights differ from rank 0's after training (a desynchronised run)")
+    model.train()
+    run = optimise(
+        model, loss_fn, steps=steps, lr=lr, weights_lr=weights_lr, schedule="exponential", decay=decay,
+        decay_steps=decay_steps, grad_clip=grad_clip, validate=validation_loss, validate_every=checkpoint_every,
+        restore_best=keep_best, max_seconds=max_seconds, progress=progress, desc="train", callback=on_step,
+        checkpoint=out / "checkpoint.safetensors", checkpoint_every=checkpoint_every,
+        checkpoint_config={"model": model.config(), "batch_size": batch_size, "seed": seed},
+        resume=resume, on_checkpoint=on_checkpoint,
+    )
+    if writer and keep_best:
+        model.save(out / "model.safetensors")  # the best state, which the run ended at
+    return TrainResult(model=model, step=run.steps, history=run.history, metrics=metrics[-1] if metrics else {},
+                       out_dir=out, world_size=world, stopped=run.stopped, best_step=run.best_step,
+                       skipped_steps=run.skipped_steps)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from dspfx.ddsp.model import DDSPModel
+from dspfx.functional.conversions import hz_to_midi, midi_to_hz
 
 __all__ = [
     "bundled_models", "resolve_model", "load_model", "transfer", "octave_shift_toward", "quantile_match",
@@ -100,7 +101,7 @@ def octave_shift_toward(f0_hz: Any, mask: Any, target_midi: float) -> int:
     sel = sel[sel > 0]
     if sel.size == 0:
         return 0
-    mean = float(np.mean(12.0 * np.log2(sel / 440.0) + 69.0))
+    mean = float(np.mean(hz_to_midi(sel)))
     return int(np.round((float(target_midi) - mean) / 12.0))
 
 
@@ -253,9 +254,9 @@ def transfer(
         new_loud = quantile_match(loud_np, mask, stats["loudness_quantiles_db"], stats.get("quantile_levels"))
         new_loud[~mask] -= quiet_db * (1.0 - np.clip(ratio[~mask], 0.0, 1.0))
     if autotune:
-        midi = 12.0 * np.log2(np.maximum(new_f0, 1e-3) / 440.0) + 69.0
+        midi = hz_to_midi(np.maximum(new_f0, 1e-3))
         tuned = autotune_midi(midi, tuning_offset(midi, conf_np, mask), float(autotune))
-        new_f0 = 440.0 * 2.0 ** ((tuned - 69.0) / 12.0)
+        new_f0 = midi_to_hz(tuned)
     new_f0 = new_f0 * 2.0**pitch_shift_octaves
     new_loud = np.clip(new_loud + loudness_shift_db, -80.0, 0.0)
     ref = next(model.parameters())

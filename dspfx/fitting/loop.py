@@ -423,7 +423,7 @@ def _read_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optim
         raise ValueError(f"{path} is not a dspfx training checkpoint (format {metadata.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
     stored = json.loads(metadata.get("config", "null"))
     if stored != json.loads(json.dumps(config)):
-        raise ValueError(f"{path} is the checkpoint of another job (its settings differ from this one's); use another folder")
+        raise ValueError(f"{path} is the checkpoint of another job (a model of another size or other settings); use another folder")
     device = next(module.parameters()).device
     own = module.state_dict()
     wanted = {k[7:]: v for k, v in tensors.items() if k.startswith("module.")}

@@ -1,4 +1,5 @@
-"""Level conversions between decibels and linear amplitude or power.
+"""Conversions: levels between decibels and linear amplitude or power, and pitch between Hz
+and MIDI note numbers (the one pair the whole package uses).
 
 All functions are differentiable and keep the dtype and device of tensor inputs; python numbers
 become tensors of torch's default dtype (float32 unless changed).
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["db_to_gain", "gain_to_db", "power_to_db"]
+__all__ = ["db_to_gain", "gain_to_db", "power_to_db", "hz_to_midi", "midi_to_hz"]
 
 
 def _as_float_tensor(value: Tensor | float | int, name: str) -> Tensor:
@@ -93,3 +95,26 @@ def power_to_db(power: Tensor | float, floor_db: float = -120.0) -> Tensor:
     power_t = _as_float_tensor(power, "power")
     floor = _floor_value(floor_db, 10.0)
     return 10.0 * torch.log10(torch.clamp(power_t, min=floor))
+
+
+def hz_to_midi(f0_hz: Tensor | np.ndarray | float) -> Tensor | np.ndarray | float:
+    """MIDI note number of a frequency: ``12 log2(f / 440) + 69``, floored at 0 (0 Hz and
+    anything below 8.18 Hz read 0, as DDSP's ``hz_to_midi``).
+
+    Tensors stay tensors (differentiable, dtype and device kept), numpy arrays stay arrays,
+    python numbers give a float.
+    """
+    if isinstance(f0_hz, Tensor):
+        return (12.0 * torch.log2(f0_hz.clamp_min(1e-6) / 440.0) + 69.0).clamp_min(0.0)
+    midi = 12.0 * np.log2(np.maximum(np.asarray(f0_hz, dtype=np.float64), 1e-6) / 440.0) + 69.0
+    midi = np.maximum(midi, 0.0)
+    return float(midi) if np.ndim(midi) == 0 and not isinstance(f0_hz, np.ndarray) else midi
+
+
+def midi_to_hz(midi: Tensor | np.ndarray | float) -> Tensor | np.ndarray | float:
+    """Frequency in Hz of a MIDI note number: ``440 * 2 ** ((midi - 69) / 12)``; same types
+    in and out as :func:`hz_to_midi`."""
+    if isinstance(midi, Tensor):
+        return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+    hz = 440.0 * 2.0 ** ((np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
+    return float(hz) if np.ndim(hz) == 0 and not isinstance(midi, np.ndarray) else hz

@@ -126,7 +126,7 @@ def test_renders_unseen_settings_after_training_on_captures_of_a_hidden_amp():
         model = KnobConditioned(amp("bassman", SR), settings=("gain", "treble"))
         if kind == "plain":
             model.net.requires_grad_(False)
-        result = model.fit_captures(captures, steps=80, batch_size=4, segment_samples=1024, progress=False)
+        result = model.fit_captures(captures, steps=80, batch_size=4, segment_s=1024 / SR, progress=False)
         assert result.latency_samples == [0, 0, 0, 0] and len(result.esr) == 4
         with torch.no_grad():
             held_out[kind] = float(esr(model(di_test, unseen), target))

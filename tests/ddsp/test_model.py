@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import dspfx
-from dspfx.ddsp.model import DDSPModel, Decoder, exp_sigmoid, hz_to_midi, midi_to_hz, spectral_loss
+from dspfx.ddsp.model import DDSPModel, Decoder, exp_sigmoid, spectral_loss
+from dspfx.functional.conversions import hz_to_midi, midi_to_hz
 from dspfx.ddsp.features import loudness_db
 
 SR = 16000

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import Frames, control_frames, split_frames, upsample_control
 from dspfx.checks import check_finite
 
 __all__ = ["KNOB_MARGIN", "Knob", "Unit", "Stream", "check_audio"]
@@ -224,8 +224,13 @@ class Unit(nn.Module):
     #: Controls a call may give that are not knobs: audio-rate signals (a sidechain) or
     #: multi-dimensional frames (a harmonic distribution, band magnitudes). They reach
     #: process() as given, under their names; the unit checks and shapes them (see
-    #: dspfx.functional.as_control / upsample_control). Missing ones are absent from controls.
+    #: dspfx.functional.control_frames / upsample_control). Missing ones are absent from controls.
+    #: Frame-rate ones may arrive as dspfx.functional.Frames (from a Stream: the values with
+    #: the previous block's), which control_frames unpacks.
     extra_controls: ClassVar[tuple[str, ...]] = ()
+    #: The extra controls that are not on the frame grid (audio-rate signals, static arrays):
+    #: a Stream's Frames wrapper is taken off before process() sees them.
+    unframed_controls: ClassVar[tuple[str, ...]] = ()
     _class_knobs: ClassVar[dict[str, Knob]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -532,16 +537,19 @@ class Unit(nn.Module):
         """Resolve this unit's own knobs to audio-rate control tensors (batch|1, 1, n|1).
 
         ``overrides`` are physical values given in the call: floats, (batch,) tensors, or frames
-        (batch, frames) spread evenly over the block and upsampled linearly. Override values
-        are checked to lie inside the knob's range.
+        (batch, frames) on the block's causal hop grid (frame ``i`` reached at sample ``(i + 1)
+        n / frames - 1``, from the previous block's last frame when a :class:`Frames` carries
+        it; :func:`dspfx.functional.upsample_control`). Override values are checked to lie
+        inside the knob's range.
         """
         out: dict[str, Tensor] = {}
         for key, knob in self._knobs.items():
             if key in overrides:
-                c = as_control(overrides[key], batch, name=f"{self.label}.{key}", dtype=self.dtype, device=self.device)
+                c, previous = control_frames(overrides[key], batch, name=f"{self.label}.{key}", dtype=self.dtype,
+                                             device=self.device)
                 _check_control_range(c, knob, f"{self.label}.{key}")
-                if c.shape[1] > 1:
-                    c = upsample_control(c, n_samples)
+                if c.shape[1] > 1 or previous is not None:
+                    c = upsample_control(c, n_samples, mode="causal", previous=previous)
                 out[key] = c.squeeze(-1).unsqueeze(1)  # (batch|1, 1, frames|n)
             else:
                 out[key] = self._knob_control(key)
@@ -628,11 +636,14 @@ class Unit(nn.Module):
             batch, n = x.shape[0], x.shape[-1]
         else:
             batch = _control_batch(controls, self.extra_controls)
-            n = n_samples if n_samples is not None else self.default_length(controls)
+            n = n_samples if n_samples is not None else self.default_length({k: split_frames(v)[0] for k, v in controls.items()})
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"{self.label}: n_samples must be an int >= 1, got {n!r}")
         own, per_child = self.split_controls(controls)
         extras = {k: own.pop(k) for k in self.extra_controls if k in own}
+        for k in self.unframed_controls:
+            if k in extras:
+                extras[k] = split_frames(extras[k])[0]
         resolved: dict[str, Any] = self.controls(own, batch, n)
         if x is None:  # a synth learns its block length from its controls: all audio-rate views
             resolved = {k: c.expand(*c.shape[:-1], n) for k, c in resolved.items()}
@@ -682,6 +693,7 @@ def _control_batch(controls: Mapping[str, Any], extras: tuple[str, ...] = ()) ->
     (n_bands,), holds no batch)."""
     batch = 1
     for key, value in controls.items():
+        value = split_frames(value)[0]
         if isinstance(value, Tensor) and value.ndim >= (2 if key.rpartition(".")[2] in extras else 1):
             batch = max(batch, int(value.shape[0]))
     return batch
@@ -694,8 +706,14 @@ class Stream:
     >>> for block in blocks:                # each (1, 2, n), any n
     ...     out = stream(block)
 
-    Rendering a signal in blocks of any size equals the offline render (static knobs).
-    Controls given to a call apply to that block only (frames spread over the block).
+    Rendering a signal in blocks of any size equals the offline render, with time-varying
+    controls too: a control given to a call holds that block's frames (``(batch, frames)``,
+    ``(batch, frames, dims)``), on the block's causal hop grid, and the stream hands the unit
+    the frames given to the previous call along with them (:class:`dspfx.functional.Frames`),
+    so each block starts from where the last one ended. Split the offline frames into
+    consecutive groups and render each group's share of the samples (frames x hop), and the
+    blocks equal the offline render. A number or a ``(batch,)`` tensor is a constant for its
+    block (no ramp from the previous block).
     """
 
     def __init__(self, unit: Unit, batch: int = 1, channels: int = 1) -> None:
@@ -706,11 +724,29 @@ class Stream:
         self.channels = channels
         self.state = unit.init_state(batch, channels)
         self.samples_done = 0
+        self.last_frames: dict[str, Any] = {}
 
     def reset(self) -> None:
         """Start again from the initial state."""
         self.state = self.unit.init_state(self.batch, self.channels)
         self.samples_done = 0
+        self.last_frames = {}
+
+    def _with_previous(self, controls: dict[str, Any]) -> dict[str, Any]:
+        """Wrap each time-varying control (a tensor or array of 2 or more dims) with the value
+        given for it to the previous block; remember this block's values for the next."""
+        out: dict[str, Any] = {}
+        remembered: dict[str, Any] = {}
+        for path, value in controls.items():
+            if isinstance(value, Frames):
+                raise TypeError(f"Stream({self.unit.label}): give {path!r} as plain frames; the stream adds the previous block's")
+            if getattr(value, "ndim", 0) >= 2:
+                out[path] = Frames(value, self.last_frames.get(path))
+                remembered[path] = value
+            else:
+                out[path] = value
+        self.last_frames = remembered
+        return out
 
     def __call__(self, x: Tensor | None = None, n_samples: int | None = None, **controls: Any) -> Tensor:
         if x is not None:
@@ -722,6 +758,6 @@ class Stream:
                 )
         elif not self.unit.is_synth:
             raise TypeError(f"Stream({self.unit.label}): an effect needs an input block")
-        y, self.state = self.unit.render_block(x, controls, self.state, n_samples=n_samples)
+        y, self.state = self.unit.render_block(x, self._with_previous(controls), self.state, n_samples=n_samples)
         self.samples_done += y.shape[-1]
         return y

@@ -131,10 +131,12 @@ def test_control_overrides_knob_in_every_accepted_shape():
     per_batch = unit(x, gain_db=torch.tensor([0.0, -20.0]))
     assert torch.allclose(per_batch[:, 0, 0], torch.tensor([1.0, 0.1]))
     ramp = unit(x, gain_db=torch.tensor([[0.0, -20.0], [-20.0, -20.0]]))  # (batch, frames)
-    # frames spread evenly: first sample at frame 0, last at frame 1, linear in dB between
+    # the causal hop grid (hop 50): frame 0 held until sample 49, then linear in dB up to frame
+    # 1 at sample 99
     assert float(ramp[0, 0, 0]) == pytest.approx(1.0)
+    assert float(ramp[0, 0, 49]) == pytest.approx(1.0)
     assert float(ramp[0, 0, -1]) == pytest.approx(0.1)
-    assert float(ramp[0, 0, 50]) == pytest.approx(10 ** (-20 * 50 / 99 / 20), rel=1e-5)
+    assert float(ramp[0, 0, 74]) == pytest.approx(10 ** (-20 * 25 / 50 / 20), rel=1e-5)
     assert torch.allclose(ramp[1], 0.1 * x[1])
     assert unit.knobs()["gain_db"] == 0.0  # the knob itself is untouched
 
@@ -317,7 +319,7 @@ class _Weighted(Unit):
         y = x * controls["level"]
         if "weights" in controls:
             w = as_control(controls["weights"], x.shape[0], dims=x.shape[1], name="weights", dtype=x.dtype)
-            y = y * upsample_control(w, x.shape[-1]).transpose(1, 2)  # (batch, channels, samples)
+            y = y * upsample_control(w, x.shape[-1], mode="causal").transpose(1, 2)  # (batch, channels, samples)
         return y, state
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from dspfx.chain import Container
 from dspfx.checks import positive_number
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import Frames, as_control, split_frames, upsample_control
 from dspfx.registry import register
 from dspfx.unit import Unit
 
@@ -43,6 +43,12 @@ def _front_panel_names() -> tuple[str, ...]:
     from dspfx.amps.amp import FRONT_PANEL
 
     return tuple(FRONT_PANEL)
+
+
+def _first_frame(value: Any) -> Any:
+    """The first frame of a setting's value: a ``(batch, frames)`` tensor's column 0, else the
+    value itself (a number or ``(batch,)`` is constant)."""
+    return value[:, :1] if getattr(value, "ndim", 0) >= 2 else value
 
 
 def _check_setting_value(name: str, value: Any, where: str) -> float:
@@ -339,7 +345,7 @@ class KnobConditioned(Container):
             columns.append(c)
         b = max(c.shape[0] for c in columns)
         frames = max(c.shape[1] for c in columns)
-        columns = [upsample_control(c, frames) if c.shape[1] != frames else c for c in columns]
+        columns = [upsample_control(c, frames, mode="causal") if c.shape[1] != frames else c for c in columns]
         return torch.cat([c.expand(b, frames, 1) for c in columns], dim=-1)
 
     def knob_controls(self, settings: Any = None, batch: int = 1) -> dict[str, Tensor]:
@@ -411,7 +417,16 @@ class KnobConditioned(Container):
         own, per_child = self.split_controls(controls)
         batch = x.shape[0] if x is not None else 1
         child = dict(per_child.get("amp", {}))
-        for path, value in self.knob_controls(own, batch).items():
+        current = {k: split_frames(v)[0] for k, v in own.items()}
+        before = {k: split_frames(v)[1] for k, v in own.items()}
+        knobs = self.knob_controls(current, batch)
+        if any(v is not None for v in before.values()):
+            # a stream's previous block: its settings' last frame through the network gives the
+            # knob frame each conditioned knob starts this block from
+            start = {k: before[k] if before[k] is not None else _first_frame(current[k]) for k in current}
+            last = self.knob_controls(start, batch)
+            knobs = {path: Frames(value, last[path][:, -1:]) for path, value in knobs.items()}
+        for path, value in knobs.items():
             child.setdefault(path, value)  # a control given by path wins over the network
         y, amp_state = self.units["amp"].render_block(x, child, state["amp"], n_samples=n_samples)
         return y, {"amp": amp_state}

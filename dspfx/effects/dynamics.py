@@ -72,6 +72,7 @@ class _KeyedUnit(_Dynamics):
     """A unit whose detector can listen to a key signal given as the ``sidechain`` control."""
 
     extra_controls = ("sidechain",)
+    unframed_controls = ("sidechain",)
 
     def _sidechain(self, x: Tensor, controls: Mapping[str, Any]) -> Tensor | None:
         """The call's key signal, checked against the input, or None."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control
+from dspfx.functional.control import control_frames
 from dspfx.functional.filters import (
     NYQUIST_MARGIN_HZ,
     ONE_POLE_MODES,
@@ -502,22 +502,25 @@ class FIR(Unit):
 
 
     def process(self, x: Tensor, controls: dict[str, Any], state: Any) -> tuple[Tensor, Any]:
-        """``controls["magnitudes"]``, when the call gives it: frames spread over the block,
-        ``(batch|1, frames, n_bands)`` (or ``(n_bands,)``, ``(batch, n_bands)``)."""
+        """``controls["magnitudes"]``, when the call gives it: frames on the block's causal hop
+        grid, ``(batch|1, frames, n_bands)`` (or ``(n_bands,)``, ``(batch, n_bands)``)."""
         frames = controls.get("magnitudes")
+        previous_taps = None
         if frames is not None:
-            mags = as_control(
+            mags, previous = control_frames(
                 frames, x.shape[0], dims=self.n_bands, name="fir.magnitudes", dtype=self.dtype, device=self.device
             )
             self._check_magnitudes(mags, "fir.magnitudes control values")
-            if mags.shape[1] > 1 and not (torch.is_grad_enabled() and mags.requires_grad):
+            if previous is not None:
+                previous_taps = self.impulse_response(previous)
+            elif mags.shape[1] > 1 and not (torch.is_grad_enabled() and mags.requires_grad):
                 # constant frames: design once and convolve once (the time-varying path's
                 # interpolation of equal frames gives the same response at every sample)
                 if bool((mags == mags[:, :1]).all()):
                     mags = mags[:, :1]
         else:
             mags = self.magnitudes.reshape(1, 1, self.n_bands)
-        return fir_filter(x, self.impulse_response(mags), state)
+        return fir_filter(x, self.impulse_response(mags), state, previous=previous_taps)
 
     def frequency_response(self, freqs_hz: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(freqs_hz, magnitude in dB) of the current magnitudes' taps; 512 log-spaced points by

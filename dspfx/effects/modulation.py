@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import control_frames, upsample_control
 from dspfx.functional.modulation import (
     LFO_SHAPES,
     delay_line_length,
@@ -62,7 +62,7 @@ class _ModulatedDelayUnit(Unit):
         given = controls.get("delay_ms")
         if given is None:
             return self.lfo_delay_ms(phases, controls)
-        c = as_control(given, batch, name=f"{self.label}.delay_ms", dtype=self.dtype, device=self.device)
+        c, previous = control_frames(given, batch, name=f"{self.label}.delay_ms", dtype=self.dtype, device=self.device)
         with torch.no_grad():
             lo, hi = float(c.min()), float(c.max())
         if lo < 0.0 or hi > self.max_delay_ms:
@@ -70,7 +70,8 @@ class _ModulatedDelayUnit(Unit):
                 f"control {self.label}.delay_ms spans {lo:g} .. {hi:g} ms, outside the line's range "
                 f"0 .. {self.max_delay_ms:g} ms"
             )
-        return upsample_control(c, n).reshape(c.shape[0], 1, n)
+        up = upsample_control(c, n, mode="causal", previous=previous)
+        return up.reshape(up.shape[0], 1, n)
 
     def feedback_and_mix(self, controls: dict[str, Any]) -> tuple[Tensor | float, Tensor | float]:
         return controls["feedback"], controls["mix"]

@@ -57,6 +57,7 @@ class NoiseReverb(Unit):
     name = "noise_reverb"
     category = "effect"
     extra_controls = ("decays_s", "gains_db")
+    unframed_controls = ("decays_s", "gains_db")
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dspfx.functional.control import as_control, upsample_control
+from dspfx.functional.control import control_frames, upsample_control
 from dspfx.functional.phaser import PhaserState, phaser, phaser_init_state
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -100,7 +100,8 @@ class Phaser(Unit):
         return phaser_init_state(batch, channels, self.n_stages, dtype=self.dtype, device=self.device)
 
     def _cutoff_control(self, value: Any, batch: int, n: int) -> Tensor:
-        c = as_control(value, batch, dims=1, name=f"{self.label}.cutoff_hz", dtype=self.dtype, device=self.device)
+        c, previous = control_frames(value, batch, dims=1, name=f"{self.label}.cutoff_hz", dtype=self.dtype,
+                                     device=self.device)
         with torch.no_grad():
             lo, hi = float(c.min()), float(c.max())
         nyquist = self.sample_rate / 2.0
@@ -109,8 +110,8 @@ class Phaser(Unit):
                 f"control {self.label}.cutoff_hz spans {lo:g} .. {hi:g} Hz; expected values in "
                 f"(0, {nyquist:g}) Hz (above 0 and below Nyquist at sample_rate {self.sample_rate})"
             )
-        if c.shape[1] > 1:
-            c = upsample_control(c, n)
+        if c.shape[1] > 1 or previous is not None:
+            c = upsample_control(c, n, mode="causal", previous=previous)
         return c.squeeze(-1).unsqueeze(1)  # (batch|1, 1, n|1)
 
     def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:

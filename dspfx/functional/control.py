@@ -1,41 +1,102 @@
 """Control signals: normalising user-given control values and upsampling them to audio rate.
 
-A control is a tensor shaped ``(batch, frames, dims)``: ``frames`` time steps spread evenly over
-the audio (frame 0 at sample 0, the last frame at the last sample), ``dims`` values per step
-(1 for a plain knob such as ``cutoff_hz``; more for e.g. harmonic amplitudes). A batch of 1
-broadcasts over the audio batch.
+A control is a tensor shaped ``(batch, frames, dims)``: ``frames`` time steps, ``dims`` values
+per step (1 for a plain knob such as ``cutoff_hz``; more for e.g. harmonic amplitudes). A batch
+of 1 broadcasts over the audio batch.
+
+Frame timing, the one convention of every unit (``mode="causal"``): ``F`` frames over a block of
+``n`` samples sit on a grid of hop ``h = n / F`` (a synth's own ``hop`` when it renders
+``frames * hop`` samples); frame ``i`` is reached at sample ``(i + 1) h - 1`` and approached
+linearly from frame ``i - 1`` over the ``h`` samples before it. Frame ``-1`` is the last frame
+of the previous block (:class:`Frames`, which :class:`dspfx.Stream` hands a unit), or frame 0
+itself at the start of a render. Nothing depends on a later frame, so a render in blocks of
+whole frames equals the render of all frames at once, time-varying controls included; the
+price is one hop of control latency (DDSP's timing). ``mode="align_corners"`` (frame 0 on
+sample 0, the last frame on the last sample) is kept for resampling a curve to a length.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["upsample_control", "as_control", "control_hop"]
+__all__ = ["upsample_control", "as_control", "control_frames", "control_hop", "Frames", "split_frames",
+           "frame_positions", "CONTROL_MODES"]
+
+#: Modes of :func:`upsample_control`.
+CONTROL_MODES = ("causal", "align_corners")
 
 
-def upsample_control(control: Tensor, n_samples: int) -> Tensor:
+class Frames(NamedTuple):
+    """A frame-rate control value together with the value given for the block before it.
+
+    :class:`dspfx.Stream` wraps every time-varying control it is given in one of these, so that
+    the unit that reads it can start the block from the previous block's last frame
+    (:func:`split_frames`). ``values`` and ``previous`` are as a user gives a control (numbers,
+    ``(batch, frames)``, ``(batch, frames, dims)`` ...); ``previous`` is None at the start.
+    """
+
+    values: Any
+    previous: Any = None
+
+
+def split_frames(value: Any) -> tuple[Any, Any]:
+    """``(values, previous)`` of a control value: a :class:`Frames` is unpacked, anything else
+    has no previous block (None)."""
+    if isinstance(value, Frames):
+        return value.values, value.previous
+    return value, None
+
+
+def frame_positions(frames: int, n_samples: int, mode: str, device: Any = None) -> tuple[Tensor, Tensor]:
+    """Where each of ``n_samples`` samples sits between control frames: ``(left, weight)``, the
+    index of the frame before it (int64) and the weight of the one after (float64), so that the
+    sample's value is ``c[left] + weight * (c[left + 1] - c[left])``.
+
+    ``mode="causal"``: ``frames`` counts the previous block's last frame as row 0 (``F + 1`` rows
+    for ``F`` new frames); sample ``t`` sits at ``(t + 1) F / n`` rows past row 0.
+    ``mode="align_corners"``: row 0 on sample 0, the last row on the last sample.
+    """
+    if mode not in CONTROL_MODES:
+        raise ValueError(f"mode must be one of {CONTROL_MODES}, got {mode!r}")
+    if frames < 2:
+        raise ValueError(f"frame_positions needs at least 2 frames to interpolate between, got {frames}")
+    t = torch.arange(n_samples, dtype=torch.float64, device=device)
+    if mode == "causal":
+        pos = (t + 1.0) * ((frames - 1) / n_samples)
+    else:
+        pos = t * ((frames - 1) / max(n_samples - 1, 1))
+    left = pos.floor().clamp(max=frames - 2).long()
+    return left, pos - left
+
+
+def upsample_control(control: Tensor, n_samples: int, *, mode: str, previous: Tensor | None = None) -> Tensor:
     """Upsample a control from frame rate to audio rate by linear interpolation.
-
-    Frames are spread evenly over the output: frame 0 lands on sample 0 and frame ``F - 1`` on
-    sample ``n_samples - 1`` (``torch.nn.functional.interpolate(mode="linear",
-    align_corners=True)`` over the time axis), so the endpoints are reproduced exactly.
 
     Args:
         control: ``(batch, frames, dims)`` tensor.
         n_samples: number of audio samples wanted (>= 1).
+        mode: ``"causal"`` (every unit's convention, see the module docstring: frame ``i`` is
+            reached at sample ``(i + 1) n / frames - 1``, approached from ``previous``) or
+            ``"align_corners"`` (frame 0 on sample 0, the last frame on the last sample:
+            ``torch.nn.functional.interpolate(mode="linear", align_corners=True)``).
+        previous: causal mode only: ``(batch|1, 1, dims)``, the frame before ``control``'s first
+            (the previous block's last); None: frame 0 itself (a render's start).
 
     Returns:
-        ``(batch, n_samples, dims)`` tensor, same dtype/device. With ``frames == 1`` it is an
-        expanded view (no copy); with ``frames == n_samples`` the input itself is returned.
-        Differentiable with respect to ``control``.
+        ``(batch, n_samples, dims)`` tensor, same dtype/device. With ``frames == 1`` (and no
+        ``previous``) it is an expanded view (no copy); with ``frames == n_samples`` in causal
+        mode or align_corners mode the input itself is returned (a causal hop of one sample
+        reaches every frame on its own sample). Differentiable with respect to ``control`` and
+        ``previous``.
 
     Raises:
-        ValueError: ``control`` is not 3-D, has no frames, or ``n_samples < 1``.
+        ValueError: ``control`` is not 3-D, has no frames, ``n_samples < 1``, an unknown mode, or
+            a ``previous`` frame of the wrong shape.
         TypeError: ``control`` is not a tensor or ``n_samples`` is not an int.
     """
     if not isinstance(control, Tensor):
@@ -49,22 +110,43 @@ def upsample_control(control: Tensor, n_samples: int) -> Tensor:
         )
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
         raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
+    if mode not in CONTROL_MODES:
+        raise ValueError(f"mode must be one of {CONTROL_MODES}, got {mode!r}")
     n_samples = int(n_samples)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     batch, frames, dims = control.shape
     if frames < 1:
         raise ValueError(f"control has no frames: shape {tuple(control.shape)}")
-    if frames == n_samples:
-        return control
-    if frames == 1:
-        return control.expand(batch, n_samples, dims)
     if not control.is_floating_point():
         control = control.to(torch.get_default_dtype())
-    upsampled = F.interpolate(
-        control.transpose(1, 2), size=n_samples, mode="linear", align_corners=True
-    )
-    return upsampled.transpose(1, 2)
+    if mode == "align_corners" or previous is None:
+        if frames == n_samples:
+            return control
+        if frames == 1:
+            return control.expand(batch, n_samples, dims)
+    if mode == "align_corners":
+        upsampled = F.interpolate(control.transpose(1, 2), size=n_samples, mode="linear", align_corners=True)
+        return upsampled.transpose(1, 2)
+    if previous is None:
+        previous = control[:, :1]
+    elif not isinstance(previous, Tensor) or previous.ndim != 3 or previous.shape[1] != 1 or previous.shape[2] != dims \
+            or previous.shape[0] not in (1, batch, max(batch, previous.shape[0])):
+        raise ValueError(
+            f"previous must be the frame before the block, shaped (batch|1, 1, {dims}), got "
+            f"{tuple(previous.shape) if isinstance(previous, Tensor) else type(previous).__name__}"
+        )
+    previous = previous.to(control.dtype)
+    rows = max(batch, previous.shape[0])
+    seq = torch.cat([previous.expand(rows, 1, dims), control.expand(rows, frames, dims)], dim=1)  # (B, F + 1, D)
+    if n_samples % frames == 0:  # a whole hop: one broadcast multiply-add, no gather
+        hop = n_samples // frames
+        w = torch.arange(1, hop + 1, dtype=seq.dtype, device=seq.device).div(hop).view(1, 1, hop, 1)
+        out = seq[:, :-1, None, :] + w * (seq[:, 1:, None, :] - seq[:, :-1, None, :])
+        return out.reshape(rows, n_samples, dims)
+    left, weight = frame_positions(frames + 1, n_samples, "causal", device=seq.device)
+    lo, hi = seq[:, left], seq[:, left + 1]
+    return lo + weight.to(seq.dtype).view(1, -1, 1) * (hi - lo)
 
 
 def check_signal(x: Any, name: str = "x") -> Tensor:
@@ -189,6 +271,27 @@ def as_control(
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"control {name!r} contains NaN or Inf values (shape {tuple(tensor.shape)})")
     return out
+
+
+def control_frames(
+    value: Any,
+    batch: int,
+    *,
+    dims: int = 1,
+    name: str = "control",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """A control value as ``(frames, previous)``: ``frames`` from :func:`as_control`, and the
+    previous block's last frame ``(batch|1, 1, dims)`` when the value is a :class:`Frames`
+    carrying one (else None). Hand both to :func:`upsample_control` (``mode="causal"``)."""
+    values, before = split_frames(value)
+    frames = as_control(values, batch, dims=dims, name=name, dtype=dtype, device=device)
+    if before is None:
+        return frames, None
+    previous = as_control(before, batch, dims=dims, name=f"{name} (previous block)", dtype=frames.dtype,
+                          device=frames.device)[:, -1:]
+    return frames, previous
 
 
 def control_hop(sample_rate: Any, hop: Any, owner: str) -> int:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dspfx.checks import check_sample_rate
+from dspfx.functional.control import frame_positions
 from dspfx.functional._compiled import as_numpy
 
 __all__ = [
@@ -1248,7 +1249,7 @@ def _as_fir_taps(impulse_responses: Tensor, x: Tensor) -> Tensor:
 
 
 def fir_filter(
-    x: Tensor, impulse_responses: Tensor, history: Tensor | None = None
+    x: Tensor, impulse_responses: Tensor, history: Tensor | None = None, *, previous: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """FIR filtering with explicit state; the impulse response may change over time.
 
@@ -1257,10 +1258,13 @@ def fir_filter(
     :func:`dspfx.functional.convolution.fft_convolve` when one response serves the whole batch
     and it has >= 32 taps and the block >= 16 x taps, else ``torch.nn.functional.conv1d``).
 
-    Time-varying (``frames >= 2`` impulse responses spread evenly over the block, frame 0 at
-    sample 0 and the last frame at the last sample, like every control): the impulse response at
-    sample ``n`` is the linear interpolation of the two frames around ``n`` (the same linear
-    upsampling as :func:`dspfx.functional.upsample_control`), ``y[n] = sum_k h_n[k] x[n - k]``.
+    Time-varying (``frames >= 2`` impulse responses, or a ``previous`` one): frames on the
+    block's causal hop grid like every control (frame ``i`` reached at sample ``(i + 1) n /
+    frames - 1``, approached from ``previous``, the previous block's last response, or from
+    frame 0 at a render's start); the impulse response at sample ``n`` is the linear
+    interpolation of the two frames around ``n`` (the same linear upsampling as
+    :func:`dspfx.functional.upsample_control` in ``mode="causal"``), ``y[n] = sum_k h_n[k]
+    x[n - k]``.
     It is computed without building ``h_n`` for every sample: by linearity
     ``y[n] = (1 - t) (h_j * x)[n] + t (h_{j+1} * x)[n]`` on the samples between frames ``j`` and
     ``j + 1``, each segment convolved by FFT with both of its frames' responses. Each output
@@ -1273,6 +1277,11 @@ def fir_filter(
             the same response for every channel.
         history: the ``n_taps - 1`` input samples before the block, ``(batch, channels,
             n_taps - 1)``, most recent first (as in :func:`iir`); ``None`` means zeros.
+        previous: the response in force at the end of the previous block, ``(n_taps,)``,
+            ``(batch|1, n_taps)`` or ``(batch|1, frames, n_taps)`` (its last frame is used).
+
+    Devices and gradients: any torch device (torch ops only); differentiable w.r.t. ``x``, the
+    responses, ``previous`` and the history.
 
     Returns:
         ``(y, history)``: ``y`` shaped like ``x`` and the history after the block, so that
@@ -1296,10 +1305,24 @@ def fir_filter(
     new_history = x_ext[..., x_ext.shape[-1] - order :].flip(-1) if order > 0 else history
     if n == 0:
         return x, new_history
-    if n == 1 or h.shape[1] == 1:
+    frames = h.shape[1]
+    if previous is not None and frames == n:
+        previous = None  # a hop of one sample reaches every frame on its own sample
+    if previous is None and frames == 1:
         y = _fir_static(x_ext, h[:, 0], n)
+    elif n == 1:  # one sample, the hop's end: the last frame
+        y = _fir_static(x_ext, h[:, -1], n)
+    elif previous is None and frames == n:  # one response per sample
+        j0, w = frame_positions(n, n, "align_corners", device=x.device)
+        y = _fir_time_varying(x_ext, h, n, j0, w)
     else:
-        y = _fir_time_varying(x_ext, h, n)
+        prev = h[:, :1] if previous is None else _as_fir_taps(previous, x)[:, -1:]
+        if prev.shape[-1] != n_taps:
+            raise ValueError(f"previous holds {prev.shape[-1]}-tap responses, the block {n_taps}-tap ones")
+        rows = max(prev.shape[0], h.shape[0])
+        h_ext = torch.cat([prev.expand(rows, 1, n_taps), h.expand(rows, frames, n_taps)], dim=1)
+        j0, w = frame_positions(frames + 1, n, "causal", device=x.device)
+        y = _fir_time_varying(x_ext, h_ext, n, j0, w)
     return y, new_history
 
 
@@ -1335,15 +1358,13 @@ def _fir_static(x_ext: Tensor, h: Tensor, n: int) -> Tensor:
     return y.reshape(batch, channels, n)
 
 
-def _fir_time_varying(x_ext: Tensor, h: Tensor, n: int) -> Tensor:
-    """Per-sample linearly interpolated impulse responses, segment by segment (see fir_filter)."""
+def _fir_time_varying(x_ext: Tensor, h: Tensor, n: int, j0: Tensor, weight: Tensor) -> Tensor:
+    """Per-sample linearly interpolated impulse responses, segment by segment (see fir_filter):
+    sample i lies between rows ``j0[i]`` and ``j0[i] + 1`` of ``h``, at fraction ``weight[i]``."""
     batch, channels, _ = x_ext.shape
     frames, n_taps = h.shape[1], h.shape[2]
     device = x_ext.device
-    # sample i lies between frames j0 and j0 + 1, at fraction t (float64 positions).
-    pos = torch.arange(n, dtype=torch.float64, device=device) * ((frames - 1) / (n - 1))
-    j0 = pos.floor().clamp(max=frames - 2).long()
-    t = (pos - j0).to(x_ext.dtype)
+    t = weight.to(x_ext.dtype)
     counts = torch.bincount(j0, minlength=frames - 1)
     starts = torch.cumsum(counts, 0) - counts
     seg_len = int(counts.max())

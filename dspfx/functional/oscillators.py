@@ -128,15 +128,17 @@ def harmonic_synthesis(
     initial_phase: Tensor | None = None,
     inharmonicity: float = 0.0,
     normalize: bool = True,
+    previous: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Additive synthesis of (stiff-string) harmonics of ``f0_hz``, at audio rate.
 
     ``y[i] = amplitude[i] * sum_k w_k[i] sin(2 pi phase_k[i])`` with ``f_k = k f0 sqrt(1 + B k^2)``,
     ``w`` = the distribution with partials at or above Nyquist zeroed and (``normalize``)
     renormalised to sum 1 at every sample (DDSP). The distribution may be given per sample
-    (``frames == n``), constant (``frames == 1``) or at any frame rate: frames spread evenly over
-    the block and interpolated linearly, as :func:`dspfx.functional.control.upsample_control`
-    does, but without materialising the ``(batch, n, K)`` upsampled weights.
+    (``frames == n``), constant (``frames == 1``) or at any frame rate: frames on the block's causal
+    hop grid, interpolated linearly from ``previous`` (the previous block's last frame), as
+    :func:`dspfx.functional.control.upsample_control` does in ``mode="causal"``, but without
+    materialising the ``(batch, n, K)`` upsampled weights.
 
     Harmonic case (B = 0): only the fundamental's phase is accumulated (float64, wrapped), and on
     the CPU a compiled loop (numba, float64) sums the harmonics with ``sin(k theta)`` from the
@@ -157,6 +159,12 @@ def harmonic_synthesis(
         initial_phase: cycles; ``(batch, 1)`` (harmonic) or ``(batch, K)`` (inharmonic); default 0.
         inharmonicity: B >= 0.
         normalize: renormalise the kept partials to sum 1 (False: use the weights as given).
+        previous: ``(batch|1, 1, K)``, the distribution's frame before the block (default: its
+            first frame).
+
+    Devices and gradients: CPU (compiled kernel with an exact adjoint) and any torch device
+    (torch path); differentiable w.r.t. ``f0_hz``, ``amplitude``, ``harmonic_distribution`` and
+    ``previous``.
 
     Returns:
         ``(y, final_phase)``: y ``(batch, n)`` in the working dtype; final_phase like
@@ -166,6 +174,19 @@ def harmonic_synthesis(
     n = f0_hz.shape[-1]
     dtype = harmonic_distribution.dtype
     frames = harmonic_distribution.shape[-2]
+    if previous is not None and frames == n:
+        previous = None  # a hop of one sample reaches every frame on its own sample
+    if previous is not None or 1 < frames < n:
+        from dspfx.functional.control import upsample_control
+
+        prev = harmonic_distribution[..., :1, :] if previous is None else previous.to(dtype)
+        if frames + 1 == n or not (not inharmonicity and _COMPILED_BANK and f0_hz.device.type == "cpu"):
+            # per sample (the torch path, or F + 1 rows that would read as one row per sample)
+            harmonic_distribution = upsample_control(harmonic_distribution, n, mode="causal", previous=prev)
+        else:  # F + 1 rows, the previous frame first: read on the causal grid by _frame_positions
+            rows = max(prev.shape[0], harmonic_distribution.shape[0])
+            harmonic_distribution = torch.cat([prev.expand(rows, 1, K), harmonic_distribution.expand(rows, frames, K)], dim=-2)
+        frames = harmonic_distribution.shape[-2]
     on_cpu = f0_hz.device.type == "cpu" and harmonic_distribution.device.type == "cpu"
     if not inharmonicity and _COMPILED_BANK and on_cpu:
         fundamental, final = accumulate_phase(f0_hz, sample_rate, initial_phase, dim=-1)  # (batch, n) float64
@@ -177,10 +198,6 @@ def harmonic_synthesis(
         if normalize:  # renormalise the kept partials: divide the sum rather than every weight
             y = y / _kept_weight_sum(dist, kept, n).clamp_min(1e-30)
         return amplitude * y, final
-    if frames != n and frames != 1:
-        from dspfx.functional.control import upsample_control
-
-        harmonic_distribution = upsample_control(harmonic_distribution, n)
     ratios = harmonic_ratios(K, inharmonicity, dtype=torch.float64, device=f0_hz.device)
     # weights: at one time step when f0 and the distribution are constant over the block (expanded
     # views, as the unit makes them), else per sample
@@ -218,16 +235,18 @@ def _harmonics_below_nyquist(f0_hz: Tensor, n_harmonics: int, sample_rate: float
         return k.clamp(0, n_harmonics).to(torch.int64)
 
 
-def _frame_positions(frames: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left frame and weight of the right one per sample, frames spread over ``n`` samples.
-
-    Frame 0 on sample 0 and frame ``F - 1`` on sample ``n - 1`` (``align_corners=True`` linear
-    interpolation, as :func:`dspfx.functional.control.upsample_control`); ``F == 1``: constant."""
-    if frames == 1:
+def _frame_positions(rows: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left row and weight of the right one per sample: ``rows == 1`` constant, ``rows == n`` one
+    row per sample, else the previous frame and ``rows - 1`` frames on the causal hop grid
+    (:func:`dspfx.functional.control.frame_positions`, as harmonic_synthesis lays them out)."""
+    if rows == 1:
         return np.zeros(n, np.int64), np.zeros(n)
-    pos = np.arange(n, dtype=np.float64) * ((frames - 1) / max(n - 1, 1))
-    left = np.minimum(pos.astype(np.int64), frames - 2)
-    return left, pos - left
+    if rows == n:
+        return np.arange(n, dtype=np.int64).clip(max=n - 2), (np.arange(n) == n - 1).astype(np.float64)
+    from dspfx.functional.control import frame_positions
+
+    left, weight = frame_positions(rows, n, "causal")
+    return left.numpy(), weight.numpy()
 
 
 def _kept_weight_sum(dist: Tensor, kept: Tensor, n: int) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.functional.blep import accumulate_phase
-from dspfx.functional.control import as_control, control_hop, upsample_control
+from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.fm import (
     FM_ALGORITHMS,
     check_routing,
@@ -165,7 +165,8 @@ class FM(Unit):
 
     def _extra(self, controls: dict[str, Any], key: str, batch: int, n: int) -> Tensor:
         if key in controls:
-            c = as_control(controls[key], batch, dims=self.n_operators, name=f"fm.{key}", dtype=self.dtype, device=self.device)
+            c, previous = control_frames(controls[key], batch, dims=self.n_operators, name=f"fm.{key}", dtype=self.dtype,
+                                         device=self.device)
             if key in ("ratios", "indices", "feedback"):
                 with torch.no_grad():
                     low = float(c.min())
@@ -181,7 +182,7 @@ class FM(Unit):
                         f"fm.feedback is non-zero on operators {others} (only feedback_operators="
                         f"{self._feedback_ops} have feedback); give 0 there or set feedback_operators"
                     )
-            c = upsample_control(c, n)
+            c = upsample_control(c, n, mode="causal", previous=previous)
         else:
             p = getattr(self, key)
             if key == "ratios":

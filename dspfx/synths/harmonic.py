@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control, control_hop, upsample_control
+from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.oscillators import harmonic_synthesis, phase_dtype, sinusoidal_synthesis
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -129,17 +129,18 @@ class Harmonic(Unit):
         batch = state.shape[0]
         name = f"{self.label}.harmonic_distribution"
         if "harmonic_distribution" in controls:
-            dist = as_control(
+            dist, previous = control_frames(
                 controls["harmonic_distribution"], batch, dims=self.n_harmonics, name=name,
                 dtype=self.dtype, device=self.device,
             )
             _check_non_negative(dist, name, "relative harmonic amplitudes")
-            # frames as given: harmonic_synthesis interpolates them over the block (as
+            # frames as given: harmonic_synthesis interpolates them on the causal grid (as
             # upsample_control would) without materialising (batch, n, n_harmonics) weights
         else:
-            dist = self.distribution().reshape(1, 1, -1)
+            dist, previous = self.distribution().reshape(1, 1, -1), None
         y, phase = harmonic_synthesis(
-            f0, amplitude, dist, self.sample_rate, initial_phase=state, inharmonicity=self.inharmonicity
+            f0, amplitude, dist, self.sample_rate, initial_phase=state, inharmonicity=self.inharmonicity,
+            previous=previous,
         )
         if y.shape[0] != batch:
             y = y.expand(batch, n)
@@ -217,9 +218,10 @@ class Sinusoidal(Unit):
         if key not in controls:
             return None
         name = f"{self.label}.{key}"
-        c = as_control(controls[key], batch, dims=self.n_sinusoids, name=name, dtype=self.dtype, device=self.device)
+        c, previous = control_frames(controls[key], batch, dims=self.n_sinusoids, name=name, dtype=self.dtype,
+                                     device=self.device)
         _check_non_negative(c, name, what)
-        return upsample_control(c, n)
+        return upsample_control(c, n, mode="causal", previous=previous)
 
     def process(self, x: Tensor | None, controls: dict[str, Any], state: Tensor) -> tuple[Tensor, Tensor]:
         level = controls["level"][:, 0]  # (batch|1, n)

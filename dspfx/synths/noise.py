@@ -11,7 +11,7 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 
 from dspfx.effects.filters import FIR_MIN_MAGNITUDE, _softplus_inverse
-from dspfx.functional.control import as_control, control_hop
+from dspfx.functional.control import control_frames, control_hop
 from dspfx.functional.filters import fir_design_options, fir_filter, fir_from_magnitudes
 from dspfx.registry import register
 from dspfx.unit import Unit
@@ -211,14 +211,17 @@ class FilteredNoise(Unit):
         batch = history.shape[0]
         n = controls["n_samples"]
         value = controls.get("magnitudes")
+        previous_taps = None
         if value is None:
             mags = self.magnitudes.reshape(1, 1, self.n_bands)
         else:
-            mags = as_control(value, batch, dims=self.n_bands, name="filtered_noise.magnitudes",
-                              dtype=self.dtype, device=self.device)
+            mags, previous = control_frames(value, batch, dims=self.n_bands, name="filtered_noise.magnitudes",
+                                            dtype=self.dtype, device=self.device)
             self._check_magnitudes(mags, "filtered_noise.magnitudes control values")
+            if previous is not None:
+                previous_taps = fir_from_magnitudes(previous, self.n_taps, self.window)
         taps = fir_from_magnitudes(mags, self.n_taps, self.window)  # (B|1, frames, n_taps)
         noise = self.noise(counter, n, batch)
-        y, history = fir_filter(noise, taps, history)
+        y, history = fir_filter(noise, taps, history, previous=previous_taps)
         return y, (counter + n, history)
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional.blep import WAVEFORMS, accumulate_phase, adsr_envelope, oscillator
-from dspfx.functional.control import as_control, control_hop, upsample_control
+from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
@@ -156,12 +156,13 @@ class ADSR(Unit):
         batch = state[0].shape[0]
         n = controls["attack_s"].shape[-1]
         if "gate" in controls:
-            g = as_control(controls["gate"], batch, name="adsr.gate", device=self.device)
+            g, previous = control_frames(controls["gate"], batch, name="adsr.gate", device=self.device)
             with torch.no_grad():
                 lo, hi = float(g.min()), float(g.max())
             if lo < 0 or hi > 1:
                 raise ValueError(f"adsr.gate must hold 0/1 values (key up/down), got values in {lo:g} .. {hi:g}")
-            gate = upsample_control(g.detach(), n)[..., 0].expand(batch, n) >= 0.5
+            prev = None if previous is None else previous.detach()
+            gate = upsample_control(g.detach(), n, mode="causal", previous=prev)[..., 0].expand(batch, n) >= 0.5
         else:
             gate = torch.ones(batch, n, dtype=torch.bool, device=self.device)
         sr = self.sample_rate

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from dspfx.functional.blep import accumulate_phase
-from dspfx.functional.control import as_control, control_hop, upsample_control
+from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.oscillators import phase_dtype
 from dspfx.functional.waveshaper import (
     chebyshev_band_orders,
@@ -89,9 +89,9 @@ class _ShapingBank(Unit):
     def _affine(self, controls: Mapping[str, Any], key: str, batch: int, n: int) -> Tensor:
         """One affine control as ``(batch|1, S, n|1)``: the call's value or the learnable default."""
         if key in controls:
-            c = as_control(controls[key], batch, dims=self.n_shapers, name=f"{self.label}.{key}",
-                           dtype=self.dtype, device=self.device)
-            return upsample_control(c, n).transpose(1, 2)
+            c, previous = control_frames(controls[key], batch, dims=self.n_shapers, name=f"{self.label}.{key}",
+                                         dtype=self.dtype, device=self.device)
+            return upsample_control(c, n, mode="causal", previous=previous).transpose(1, 2)
         return getattr(self, key).reshape(1, self.n_shapers, 1)
 
     def _shape(self, exciter: Tensor, controls: Mapping[str, Any], batch: int, mask: Tensor | None) -> Tensor:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional.control import as_control, control_hop, upsample_control
+from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.wavetable import wavetable_mipmaps, wavetable_oscillator
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
@@ -157,10 +157,10 @@ class Wavetable(Unit):
         if value is None:
             w = self.weights.reshape(1, 1, self.n_tables)
         else:
-            w = as_control(value, batch, dims=self.n_tables, name="wavetable.weights",
-                           dtype=self.dtype, device=self.device)
-            if w.shape[1] > 1:
-                w = upsample_control(w, n)
+            w, previous = control_frames(value, batch, dims=self.n_tables, name="wavetable.weights",
+                                         dtype=self.dtype, device=self.device)
+            if w.shape[1] > 1 or previous is not None:
+                w = upsample_control(w, n, mode="causal", previous=previous)
         mipmaps, top_hz = self.mipmaps()
         y, phase = wavetable_oscillator(mipmaps, top_hz, f0, w, self.sample_rate, state)
         return y * controls["amplitude"], phase

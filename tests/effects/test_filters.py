@@ -370,7 +370,7 @@ def test_fir_time_varying_frames_follow_the_interpolated_design():
     frames = torch.rand(2, 4, 9, dtype=torch.float64)
     y = unit(x, magnitudes=frames)
     # reference: per-sample magnitudes (linear upsampling, as every control), per-sample taps
-    per_sample = dspfx.functional.upsample_control(frames, 60)
+    per_sample = dspfx.functional.upsample_control(frames, 60, mode="causal")
     taps = dspfx.functional.fir_from_magnitudes(per_sample, unit.n_taps)  # (2, 60, 16)
     x_ext = torch.nn.functional.pad(x, (unit.n_taps - 1, 0))
     ref = torch.stack(

@@ -80,7 +80,7 @@ def test_harmonic_phase_stays_accurate_over_60_s_at_48k_in_float32():
     with torch.no_grad():
         y = synth(n_samples=n, f0_hz=frames, amplitude=1.0, harmonic_distribution=dist)[0, 0].double()
         # reference: the same instantaneous frequency (the float32 upsampled control) in float64
-        f0 = upsample_control(frames.unsqueeze(-1), n)[0, :, 0].double()
+        f0 = upsample_control(frames.unsqueeze(-1), n, mode="causal")[0, :, 0].double()
         inc = f0 / sr
         phase = torch.cumsum(inc, 0) - inc  # float64: exact to ~1e-10 cycles here
         k = torch.arange(1, 4, dtype=torch.float64)
@@ -163,7 +163,7 @@ def test_harmonic_fit_recovers_distribution_and_amplitude_envelope():
     amp_knob = model.knob_specs["amplitude"]
     raw_env = torch.zeros(1, frames, requires_grad=True)  # amplitude 0.5 everywhere to start
     opt = torch.optim.Adam([model.harmonic_logits, raw_env], lr=0.05)
-    for _ in range(100):
+    for _ in range(200):  # 100 reached ~1 % with frames spread edge to edge; on the causal grid 200
         opt.zero_grad()
         y = model(n_samples=n, f0_hz=f0, amplitude=amp_knob.to_physical(raw_env))
         loss = _spectral_loss(y, target)

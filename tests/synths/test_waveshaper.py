@@ -9,6 +9,7 @@ from torch.func import functional_call
 
 import dspfx
 import dspfx.synths.waveshaper  # noqa: F401  (registers the units)
+from dspfx.functional.control import upsample_control
 from dspfx.functional.waveshaper import chebyshev_shaper
 from dspfx.synths.waveshaper import Waveshaper, WaveshaperFX
 
@@ -69,7 +70,7 @@ def test_band_limit_follows_f0_per_sample():
     synth = _single(f0=1000.0, coefficients=np.ones(8))
     f0 = torch.linspace(500.0, 4000.0, 8, dtype=D).reshape(1, 8)
     y = synth(n_samples=4000, f0_hz=f0)[0, 0]
-    f = torch.nn.functional.interpolate(f0.reshape(1, 1, 8), size=4000, mode="linear", align_corners=True)[0, 0]
+    f = upsample_control(f0.reshape(1, 8, 1), 4000, mode="causal")[0, :, 0]  # the units' frame timing
     theta = 2 * math.pi * torch.cat([torch.zeros(1, dtype=D), torch.cumsum(f / SR, 0)[:-1]])
     ref = sum(torch.cos(k * theta) * (k * f < SR / 2) for k in range(1, 9))
     assert (y - ref).abs().max() < 1e-9

@@ -201,7 +201,7 @@ def test_glide_has_no_timbre_step_at_octave_boundaries():
     unit = Wavetable(sr).double()
     with torch.no_grad():
         y = unit(n_samples=n, f0_hz=f0_frames, weights=SAW, amplitude=1.0)[0, 0].numpy()
-        f0 = dspfx.functional.upsample_control(f0_frames.unsqueeze(-1), n)[0, :, 0]
+        f0 = dspfx.functional.upsample_control(f0_frames.unsqueeze(-1), n, mode="causal")[0, :, 0]
         mipmaps, top = unit.mipmaps()
         hard, _ = wavetable_oscillator(mipmaps, top, f0.view(1, 1, -1), SAW.view(1, 1, 4), sr, crossfade=False)
     f0_mid = f0.numpy()[: n // frame * frame].reshape(-1, frame).mean(-1)

@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dspfx  # noqa: E402
 from dspfx.ddsp.model import DDSPModel, Decoder, spectral_loss  # noqa: E402
 
 SR, FR = 16000, 250.0
@@ -163,9 +164,9 @@ def inference_rtfs(preset: str, device: torch.device, seconds: float, repeats: i
     block = 256 // model.hop  # frames per 256-sample block
 
     def streaming() -> None:
-        stream = model.stream()
+        stream = dspfx.Stream(model)
         for i in range(0, frames, block):
-            stream(f0[:, i:i + block], loud[:, i:i + block])
+            stream(f0_hz=f0[:, i:i + block], loudness_db=loud[:, i:i + block])
 
     def peer_streaming() -> None:
         state = None

@@ -424,6 +424,11 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
         unit = build(spec)
         return unit.to(device) if device is not None else unit
     tensors, metadata = read_safetensors(path)
+    if metadata.get("format") == "dspfx.ddsp_model/1" and "config" in metadata:  # the earlier DDSP model file
+        from dspfx.ddsp.model import convert_legacy
+
+        unit = convert_legacy(tensors, metadata, path)
+        return unit.to(device) if device is not None else unit
     if metadata.get("format") != CHAIN_FORMAT or "spec" not in metadata:
         raise ValueError(
             f"{path} is a safetensors file but not a dspfx chain file (metadata format "

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import re
 from typing import Any, TypeVar
@@ -18,6 +19,9 @@ from dspfx.unit import Unit
 __all__ = ["register", "make", "units", "get", "markdown_table", "UnknownUnitError"]
 
 _REGISTRY: dict[str, type[Unit]] = {}
+#: Units whose module is imported on first use, not by ``import dspfx`` (the DDSP model pulls in
+#: nothing heavy, but its package is kept out of a plain import): name -> module.
+_LAZY = {"ddsp": "dspfx.ddsp.model"}
 _CATEGORIES = ("synth", "effect", "amp", "container")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -53,6 +57,8 @@ def get(name: str) -> type[Unit]:
     """The unit class registered under ``name``; unknown names raise with close matches listed."""
     if not isinstance(name, str):
         raise TypeError(f"unit names are strings, got {type(name).__name__} {name!r}")
+    if name in _LAZY and name not in _REGISTRY:
+        importlib.import_module(_LAZY[name])
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -107,6 +113,8 @@ def units(category: str | None = None) -> list[dict[str, Any]]:
     """
     if category is not None and category not in _CATEGORIES:
         raise ValueError(f"category must be one of {_CATEGORIES}, got {category!r}")
+    for module in _LAZY.values():
+        importlib.import_module(module)
     rows = []
     for name in sorted(_REGISTRY):
         cls = _REGISTRY[name]

@@ -4,19 +4,17 @@ harmonic-plus-noise synth (with a learned reverb), offline and block by block.
 - :class:`Decoder`: magenta/ddsp's ``RnnFcDecoder`` (per-input MLP stacks, GRU, MLP, output
   splits), sizes configurable, presets ``"full"`` (about 4.8M parameters) and ``"tiny"``
   (about 0.23M).
-- :class:`DDSPModel`: decoder + synth; ``model(f0_hz, loudness_db) -> audio``;
-  ``model.stream()`` renders block by block (GRU state, synth phase, noise filter and reverb
-  state carried) and equals the offline render; ``save`` / ``load``: one safetensors file
-  (JSON config in its metadata, no pickle).
+- :class:`DDSPModel`: decoder + synth, a container unit (registered as ``ddsp``);
+  ``model(f0_hz, loudness_db) -> audio``; ``dspfx.Stream(model)`` renders block by block (GRU
+  state, the previous frame's controls, synth phase, noise filter and reverb state carried)
+  and equals the offline render; ``dspfx.save`` / ``dspfx.load`` like any unit.
 - :func:`spectral_loss`: DDSP's multi-scale spectral loss.
 
-Control timing (shared by the offline and streaming paths, so that they agree exactly): the
-decoder gives one set of controls per feature frame; frame ``i``'s values are reached at sample
-``(i + 1) * hop - 1`` and approached linearly from frame ``i - 1``'s over the ``hop`` samples
-before (frame ``-1`` repeats frame 0): a causal linear upsampling, one hop of control latency.
-Harmonic controls are handed to the ``harmonic`` unit at audio rate; the filtered-noise
-responses (one per frame, :func:`dspfx.functional.filters.fir_from_magnitudes`) are
-interpolated per sample with the same timing (:func:`dspfx.functional.filters.fir_filter`).
+Control timing is that of every dspfx control (:mod:`dspfx.functional.control`): the decoder
+gives one set of controls per feature frame; frame ``i``'s values are reached at sample ``(i +
+1) * hop - 1`` and approached linearly from frame ``i - 1``'s over the ``hop`` samples before
+(frame ``-1`` repeats frame 0 at the start): one hop of control latency. The synth's own units
+do the upsampling (the harmonic unit its controls, the filtered noise its per-frame responses).
 
 Reference: Engel, Hantrakul, Gu & Roberts, "DDSP: Differentiable Digital Signal Processing",
 ICLR 2020; magenta/ddsp v3 (``RnnFcDecoder``, ``exp_sigmoid``, ``SpectralLoss``).
@@ -27,20 +25,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from dspfx.chain import Chain, Parallel, build
+from dspfx.chain import Chain, Container, Parallel, build
 from dspfx.effects.convolution import Convolution
-from dspfx.functional.conversions import db_to_gain, hz_to_midi, midi_to_hz
-from dspfx.functional.filters import fir_filter, fir_from_magnitudes
-from dspfx.io import atomic_path
+from dspfx.functional.control import Frames, split_frames
+from dspfx.functional.conversions import hz_to_midi
+from dspfx.registry import register
 from dspfx.synths.harmonic import Harmonic
 from dspfx.synths.noise import FilteredNoise
-from dspfx.unit import Stream, Unit
+from dspfx.unit import Unit
 
 __all__ = [
     "MODEL_FORMAT",
@@ -49,11 +48,11 @@ __all__ = [
     "spectral_loss",
     "Decoder",
     "DDSPModel",
-    "DDSPStream",
     "default_synth",
+    "convert_legacy",
 ]
 
-#: ``format`` in the metadata of a model file.
+#: ``format`` in the metadata of a model file of the earlier layout (converted on read).
 MODEL_FORMAT = "dspfx.ddsp_model/1"
 
 #: Decoder presets: MLP layers per stack, their width, GRU size.
@@ -278,25 +277,23 @@ def _spec_names(spec: dict[str, Any]) -> list[str]:
     return out
 
 
-def _causal_upsample(frames: Tensor, previous: Tensor, hop: int) -> Tensor:
-    """``(batch, F, D)`` frames -> ``(batch, F * hop, D)``: sample ``i * hop + j`` is
-    ``lerp(frames[i - 1], frames[i], (j + 1) / hop)``, with ``previous`` ``(batch, 1, D)`` as
-    frame ``-1``."""
-    seq = torch.cat([previous.expand(frames.shape[0], 1, frames.shape[-1]), frames], dim=1)
-    w = torch.arange(1, hop + 1, dtype=frames.dtype, device=frames.device).div(hop).view(1, 1, hop, 1)
-    out = seq[:, :-1, None, :] + w * (seq[:, 1:, None, :] - seq[:, :-1, None, :])
-    return out.reshape(frames.shape[0], frames.shape[1] * hop, frames.shape[-1])
+@register
+class DDSPModel(Container):
+    """DDSP timbre model: a recurrent decoder that plays a harmonic-plus-noise synth.
 
-
-class DDSPModel(nn.Module):
-    """DDSP timbre model: :class:`Decoder` + a harmonic-plus-noise synth chain.
+    A container unit (like the knob-conditioned amp): its child ``synth`` is a dspfx unit,
+    ``Parallel(harmonic=Harmonic, noise=FilteredNoise)`` alone or first in a ``Chain`` followed
+    by effects (default :func:`default_synth`: a learned convolution reverb); the
+    :class:`Decoder` turns f0 and loudness per frame into the synth's controls, handed to its
+    units' own ``process()`` on the causal hop grid of every dspfx control (frame ``i`` reached
+    at sample ``(i + 1) hop - 1``; the GRU state and the previous frame's controls are carried in
+    the state, so ``dspfx.Stream`` renders block by block exactly as offline). It saves with
+    ``dspfx.save`` (safetensors + JSON spec) and loads with ``dspfx.load``; files of the earlier
+    format (``dspfx.ddsp_model/1``) are converted on read.
 
     ``audio = model(f0_hz, loudness_db)``: ``(batch, frames)`` features at ``frame_rate``
     (``hop = sample_rate / frame_rate`` samples per frame) -> ``(batch, 1, frames * hop)``.
-    The synth is a dspfx unit: ``Parallel(harmonic=Harmonic, noise=FilteredNoise)``, alone or
-    first in a ``Chain`` followed by effects (default :func:`default_synth`: a learned
-    convolution reverb). Its learned tensors (reverb response, knobs) train with the decoder.
-    Control timing: see the module docstring (causal linear upsampling, one hop of latency).
+    Controls by path reach the synth (``model(f0, loud, **{"synth.reverb.mix": 0.2})``).
 
     Args:
         sample_rate: Hz (default 16000).
@@ -313,10 +310,19 @@ class DDSPModel(nn.Module):
 
     >>> model = DDSPModel(preset="tiny")
     >>> audio = model(f0_hz, loudness_db)          # (batch, frames) -> (batch, 1, frames * 64)
+    >>> stream = dspfx.Stream(model)
+    >>> block = stream(f0_hz=f0_block, loudness_db=loudness_block)
 
     Reference: Engel et al., "DDSP", ICLR 2020 (``Autoencoder`` without encoder, RnnFcDecoder,
     Harmonic + FilteredNoise + Reverb).
     """
+
+    name = "ddsp"
+    category = "synth"
+    is_synth = True
+    extra_controls = ("f0_hz", "loudness_db")
+    #: the GRU carries the features' past: a stream's previous block is not needed
+    unframed_controls = ("f0_hz", "loudness_db")
 
     def __init__(
         self,
@@ -331,7 +337,6 @@ class DDSPModel(nn.Module):
         synth: Unit | dict[str, Any] | None = None,
         stats: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
         hop = sample_rate / float(frame_rate)
@@ -339,8 +344,6 @@ class DDSPModel(nn.Module):
             raise ValueError(
                 f"sample_rate / frame_rate must be a whole number of samples, got {sample_rate} / {frame_rate}"
             )
-        self.sample_rate, self.frame_rate, self.hop = sample_rate, float(frame_rate), int(round(hop))
-        self.decoder = Decoder(n_harmonics, n_bands, preset, **(decoder or {}))
         if synth is None:
             synth = default_synth(sample_rate, n_harmonics, n_bands, reverb_s)
         elif isinstance(synth, dict):
@@ -349,24 +352,40 @@ class DDSPModel(nn.Module):
             raise TypeError(f"synth must be a dspfx Unit or a spec dict, got {type(synth).__name__}")
         if synth.sample_rate != sample_rate:
             raise ValueError(f"synth renders at {synth.sample_rate} Hz but the model at {sample_rate} Hz")
-        self.synth = synth
         _, harmonic, noise, _ = _split_synth(synth)
         if harmonic.n_harmonics != n_harmonics or noise.n_bands != n_bands:
             raise ValueError(
                 f"synth has {harmonic.n_harmonics} harmonics and {noise.n_bands} noise bands; the decoder "
                 f"makes {n_harmonics} and {n_bands}"
             )
+        super().__init__({"synth": synth})
+        self.frame_rate, self.hop = float(frame_rate), int(round(hop))
+        self.decoder = Decoder(n_harmonics, n_bands, preset, **(decoder or {}))
         self.stats = stats
+        self._paths = _synth_paths(synth)
+
+    @property
+    def synth(self) -> Unit:
+        """The synth unit the decoder plays."""
+        return self.units["synth"]
 
     # -- configuration ---------------------------------------------------------------------------
-    def config(self) -> dict[str, Any]:
-        """JSON-safe description from which :meth:`from_config` rebuilds the model."""
+    def options(self) -> dict[str, Any]:
         d = self.decoder.config()
-        return {
-            "sample_rate": self.sample_rate, "frame_rate": self.frame_rate,
-            "n_harmonics": d.pop("n_harmonics"), "n_bands": d.pop("n_bands"), "preset": d.pop("preset"),
-            "decoder": d, "synth": self.synth.spec(), "stats": self.stats,
-        }
+        n_harmonics, n_bands, preset = d.pop("n_harmonics"), d.pop("n_bands"), d.pop("preset")
+        return {"frame_rate": self.frame_rate, "n_harmonics": n_harmonics, "n_bands": n_bands, "preset": preset,
+                "decoder": d, "stats": self.stats}
+
+    @classmethod
+    def _from_children(cls, children: dict[str, Unit], options: dict[str, Any]) -> Unit:
+        if set(children) != {"synth"}:
+            raise ValueError(f"ddsp spec needs exactly one child named 'synth', got {sorted(children)}")
+        synth = children["synth"]
+        return cls(synth.sample_rate, synth=synth, **options)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-safe description from which :meth:`from_config` rebuilds the model (fresh weights)."""
+        return {"sample_rate": self.sample_rate, **self.options(), "synth": self.synth.spec()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DDSPModel:
@@ -377,163 +396,99 @@ class DDSPModel(nn.Module):
         )
 
     # -- rendering -------------------------------------------------------------------------------
-    def init_state(self, batch: int = 1) -> dict[str, Any]:
-        """State of a fresh render: GRU state, previous frame's controls, synth states."""
-        _, harmonic, noise, effects = _split_synth(self.synth)
-        ref = self.decoder.dense_out.weight
-        counter, _ = noise.init_state(batch, 1)
-        return {
-            "gru": self.decoder.init_state(batch),
-            "previous": None,  # frame -1's controls: set from frame 0 on the first block
-            "harmonic": harmonic.init_state(batch, 1),
-            "noise": (counter, torch.zeros(batch, 1, noise.n_taps, dtype=ref.dtype, device=ref.device)),
-            "effects": {key: unit.init_state(batch, 1) for key, unit in effects},
-        }
+    def init_state(self, batch: int, channels: int = 1) -> dict[str, Any]:
+        """GRU state, the previous frame's controls (None before the first block), synth states."""
+        return {"gru": self.decoder.init_state(batch), "previous": None, "synth": self.synth.init_state(batch, 1)}
 
-    def forward(self, f0_hz: Tensor, loudness_db: Tensor) -> Tensor:
+    def default_length(self, controls: Mapping[str, Any]) -> int:
+        f0 = controls.get("f0_hz")
+        if not isinstance(f0, Tensor) or f0.ndim != 2:
+            raise ValueError(f"{self.label}: give f0_hz and loudness_db shaped (batch, frames)")
+        return int(f0.shape[-1]) * self.hop
+
+    def forward(self, f0_hz: Tensor | None = None, loudness_db: Tensor | None = None, **controls: Any) -> Tensor:
         """Render ``(batch, frames)`` f0 (Hz) and loudness (dB) to ``(batch, 1, frames * hop)`` audio."""
         f0_hz, loudness_db = _check_features(f0_hz, loudness_db)
-        audio, _ = self.render_block(f0_hz, loudness_db, self.init_state(f0_hz.shape[0]))
-        return audio
+        return super().forward(None, f0_hz=f0_hz, loudness_db=loudness_db, **controls)
 
-    def render_block(self, f0_hz: Tensor, loudness_db: Tensor, state: dict[str, Any],
-                     streams: dict[str, Stream] | None = None) -> tuple[Tensor, dict[str, Any]]:
-        """Render one block of frames from ``state``; returns ``(audio, new_state)``.
-        Consecutive blocks with the carried state equal one render of all frames."""
-        f0_hz, loudness_db = _check_features(f0_hz, loudness_db)
-        source, harmonic, noise, effects = _split_synth(self.synth)
+    def render_block(self, x: Tensor | None, controls: Mapping[str, Any], state: Any,
+                     n_samples: int | None = None) -> tuple[Tensor, Any]:
+        """One block of frames from ``state``: the decoder's controls for the block go to the
+        synth's units as frames on the causal grid, starting from the previous block's."""
+        if x is not None:
+            raise TypeError(f"{self.label} is a synth: it renders from f0_hz and loudness_db, not from input audio")
+        own, per_child = self.split_controls(controls)
+        f0_hz, loudness_db = _check_features(split_frames(own.get("f0_hz"))[0], split_frames(own.get("loudness_db"))[0])
+        n = f0_hz.shape[-1] * self.hop
+        if n_samples is not None and n_samples != n:
+            raise ValueError(f"{self.label}: {f0_hz.shape[-1]} frames render {n} samples, not n_samples={n_samples}")
+        out, gru = self.decoder(f0_hz, loudness_db, state["gru"])
+        knob = self._paths["harmonic"].knob_specs["f0_hz"]
         ref = self.decoder.dense_out.weight
-        batch, frames = f0_hz.shape
-        n = frames * self.hop
-        controls, gru = self.decoder(f0_hz, loudness_db, state["gru"])
-        knob = harmonic.knob_specs["f0_hz"]
-        f0 = f0_hz.to(ref.dtype).clamp(knob.minimum, knob.maximum)
-        taps = fir_from_magnitudes(controls["noise_magnitudes"], noise.n_taps, noise.window)  # (B, F, taps)
         current = {
-            "f0": f0.unsqueeze(-1), "amplitude": controls["amplitude"].unsqueeze(-1),
-            "distribution": controls["harmonic_distribution"], "taps": taps,
+            "f0_hz": f0_hz.to(ref.dtype).clamp(knob.minimum, knob.maximum),
+            "amplitude": out["amplitude"],
+            "harmonic_distribution": out["harmonic_distribution"],
+            "magnitudes": out["noise_magnitudes"],
         }
-        previous = state["previous"] or {k: v[:, :1] for k, v in current.items()}
-        up = {k: _causal_upsample(current[k], previous[k], self.hop) for k in ("f0", "amplitude", "distribution")}
-        # harmonic branch: audio-rate controls through the unit
-        harmonic_controls = {"f0_hz": up["f0"][..., 0], "amplitude": up["amplitude"][..., 0],
-                             "harmonic_distribution": up["distribution"]}
-        if streams is not None:
-            y_harm = streams["harmonic"](n_samples=n, **harmonic_controls)
-            harmonic_state = streams["harmonic"].state
-        else:
-            y_harm, harmonic_state = harmonic.render_block(None, harmonic_controls, state["harmonic"], n_samples=n)
-        # noise branch: frame responses placed at samples (i + 1) * hop - 1, per-sample interpolation
-        counter, history = state["noise"]  # history: the last n_taps noise samples, most recent first
-        white = noise.noise(counter, n, batch).to(ref.dtype)
-        x = torch.cat([history[..., :1], white], dim=-1)  # sample -1 (frame -1's position) + the block
-        both = torch.cat([previous["taps"].expand(batch, 1, -1), taps], dim=1)  # (B, F + 1, taps)
-        y_noise, _ = fir_filter(x, both, history[..., 1:])
-        y_noise = y_noise[..., 1:]
-        ext = torch.cat([history.flip(-1), white], dim=-1)
-        new_history = ext[..., ext.shape[-1] - noise.n_taps:].flip(-1)
-        if source.gains:
-            y_harm = y_harm * db_to_gain(source.knob_value("gain_db_harmonic"))
-            y_noise = y_noise * db_to_gain(source.knob_value("gain_db_noise"))
-        y = y_harm + y_noise
-        effect_states = {}
-        for key, unit in effects:
-            if streams is not None:
-                y = streams[key](y)
-                effect_states[key] = streams[key].state
-            else:
-                y, effect_states[key] = unit.render_block(y, {}, state["effects"][key])
-        new_state = {
-            "gru": gru, "previous": {k: v[:, -1:] for k, v in current.items()}, "harmonic": harmonic_state,
-            "noise": (counter + n, new_history), "effects": effect_states,
-        }
+        previous = state["previous"]
+        synth_controls = dict(per_child.get("synth", {}))
+        for key, value in current.items():
+            path = self._paths[key]
+            synth_controls[path] = value if previous is None else Frames(value, previous[key])
+        y, synth_state = self.synth.render_block(None, synth_controls, state["synth"], n_samples=n)
+        new_state = {"gru": gru, "previous": {k: v[:, -1:] for k, v in current.items()}, "synth": synth_state}
         return y, new_state
-
-    def stream(self, batch: int = 1) -> DDSPStream:
-        """A block-by-block renderer carrying all state (see :class:`DDSPStream`)."""
-        return DDSPStream(self, batch)
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model to one ``.safetensors`` file: the weights (decoder and synth) as
-        tensors, :meth:`config` as JSON in the metadata (``format`` ``dspfx.ddsp_model/1``).
-        Atomic (a temporary file renamed into place). Returns the path."""
-        from safetensors.torch import save_file
+        """``dspfx.save(self, path)``: one ``.safetensors`` file (spec in the metadata, every
+        learned tensor, decoder weights included)."""
+        from dspfx.io import save
 
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise ValueError(f"model files end in .safetensors, got {path}")
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        metadata = {"format": MODEL_FORMAT, "config": json.dumps(self.config())}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        return path
+        return save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | torch.device | None = None) -> DDSPModel:
-        """Read a model written by :meth:`save` (no code runs: safetensors + JSON).
+        """``dspfx.load(path)``, checked to hold a DDSP model (files of the earlier
+        ``dspfx.ddsp_model/1`` format are converted on read).
 
         Raises:
-            FileNotFoundError: no file. ValueError: not a safetensors file, or a safetensors file
-            of another kind (e.g. a dspfx chain file, a training checkpoint), or weights that do
-            not match the stored configuration.
+            FileNotFoundError: no file. ValueError: not a safetensors file, a file of another
+            kind (e.g. a chain of effects, a training checkpoint), or weights that do not match
+            the stored configuration.
         """
-        from safetensors import safe_open
+        from dspfx.io import load
 
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no model file at {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                tensors = {key: f.get_tensor(key) for key in f.keys()}
-        except Exception as err:
-            raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
-        kind = metadata.get("format")
-        if kind != MODEL_FORMAT or "config" not in metadata:
-            hint = " (a dspfx chain file: load it with dspfx.load)" if kind == "dspfx.unit/1" else ""
-            raise ValueError(
-                f"{path} is not a DDSP model file: metadata format {kind!r}{hint}, expected {MODEL_FORMAT!r}"
-            )
-        model = cls.from_config(json.loads(metadata["config"]))
-        expected = set(model.state_dict())
-        if set(tensors) != expected:
-            missing, extra = sorted(expected - set(tensors))[:5], sorted(set(tensors) - expected)[:5]
-            raise ValueError(f"{path}: weights do not match its configuration (missing {missing}, unexpected {extra})")
-        model.load_state_dict(tensors)
-        return model.to(device) if device is not None else model
+        model = load(path, device=device)
+        if not isinstance(model, DDSPModel):
+            raise ValueError(f"{path} holds a {model.label!r} unit, not a DDSP model (a dspfx chain file: load it with dspfx.load)")
+        return model
 
 
-class DDSPStream:
-    """Block-by-block rendering of a :class:`DDSPModel`, carrying the GRU state, the previous
-    frame's controls, the harmonic phase and the effects' state (through :class:`dspfx.Stream`)
-    and the noise counter and filter history.
+def _synth_paths(synth: Unit) -> dict[str, Any]:
+    """Control paths in ``synth`` of what the decoder drives, and the harmonic unit itself."""
+    prefix = ""
+    if isinstance(synth, Chain):
+        prefix = next(iter(synth.units)) + "."
+    _, harmonic, _, _ = _split_synth(synth)
+    return {
+        "f0_hz": f"{prefix}harmonic.f0_hz",
+        "amplitude": f"{prefix}harmonic.amplitude",
+        "harmonic_distribution": f"{prefix}harmonic.harmonic_distribution",
+        "magnitudes": f"{prefix}noise.magnitudes",
+        "harmonic": harmonic,
+    }
 
-    >>> stream = model.stream()
-    >>> for f0_block, loudness_block in blocks:          # (1, frames) each, any frames >= 1
-    ...     audio = stream(f0_block, loudness_block)      # (1, 1, frames * hop)
 
-    The concatenated blocks equal ``model(f0, loudness)`` (float32: within 1e-4).
-    """
-
-    def __init__(self, model: DDSPModel, batch: int = 1) -> None:
-        self.model = model
-        self.batch = batch
-        self.reset()
-
-    def reset(self) -> None:
-        """Start again from silence."""
-        _, harmonic, _, effects = _split_synth(self.model.synth)
-        self.state = self.model.init_state(self.batch)
-        self.streams = {"harmonic": Stream(harmonic, self.batch, 1)}
-        self.streams.update({key: Stream(unit, self.batch, 1) for key, unit in effects})
-        self.frames_done = 0
-
-    @torch.no_grad()
-    def __call__(self, f0_hz: Tensor, loudness_db: Tensor) -> Tensor:
-        f0_hz, loudness_db = _check_features(f0_hz, loudness_db)
-        if f0_hz.shape[0] != self.batch:
-            raise ValueError(f"this stream renders batch {self.batch}, got features shaped {tuple(f0_hz.shape)}")
-        y, self.state = self.model.render_block(f0_hz, loudness_db, self.state, self.streams)
-        self.frames_done += f0_hz.shape[1]
-        return y
+def convert_legacy(tensors: dict[str, Tensor], metadata: dict[str, str], path: Any) -> DDSPModel:
+    """A model from a file of the earlier ``dspfx.ddsp_model/1`` format (its config in the
+    metadata; the synth's tensors under ``synth.``, now ``units.synth.``)."""
+    model = DDSPModel.from_config(json.loads(metadata["config"]))
+    renamed = {("units." + k if k.startswith("synth.") else k): v for k, v in tensors.items()}
+    expected = set(model.state_dict())
+    if set(renamed) != expected:
+        missing, extra = sorted(expected - set(renamed))[:5], sorted(set(renamed) - expected)[:5]
+        raise ValueError(f"{path}: weights do not match its configuration (missing {missing}, unexpected {extra})")
+    model.load_state_dict(renamed)
+    return model

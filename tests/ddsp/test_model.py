@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,17 +123,19 @@ def test_streaming_equals_offline(blocks):
     f0, ld = _features(sum(blocks))
     with torch.no_grad():
         offline = model(f0, ld)
-    stream = model.stream()
+    stream = dspfx.Stream(model)
     out, i = [], 0
-    for b in blocks:
-        out.append(stream(f0[:, i:i + b], ld[:, i:i + b]))
-        i += b
+    with torch.no_grad():
+        for b in blocks:
+            out.append(stream(f0_hz=f0[:, i:i + b], loudness_db=ld[:, i:i + b]))
+            i += b
     streamed = torch.cat(out, -1)
     assert streamed.shape == offline.shape == (1, 1, sum(blocks) * model.hop)
     assert float(offline[..., :].std()) > 1e-2  # not silent
     assert float((streamed - offline).abs().max()) < 1e-4
     stream.reset()
-    again = stream(f0, ld)
+    with torch.no_grad():
+        again = stream(f0_hz=f0, loudness_db=ld)
     assert float((again - offline).abs().max()) < 1e-4
 
 
@@ -156,7 +159,7 @@ def test_save_load_renders_identically(tmp_path):
 def test_load_rejects_files_of_another_kind(tmp_path):
     chain = dspfx.make("gain")
     dspfx.save(chain, tmp_path / "chain.safetensors")
-    with pytest.raises(ValueError, match="not a DDSP model file"):
+    with pytest.raises(ValueError, match="not a DDSP model"):
         DDSPModel.load(tmp_path / "chain.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable safetensors"):
@@ -186,3 +189,70 @@ def test_custom_synth_spec_round_trips(tmp_path):
     f0, ld = _features(10)
     with torch.no_grad():
         assert torch.equal(loaded(f0, ld), model(f0, ld))
+
+
+def test_the_model_is_a_unit_that_dspfx_saves_builds_and_loads(tmp_path):
+    """A container unit: its spec rebuilds it (fresh decoder weights), dspfx.save keeps every
+    learned tensor (decoder and synth), dspfx.load gives it back rendering the same audio, and
+    controls by path reach the synth."""
+    model = _noisy_model()
+    spec = model.spec()
+    assert spec["unit"] == "ddsp" and set(spec["children"]) == {"synth"}
+    rebuilt = dspfx.build(spec)
+    assert isinstance(rebuilt, DDSPModel) and rebuilt.config() == model.config()
+    path = dspfx.save(model, tmp_path / "m.safetensors")
+    loaded = dspfx.load(path)
+    f0, ld = _features(12)
+    with torch.no_grad():
+        assert torch.equal(loaded(f0, ld), model(f0, ld))
+        dry = model(f0, ld, **{"synth.reverb.mix": 0.0})  # the reverb's mix knob, by path
+        dry_synth = model.synth.units["synth"](None, n_samples=12 * model.hop, **{
+            "harmonic.f0_hz": f0.clamp(20, 8000), "harmonic.amplitude": model.decoder(f0, ld)[0]["amplitude"],
+            "harmonic.harmonic_distribution": model.decoder(f0, ld)[0]["harmonic_distribution"],
+            "noise.magnitudes": model.decoder(f0, ld)[0]["noise_magnitudes"]})
+    torch.testing.assert_close(dry, dry_synth, rtol=0, atol=1e-6)  # mix 0: the synth's dry output
+
+
+def _write_legacy(model: DDSPModel, path) -> None:
+    """A file exactly as the earlier DDSPModel.save wrote it (format dspfx.ddsp_model/1): the
+    config as JSON in the metadata, the decoder's tensors under decoder., the synth's under synth."""
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors = {k.replace("units.synth.", "synth.", 1): v.contiguous() for k, v in model.state_dict().items()}
+    config = model.config()
+    save_file(tensors, str(path), metadata={"format": "dspfx.ddsp_model/1", "config": json.dumps(config)})
+
+
+def test_files_of_the_earlier_format_are_converted_on_read(tmp_path):
+    model = _noisy_model()
+    model.stats = {"mean_pitch_midi": 62.0}
+    _write_legacy(model, tmp_path / "old.safetensors")
+    for loaded in (dspfx.load(tmp_path / "old.safetensors"), DDSPModel.load(tmp_path / "old.safetensors")):
+        assert isinstance(loaded, DDSPModel) and loaded.stats == {"mean_pitch_midi": 62.0}
+        f0, ld = _features(9)
+        with torch.no_grad():
+            assert torch.equal(loaded(f0, ld), model(f0, ld))
+
+
+def test_the_bundled_violin_renders_as_the_earlier_model_did():
+    """tests/ddsp/data/violin_reference.safetensors is the bundled violin's render of a 1 s phrase
+    by the earlier DDSPModel (commit 3a63281, its private noise branch and upsampler). The unit
+    renders it through the synth units' own process(): the same audio but for the filtered
+    noise's first 64 source samples, which the FilteredNoise unit reads ahead to cancel its FIR's
+    delay (the private copy started them at zero): measured max |diff| 1.0e-4 in the first 200
+    samples (the reverb spreads it to sample 4116), ESR 2.1e-9; 1.5e-16 in float64 with the
+    unit's history zeroed as the copy had it."""
+    from safetensors.torch import load_file
+
+    from dspfx.ddsp.transfer import load_model
+
+    ref = load_file(str(Path(__file__).parent / "data" / "violin_reference.safetensors"))
+    violin = load_model("violin")
+    with torch.no_grad():
+        y = violin(ref["f0_hz"], ref["loudness_db"])[0]
+    diff = (y - ref["audio"]).abs()
+    assert float(diff.square().sum() / ref["audio"].square().sum()) < 1e-8
+    assert float(diff[..., 4200:].max()) < 2e-6  # float32 rounding once the early difference has decayed
+    assert float(diff.max()) < 3e-4

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from dspfx.functional._compiled import CPUKernelError
 from dspfx.functional.control import Frames, control_frames, split_frames, upsample_control
 from dspfx.checks import check_finite
 
@@ -652,7 +653,14 @@ class Unit(nn.Module):
             resolved["n_samples"] = n  # a synth's block length, even when it has no knob
         for child_name, child_controls in per_child.items():
             resolved[child_name] = child_controls  # containers hand these on, unresolved
-        return self.process(x, resolved, state)
+        try:
+            return self.process(x, resolved, state)
+        except CPUKernelError as err:
+            if getattr(err, "unit", None) is not None:
+                raise
+            named = CPUKernelError(f"{self.label} ({type(self).__name__}) runs a compiled CPU kernel: {err}")
+            named.unit = self.label
+            raise named from None
 
     def default_length(self, controls: Mapping[str, Any]) -> int:
         raise ValueError(f"{self.label}: give n_samples= (the number of samples to render)")

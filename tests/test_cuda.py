@@ -53,3 +53,4 @@ def test_fit_runs_on_cuda():
     model = dspfx.make("biquad", mode="peak").to("cuda")
     result = dspfx.fit(model, x, y, steps=100, loss="mrstft+esr", progress=False)
     assert result.knobs["cutoff_hz"] == pytest.approx(2000.0, rel=0.05)
+

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dspfx.checks import positive_number
+
 __all__ = [
     "hop_length",
     "a_weighting_db",
@@ -51,22 +53,14 @@ _MAX_CANDIDATES = 8
 # --- argument checks ------------------------------------------------------------------------------
 
 
-def _positive_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise TypeError(f"{name} must be a finite positive number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return float(value)
-
-
 def hop_length(sample_rate: float, frame_rate: float = 250.0) -> int:
     """Samples per feature frame: ``round(sample_rate / frame_rate)`` (64 at 16 kHz, 250 Hz).
 
     Raises:
         ValueError/TypeError: non-positive rates, or a frame rate above the sample rate.
     """
-    sr = _positive_number(sample_rate, "sample_rate")
-    fr = _positive_number(frame_rate, "frame_rate")
+    sr = positive_number(sample_rate, "sample_rate")
+    fr = positive_number(frame_rate, "frame_rate")
     hop = int(round(sr / fr))
     if hop < 1:
         raise ValueError(
@@ -434,8 +428,8 @@ def _transition_log(n_bins: int, width: int) -> np.ndarray:
 
 
 def _check_pitch_args(sample_rate: float, fmin: Any, fmax: Any) -> tuple[float, float]:
-    fmin = _positive_number(fmin, "fmin")
-    fmax = _positive_number(fmax, "fmax")
+    fmin = positive_number(fmin, "fmin")
+    fmax = positive_number(fmax, "fmax")
     if fmin >= fmax:
         raise ValueError(f"fmin ({fmin} Hz) must be below fmax ({fmax} Hz)")
     nyquist = float(sample_rate) / 2.0
@@ -611,9 +605,9 @@ def pitch(
             f"frame_length {frame_length} is too short for fmin = {fmin} Hz at {sr} Hz: it must hold "
             f"a period of fmin plus 3 samples ({int(math.ceil(sr / fmin)) + 3}); raise it or raise fmin"
         )
-    resolution = _positive_number(resolution, "resolution")
-    max_transition_rate = _positive_number(max_transition_rate, "max_transition_rate")
-    switch_prob = _positive_number(switch_prob, "switch_prob")
+    resolution = positive_number(resolution, "resolution")
+    max_transition_rate = positive_number(max_transition_rate, "max_transition_rate")
+    switch_prob = positive_number(switch_prob, "switch_prob")
     if switch_prob >= 1:
         raise ValueError(f"switch_prob must be in (0, 1), got {switch_prob}")
 

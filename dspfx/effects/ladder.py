@@ -43,7 +43,7 @@ class Ladder(Unit):
 
     Gradients are exact (a compiled numba loop with a hand-written adjoint, checked by
     gradcheck); the saturation table's derivative is its segment's slope. The loop runs on
-    CPU: on other devices the tensors are moved to the CPU and back inside the autograd Function.
+    the CPU only: on another device the unit raises :class:`~dspfx.functional.CPUKernelError`.
     float32 renders use pedalboard's float32 arithmetic operation for operation, so they equal
     pedalboard's even where the self-oscillating loop is chaotic (cutoff near Nyquist,
     resonance 1, high drive); float64 renders (for gradcheck) drift from it there.

@@ -40,8 +40,8 @@ class SVF(Unit):
             other modes, where it does nothing).
 
     Gradients are exact (a compiled numba loop with a hand-written adjoint, checked by
-    gradcheck). The loop runs on CPU: on other devices the tensors are moved to the CPU and
-    back inside the autograd Function.
+    gradcheck). The loop runs on the CPU only: on another device the unit raises
+    :class:`~dspfx.functional.CPUKernelError` naming it (no silent copy).
 
     >>> lp = dspfx.make("svf", mode="lowpass", cutoff_hz=800.0, q=4.0)
     >>> y = lp(x, cutoff_hz=torch.logspace(2, 4, 200).view(1, -1))   # a fast sweep, 200 frames

@@ -23,6 +23,7 @@
   oversampling for the amp blocks.
 """
 
+from ._compiled import CPUKernelError  # noqa: F401
 from .control import *  # noqa: F401,F403
 from .control import __all__ as _control
 from .conversions import *  # noqa: F401,F403
@@ -66,6 +67,6 @@ from .oversample import __all__ as _oversample
 from .tube import *  # noqa: F401,F403
 from .tube import __all__ as _tube
 
-__all__ = [*_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution,
+__all__ = ["CPUKernelError", *_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution,
     *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
 ]

@@ -158,6 +158,10 @@ def oscillator_additive(
 
     Returns:
         Tensor like ``phase``.
+
+    Devices: CPU (a compiled numba loop) and any torch device (a torch path, same results up to
+    rounding).
+    Gradients: w.r.t. the phase and the amplitudes (a hand-written adjoint on the CPU).
     """
     _check_waveform(waveform)
     from . import oscillators as _osc

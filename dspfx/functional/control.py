@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["upsample_control", "as_control", "control_frames", "control_hop", "Frames", "split_frames",
+__all__ = ["upsample_control", "as_control", "as_signal", "control_frames", "control_hop", "Frames", "split_frames",
            "frame_positions", "CONTROL_MODES"]
 
 #: Modes of :func:`upsample_control`.
@@ -147,6 +147,58 @@ def upsample_control(control: Tensor, n_samples: int, *, mode: str, previous: Te
     left, weight = frame_positions(frames + 1, n_samples, "causal", device=seq.device)
     lo, hi = seq[:, left], seq[:, left + 1]
     return lo + weight.to(seq.dtype).view(1, -1, 1) * (hi - lo)
+
+
+def as_signal(
+    value: Any,
+    x: Tensor | None,
+    name: str,
+    *,
+    channels: bool = True,
+    integers: bool = False,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """A number or a tensor broadcastable to audio ``x`` (batch, channels, samples) as a 3-D
+    ``(batch|1, channels|1, samples|1)`` tensor of ``x``'s dtype and device: the one argument
+    check of the functional DSP (gains, mixes, cutoffs, thresholds given per sample or not).
+
+    Args:
+        value: a python number or a real tensor of at most 3 dims (leading dims of size 1 are
+            added).
+        x: the audio it must broadcast against; None checks the form only (then ``dtype`` and
+            ``device`` say what to make).
+        name: what to call it in messages.
+        channels: False when the value may not vary over channels.
+        integers: accept integer tensors too (converted).
+
+    Raises:
+        TypeError: not a number or a real tensor. ValueError: more than 3 dims, or a dimension
+        that is neither 1 nor ``x``'s (named in the message).
+    """
+    if x is not None:
+        dtype, device = x.dtype, x.device
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    if not isinstance(value, Tensor):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+        return torch.tensor(float(value), dtype=dtype, device=device).reshape(1, 1, 1)
+    if value.is_complex() or not (value.is_floating_point() or (integers and value.dtype in (torch.int32, torch.int64))):
+        raise TypeError(f"{name} must be a real floating tensor, got dtype {value.dtype}")
+    if value.ndim > 3:
+        where = f"x shaped {tuple(x.shape)}" if x is not None else "(batch, channels, samples)"
+        raise ValueError(f"{name} must broadcast to {where}, got shape {tuple(value.shape)} ({value.ndim} dims)")
+    shape = (1,) * (3 - value.ndim) + tuple(value.shape)
+    if x is not None:
+        allowed = (x.shape[0], x.shape[1] if channels else 1, x.shape[2])
+        for size, target, dim in zip(shape, allowed, ("batch", "channels", "samples")):
+            if size not in (1, target):
+                raise ValueError(
+                    f"{name} shaped {tuple(value.shape)} does not broadcast to x shaped {tuple(x.shape)}: "
+                    f"its {dim} dimension is {size}, expected 1 or {target}"
+                )
+    return value.to(dtype=dtype, device=device if device is not None else value.device).reshape(shape)
 
 
 def check_signal(x: Any, name: str = "x") -> Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dspfx.functional.control import check_signal
+from dspfx.functional.control import as_signal, check_signal
 from dspfx.functional.filters import iir
 from dspfx.functional.modulation import DelayLoop
 
@@ -52,22 +52,7 @@ def pedalboard_delay_samples(delay_seconds: float, sample_rate: float) -> int:
 
 def _as_gain(value: Tensor | float, name: str, x: Tensor) -> Tensor:
     """A feedback or mix control as a (B|1, 1|C, T|1) tensor of x's dtype."""
-    if not isinstance(value, Tensor):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-        value = torch.tensor(float(value), dtype=x.dtype, device=x.device)
-    if value.is_complex() or not value.is_floating_point():
-        raise TypeError(f"{name} must be a real floating tensor, got dtype {value.dtype}")
-    if value.ndim > 3:
-        raise ValueError(f"{name} must broadcast to x shaped {tuple(x.shape)}, got shape {tuple(value.shape)}")
-    shape = (1,) * (3 - value.ndim) + tuple(value.shape)
-    for size, target, dim in zip(shape, x.shape, ("batch", "channels", "samples")):
-        if size not in (1, target):
-            raise ValueError(
-                f"{name} shaped {tuple(value.shape)} does not broadcast to x shaped {tuple(x.shape)}: "
-                f"its {dim} dimension is {size}, expected 1 or {target}"
-            )
-    return value.to(x.dtype).reshape(shape)
+    return as_signal(value, x, name)
 
 
 def _to_columns(v: Tensor, delay: int, rows: int) -> Tensor:
@@ -236,7 +221,7 @@ def damped_feedback_delay(
     here reading before writing, with the loop filter, in float64 for every input dtype) with an
     exact hand-written backward (adjoint loop backwards in time) w.r.t. the input, the delay
     (through the interpolation slope), feedback, mix, the damping pole and the state. CPU
-    kernels: tensors on other devices are copied to the CPU and back.
+    kernels only: tensors on another device raise :class:`~dspfx.functional.CPUKernelError`.
 
     Args:
         x: ``(batch, channels, samples)`` real tensor.

@@ -52,8 +52,8 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from dspfx.functional.control import check_signal
 from dspfx.checks import check_sample_rate
+from dspfx.functional.control import as_signal, check_signal
 from dspfx.functional.filters import iir
 
 __all__ = [
@@ -94,24 +94,7 @@ NOISE_GATE_RMS_RELEASE_MS = 50.0
 
 def _as_control(value: Any, name: str, x: Tensor) -> Tensor:
     """A knob value (number or tensor broadcastable to x's (batch, channels, samples)) as a tensor."""
-    if isinstance(value, Tensor):
-        if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
-            raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
-        t = value.to(dtype=x.dtype, device=x.device)
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-    else:
-        t = torch.tensor(float(value), dtype=x.dtype, device=x.device)
-    if t.ndim > 3:
-        raise ValueError(f"{name} must broadcast to x's (batch, channels, samples), got shape {tuple(t.shape)}")
-    t = t.reshape((1,) * (3 - t.ndim) + tuple(t.shape))
-    for size, target, dim in zip(t.shape, x.shape, ("batch", "channels", "samples")):
-        if size not in (1, target):
-            raise ValueError(
-                f"{name} shaped {tuple(t.shape)} does not broadcast to x shaped {tuple(x.shape)} "
-                f"(its {dim} dimension is {size}, expected 1 or {target})"
-            )
-    return t
+    return as_signal(value, x, name, integers=True)
 
 
 def _check_range(t: Tensor, name: str, low: float, high: float = math.inf, low_open: bool = False) -> None:
@@ -236,6 +219,10 @@ def envelope_decisions(
     Returns:
         ``(envelope, attack)``: the envelope (detached, like ``d``) and a bool tensor saying
         where the attack coefficient was used; both shaped like ``d``, on ``d``'s device.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: none (it returns decisions; the envelope itself is differentiated by its caller).
     """
     d = check_signal(d, "d")
     batch, channels, n_samples = d.shape

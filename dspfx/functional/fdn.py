@@ -556,8 +556,11 @@ def fdn(
     When a gradient is needed it keeps
     the line inputs (float64, ``N x (max(delays) + samples)`` per row) for the adjoint, which
     recomputes the filter outputs from them; otherwise it keeps nothing of the signal's length
-    but the output. Both give the same values bit for bit. On other devices the tensors are
-    moved to the CPU for the loop and the results moved back.
+    but the output. Both give the same values bit for bit.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint loop) w.r.t. every tensor argument and the state.
     """
     if not isinstance(x, Tensor) or x.ndim != 3 or not x.is_floating_point():
         raise ValueError(

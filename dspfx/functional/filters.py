@@ -848,6 +848,10 @@ def iir(
     Raises:
         ValueError: ``x`` is not 3-D, coefficient or state shapes do not fit.
         TypeError: non-tensor or complex inputs.
+
+    Devices: CPU (torchlpc's compiled recursion, or the compiled TDF-II loop) and any torch device
+    (a pure-torch parallel scan).
+    Gradients: exact w.r.t. ``x``, ``b``, ``a`` and the initial state.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor shaped (batch, channels, samples), got {type(x).__name__}")
@@ -1041,6 +1045,10 @@ def sos_filter(
     Raises:
         ValueError / TypeError: as :func:`iir`, or when ``state`` does not hold one entry per
         section.
+
+    Devices: CPU (one compiled pass for a static cascade without gradients) and any torch device
+    (the per-section :func:`iir` path).
+    Gradients: exact w.r.t. the input, the coefficients and the state (the :func:`iir` path).
     """
     sections = list(sections)
     if state is None:

@@ -404,8 +404,7 @@ def _feedback_kernels():
 
 class _FeedbackPhase(torch.autograd.Function):
     """``fb = feedback term`` of the DX7 recursion (rows, n) from ``a``, ``beta`` (rows, n) and the
-    history (rows, 2): forward in numba (float64), exact adjoint loop in numba for the backward.
-    Tensors on another device are moved to the CPU for the loops and back."""
+    history (rows, 2): forward in numba (float64), exact adjoint loop in numba for the backward. CPU only."""
 
     @staticmethod
     def forward(ctx, a: Tensor, beta: Tensor, hist: Tensor) -> Tensor:
@@ -430,8 +429,7 @@ def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tenso
     ``beta = 0`` gives exactly ``torch.sin(arg)``; when ``beta`` is 0 everywhere the loop is
     skipped (the first-order terms are computed vectorised: same output, same exact gradient
     w.r.t. ``beta``, e.g. a trainable feedback at 0). Gradients are exact (a hand-written adjoint
-    loop run backwards in time). On devices other than the CPU the loops run on the CPU (the
-    tensors are moved there and back).
+    loop run backwards in time). 
 
     Args:
         arg: ``(..., n)`` phase argument in radians (``2 pi phase`` plus any modulation).
@@ -444,6 +442,10 @@ def operator_feedback(arg: Tensor, beta: Tensor, history: Tensor) -> tuple[Tenso
 
     Reference: Yamaha DX7 operator feedback (the average of the last two outputs, as in the
     DX7's envelope/feedback path described by Chowning & Bristow, "FM Theory and Applications").
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint loop) w.r.t. ``arg``, ``beta`` and ``history``.
     """
     lead, n = arg.shape[:-1], arg.shape[-1]
     if history.shape[-1] != 2:

@@ -20,8 +20,8 @@ matches pedalboard's); ``saturation="tanh"`` uses the exact function.
 The loop is compiled with numba (forward) and differentiated by a hand-written adjoint loop run
 backwards in time (also numba): exact gradients w.r.t. the input, the cutoff, the resonance and
 the drive (each may vary per sample) and the initial state. The table's derivative is the slope
-of its segment (0 outside [-5, 5]). Tensors on another device are moved to the CPU for the loop
-and the results moved back (the autograd Function does this in both passes).
+of its segment (0 outside [-5, 5]). It runs on the CPU only: tensors on another device raise
+:class:`~dspfx.functional.CPUKernelError` (no silent copy).
 
 Precision: float32 inputs run a float32 loop with pedalboard's (JUCE's) arithmetic, operation for
 operation: ``a1 = expf(fc * (float(-2 pi) / float(sr)))``, ``r = 0.1f + res * 0.9f``,
@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_grads, to_torch
+from dspfx.functional.control import as_signal
 
 __all__ = ["LADDER_MODES", "LADDER_SATURATIONS", "ladder", "ladder_tanh_table", "ladder_drive_gain"]
 
@@ -438,21 +439,10 @@ class _LadderFunction(torch.autograd.Function):
 
 def _as_param(value: Tensor | float, x: Tensor, name: str) -> Tensor:
     """A parameter broadcastable to x (batch, channels, samples) -> (batch*channels, n|1)."""
-    t = value if isinstance(value, Tensor) else torch.tensor(float(value), dtype=x.dtype, device=x.device)
-    t = t.to(dtype=x.dtype, device=x.device)
+    t = as_signal(value, x, f"ladder {name}", integers=True)
     batch, channels, n = x.shape
-    while t.ndim < 3:
-        t = t.unsqueeze(0)
     steps = n if t.shape[-1] == n else 1
-    try:
-        t = torch.broadcast_to(t, (batch, channels, steps))
-    except RuntimeError:
-        raise ValueError(
-            f"ladder {name} shaped {tuple(value.shape) if isinstance(value, Tensor) else ()} does not broadcast "
-            f"against the input (batch={batch}, channels={channels}, samples={n}); give a scalar, or a tensor "
-            f"broadcastable to (batch, channels, samples|1)"
-        ) from None
-    return t.reshape(batch * channels, steps)
+    return t.expand(batch, channels, steps).reshape(batch * channels, steps)
 
 
 def ladder(
@@ -484,13 +474,17 @@ def ladder(
     Returns:
         ``(y, state)``: y (batch, channels, samples) and the final state (batch, channels, 5).
 
-    Gradients are exact (hand-written adjoint loop) w.r.t. x, every parameter and the state. The
-    loop runs on CPU; tensors on other devices are moved to the CPU and back. float32 input runs
+    Gradients are exact (hand-written adjoint loop) w.r.t. x, every parameter and the state.
+    float32 input runs
     in float32 with pedalboard's exact operation order (renders equal pedalboard's, also at the
     chaotic self-oscillating corners); float64 input runs in float64.
 
     Reference: JUCE ``dsp::LadderFilter`` (after V. Zavalishin's ladder model) as used by
     ``pedalboard.LadderFilter``; formulas from ``shared/reference/pedalboard.md``.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint loop) w.r.t. ``x``, every parameter and the state.
     """
     if mode not in LADDER_MODES:
         raise ValueError(f"ladder mode must be one of {', '.join(LADDER_MODES)}; got {mode!r}")

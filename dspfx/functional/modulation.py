@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_torch
-from dspfx.functional.control import check_signal
+from dspfx.functional.control import as_signal, check_signal
 
 __all__ = [
     "DelayLoop",
@@ -270,15 +270,7 @@ class DelayLoop(torch.autograd.Function):
 
 def _as_signal(value: Tensor | float, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A number or a tensor of up to 3 dims as a 3-D tensor (leading dims of size 1 added)."""
-    if not isinstance(value, Tensor):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-        value = torch.tensor(float(value), dtype=dtype, device=device)
-    if value.is_complex() or not value.is_floating_point():
-        raise TypeError(f"{name} must be a real floating tensor, got dtype {value.dtype}")
-    if value.ndim > 3:
-        raise ValueError(f"{name} must have at most 3 dims (batch, channels, samples), got shape {tuple(value.shape)}")
-    return value.to(dtype).reshape((1,) * (3 - value.ndim) + tuple(value.shape))
+    return as_signal(value, None, name, dtype=dtype, device=device)
 
 
 def lfo_phase(
@@ -311,6 +303,10 @@ def lfo_phase(
         ``(phases, end_phase)``: ``(batch|1, 1, n_samples)`` in the dtype of ``rate_hz`` (else of
         ``phase``) and ``(batch|1, 1, 1)`` in the dtype of ``phase`` (keep a float64 phase state
         for long streams), differentiable w.r.t. ``rate_hz`` and ``phase``.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: w.r.t. ``rate_hz`` and ``phase`` (the unwrapped phase's).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
         raise ValueError(f"n_samples must be an int >= 0, got {n_samples!r}")
@@ -456,6 +452,11 @@ def modulated_delay(
             ``max_delay_samples``, a state of the wrong shape.
 
     Reference: JUCE ``dsp::DelayLine`` (linear interpolation) as used by ``dsp::Chorus``.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint) w.r.t. ``x``, the delay, the gains and the state;
+    zero where the delay clamp acts.
     """
     check_signal(x)
     batch, channels, n = x.shape

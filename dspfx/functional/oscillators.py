@@ -437,6 +437,10 @@ def sinusoidal_synthesis(
 
     Returns:
         ``(y, final_phase)``: y ``(batch, n)``; final_phase ``(batch, K)`` float64.
+
+    Devices: CPU (a compiled numba loop) and any torch device (a torch path, same results up to
+    rounding).
+    Gradients: exact w.r.t. frequencies and amplitudes (the compiled path's hand-written adjoint).
     """
     dtype = amplitudes.dtype
     if _COMPILED_BANK and frequencies_hz.device.type == "cpu" and amplitudes.device.type == "cpu":

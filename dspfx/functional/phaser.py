@@ -46,6 +46,7 @@ from numba import njit
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_torch
+from dspfx.functional.control import as_signal
 
 __all__ = [
     "PHASER_UPDATE_INTERVAL",
@@ -231,8 +232,8 @@ class PhaserCascade(torch.autograd.Function):
     time over the recorded states (see the module docstring for the recursion). float32 inputs
     run in float32 arithmetic, operation for operation like pedalboard (so renders agree bit for
     bit even where the loop is marginally stable, ``|feedback| = 1``); other dtypes in float64.
-    The backward runs in float64 over the recorded states. Runs on CPU;
-    tensors on another device are copied to the CPU and the results copied back.
+    The backward runs in float64 over the recorded states. Runs on the CPU only;
+    tensors on another device raise :class:`~dspfx.functional.CPUKernelError`.
     """
 
     @staticmethod
@@ -291,6 +292,10 @@ def phaser_cascade(
         ``(wet, stages, feedback_sample)``: the cascade output shaped like ``x`` and the states
         after the block. Differentiable w.r.t. every input (exact adjoint, see
         :class:`PhaserCascade`).
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint) w.r.t. every input.
     """
     batch, channels, n = x.shape
     n_stages = stages.shape[-1]
@@ -368,6 +373,10 @@ def phaser_lfo_phase(
 
     Returns:
         ``(phases (batch, updates), next_phase (batch,))``, dtype of ``rate_hz``.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact w.r.t. the rate and the phase (of the unwrapped phase).
     """
     inc = rate_hz * (2.0 * math.pi * PHASER_UPDATE_INTERVAL / sample_rate)
     exact = phase0.unsqueeze(-1) + torch.cumsum(inc, dim=-1) - inc  # exclusive sum
@@ -412,23 +421,7 @@ def _pedalboard_coefficient_values(
 
 def _as_signal(value: Tensor | float, name: str, x: Tensor, channels_ok: bool = True) -> Tensor:
     """A control as a (B|1, C|1, T|1) tensor of x's dtype/device."""
-    if not isinstance(value, Tensor):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-        value = torch.tensor(float(value), dtype=x.dtype, device=x.device)
-    if value.is_complex() or not value.is_floating_point():
-        raise TypeError(f"{name} must be a real floating tensor, got dtype {value.dtype}")
-    if value.ndim > 3:
-        raise ValueError(f"{name} must broadcast to x shaped {tuple(x.shape)}, got shape {tuple(value.shape)}")
-    shape = (1,) * (3 - value.ndim) + tuple(value.shape)
-    batch, channels, n = x.shape
-    ok = shape[0] in (1, batch) and shape[1] in ((1, channels) if channels_ok else (1,)) and shape[2] in (1, n)
-    if not ok:
-        expected = f"(batch|1, {'channels|1' if channels_ok else '1'}, samples|1) = ({batch}|1, " + (
-            f"{channels}|1" if channels_ok else "1"
-        ) + f", {n}|1)"
-        raise ValueError(f"{name} must be shaped {expected}, got shape {tuple(value.shape)}")
-    return value.to(device=x.device, dtype=x.dtype).reshape(shape)
+    return as_signal(value, x, name, channels=channels_ok)
 
 
 def _at_updates(c: Tensor, first: int, count: int, batch: int) -> Tensor:

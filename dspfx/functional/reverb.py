@@ -22,8 +22,8 @@ gradient.
 The recursions run in compiled numba loops (``cache=True``), computing in float64 whatever the
 input dtype. Their backward passes are hand-written adjoint loops run backwards in time (also
 numba): exact gradients w.r.t. the input, the per-sample feedback and damping, the initial state,
-and through the returned state. On a non-CPU device the tensors are moved to the CPU for the
-loops and the results moved back (the loops are sequential in time: a GPU gains nothing there).
+and through the returned state. They run on the CPU only: tensors on another device raise
+:class:`~dspfx.functional.CPUKernelError` (the loops are sequential in time: a GPU gains nothing there).
 
 Reference: Jezar at Dreampoint, Freeverb (public domain, 2000); JUCE ``juce::Reverb``, used by
 ``pedalboard.Reverb``; the formulas in ``shared/reference/pedalboard.md``.
@@ -395,6 +395,10 @@ def comb_bank(
     Returns:
         ``(y, history, lowpass)``: the summed comb outputs ``(rows, samples)`` and the state after
         the block. Exact gradients (hand-written adjoint) w.r.t. all tensor inputs.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint) w.r.t. all tensor inputs.
     """
     lengths = _check_lengths(lengths, "comb lengths")
     if not isinstance(u, Tensor) or u.ndim != 2:
@@ -420,6 +424,10 @@ def allpass_chain(a: Tensor, history: Tensor, lengths: Sequence[int]) -> tuple[T
 
     Returns:
         ``(y, history)``; exact gradients w.r.t. ``a`` and ``history``.
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint) w.r.t. ``a`` and ``history``.
     """
     lengths = _check_lengths(lengths, "allpass lengths")
     if not isinstance(a, Tensor) or a.ndim != 2:

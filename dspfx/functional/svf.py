@@ -18,8 +18,8 @@ direct-form biquad whose coefficients are swept.
 
 The loop is compiled with numba (forward) and differentiated by a hand-written adjoint loop run
 backwards in time (numba): exact gradients w.r.t. the input, every coefficient (each may vary
-per sample) and the initial state. Kernels run on CPU in float64; tensors on other devices are
-moved to the CPU and back inside the autograd Function.
+per sample) and the initial state. Kernels run on the CPU only, in float64; tensors on another device raise
+:class:`~dspfx.functional.CPUKernelError`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_grads, to_torch
+from dspfx.functional.control import as_signal
 from dspfx.functional.filters import MIN_CUTOFF_HZ, NYQUIST_MARGIN_HZ
 
 __all__ = ["SVF_MODES", "svf_coefficients", "svf_filter", "svf"]
@@ -243,19 +244,11 @@ class _SVFFunction(torch.autograd.Function):
 
 
 def _as_param(value: Tensor, x: Tensor, name: str) -> Tensor:
+    """A parameter broadcastable to x (batch, channels, samples) -> (batch*channels, n|1)."""
+    t = as_signal(value, x, f"svf {name}", integers=True)
     batch, channels, n = x.shape
-    t = value.to(dtype=x.dtype, device=x.device)
-    while t.ndim < 3:
-        t = t.unsqueeze(0)
     steps = n if t.shape[-1] == n else 1
-    try:
-        t = torch.broadcast_to(t, (batch, channels, steps))
-    except RuntimeError:
-        raise ValueError(
-            f"svf {name} shaped {tuple(value.shape)} does not broadcast against the input "
-            f"(batch={batch}, channels={channels}, samples={n}); expected (batch|1, channels|1, samples|1)"
-        ) from None
-    return t.reshape(batch * channels, steps)
+    return t.expand(batch, channels, steps).reshape(batch * channels, steps)
 
 
 def svf_filter(
@@ -277,6 +270,10 @@ def svf_filter(
 
     Returns:
         ``(y, state)``: y (batch, channels, samples), final state (batch, channels, 2).
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact (hand-written adjoint loop) w.r.t. ``x``, the coefficients and the state.
     """
     if not isinstance(x, Tensor) or x.ndim != 3:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__

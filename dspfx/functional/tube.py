@@ -124,6 +124,10 @@ def play_operator(u: Tensor, width: Tensor | float, state: Tensor | None = None)
 
     Returns:
         ``(p, new_state)``; ``p`` shaped like ``u``. Exact gradients a.e. (see module doc).
+
+    Devices: CPU only (a compiled numba loop); tensors on another device raise
+    :class:`~dspfx.functional.CPUKernelError` (nothing is copied to the CPU behind the caller's back).
+    Gradients: exact almost everywhere (hand-written adjoint, see the module docstring).
     """
     if not isinstance(u, Tensor) or u.ndim != 3:
         raise ValueError(f"play_operator: u must be shaped (batch, channels, samples), got {getattr(u, 'shape', u)!r}")

@@ -120,6 +120,10 @@ def chebyshev_shaper(
 
     Returns:
         ``(..., S, n)``. Differentiable w.r.t. ``u`` and ``coefficients``.
+
+    Devices: CPU (a compiled numba loop) and any torch device (a torch path, same results up to
+    rounding).
+    Gradients: exact w.r.t. ``u`` and ``coefficients``.
     """
     if mask is not None and orders is not None:
         raise ValueError("give mask= or orders=, not both")

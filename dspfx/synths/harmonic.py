@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dspfx.checks import positive_int
 from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.oscillators import harmonic_synthesis, phase_dtype, sinusoidal_synthesis
 from dspfx.registry import register
@@ -17,12 +18,6 @@ from dspfx.unit import Knob, Unit
 __all__ = ["Harmonic", "Sinusoidal"]
 
 
-
-
-def _positive_int(value: Any, what: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {what} must be a positive int, got {value!r}")
-    return value
 
 
 def _frames(value: Any, multi: bool) -> int:
@@ -96,7 +91,7 @@ class Harmonic(Unit):
         **knobs: Any,
     ) -> None:
         owner = type(self).__name__
-        self.n_harmonics = _positive_int(n_harmonics, "n_harmonics", owner)
+        self.n_harmonics = positive_int(n_harmonics, f"{owner}: n_harmonics")
         if isinstance(inharmonicity, bool) or not isinstance(inharmonicity, (int, float)) or not (
             math.isfinite(inharmonicity) and inharmonicity >= 0
         ):
@@ -185,7 +180,7 @@ class Sinusoidal(Unit):
 
     def __init__(self, sample_rate: float = 48000, n_sinusoids: int = 16, hop: int | None = None, **knobs: Any) -> None:
         owner = type(self).__name__
-        self.n_sinusoids = _positive_int(n_sinusoids, "n_sinusoids", owner)
+        self.n_sinusoids = positive_int(n_sinusoids, f"{owner}: n_sinusoids")
         self.hop = control_hop(sample_rate, hop, owner)
         super().__init__(sample_rate, **knobs)
         k = torch.arange(1, self.n_sinusoids + 1, dtype=torch.float64)

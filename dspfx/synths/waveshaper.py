@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dspfx.checks import positive_int
 from dspfx.functional.blep import accumulate_phase
 from dspfx.functional.control import control_frames, control_hop, upsample_control
 from dspfx.functional.oscillators import phase_dtype
@@ -29,12 +30,6 @@ _MIXES = ("sum", "learnable")
 _AFFINE = ("input_gain", "input_offset", "output_gain", "output_offset")
 
 
-def _positive_int(value: Any, what: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {what} must be a positive int, got {value!r}")
-    return value
-
-
 class _ShapingBank(Unit):
     """The learnable bank shared by :class:`Waveshaper` and :class:`WaveshaperFX` (not registered)."""
 
@@ -52,15 +47,15 @@ class _ShapingBank(Unit):
         **knobs: Any,
     ) -> None:
         owner = type(self).name or type(self).__name__
-        self.n_shapers = _positive_int(n_shapers, "n_shapers", owner)
+        self.n_shapers = positive_int(n_shapers, f"{owner}: n_shapers")
         if shaper not in _SHAPERS:
             raise ValueError(f"{owner}: shaper must be one of {_SHAPERS}, got {shaper!r}")
         if mix not in _MIXES:
             raise ValueError(f"{owner}: mix must be one of {_MIXES}, got {mix!r}")
         self.shaper = shaper
-        self.order = _positive_int(order, "order", owner)
-        self.hidden = _positive_int(hidden, "hidden", owner)
-        self.depth = _positive_int(depth, "depth", owner)
+        self.order = positive_int(order, f"{owner}: order")
+        self.hidden = positive_int(hidden, f"{owner}: hidden")
+        self.depth = positive_int(depth, f"{owner}: depth")
         self.mix = mix
         super().__init__(sample_rate, **knobs)
         S = self.n_shapers

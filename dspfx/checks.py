@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "positive_int",
     "positive_number",
     "check_sample_rate",
+    "broadcast_shape",
     "MAX_PLAUSIBLE_CHANNELS",
 ]
 
@@ -68,6 +70,21 @@ def check_sample_rate(sample_rate: Any, name: str = "sample_rate", *, integer: b
             raise ValueError(f"{name} must be a whole number of Hz, got {sample_rate!r}")
         return int(sample_rate)
     return float(sample_rate)
+
+
+def broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy-style broadcast of shapes, or None when they do not broadcast.
+
+    (Plain python: ``torch.broadcast_shapes`` pulls in sympy on its first call.)
+    """
+    ndim = max((len(shape) for shape in shapes), default=0)
+    out = []
+    for dim in range(-ndim, 0):
+        sizes = {shape[dim] for shape in shapes if len(shape) >= -dim} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 # --- audio layout ---

@@ -18,7 +18,8 @@ from dspfx.functional.convolution import (
     partitioned_convolve,
     partitioned_state,
 )
-from dspfx.functional.filters import biquad_coefficients, frequency_response, sos_filter
+from dspfx.functional.design import biquad_coefficients, frequency_response
+from dspfx.functional.sos import sos_filter
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from dspfx.amps.preamp import check_oversample, filter_state
 from dspfx.functional.dynamics import envelope_follower
-from dspfx.functional.filters import biquad_coefficients, iir
+from dspfx.functional.design import biquad_coefficients
+from dspfx.functional.recursive import iir
 from dspfx.functional.oversample import (
     init_oversample_state,
     oversample_latency,

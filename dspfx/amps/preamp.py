@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dspfx.functional.filters import biquad_coefficients, iir, one_pole_coefficients
+from dspfx.functional.design import biquad_coefficients, one_pole_coefficients
+from dspfx.functional.recursive import iir
 from dspfx.functional.oversample import (
     OVERSAMPLE_FACTORS,
     init_oversample_state,

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dspfx.functional.filters import frequency_response as digital_frequency_response
-from dspfx.functional.filters import iir
+from dspfx.functional.design import frequency_response as digital_frequency_response
+from dspfx.functional.recursive import iir
 from dspfx.functional.tonestack import (
     TONESTACK_MODELS,
     analog_frequency_response,

@@ -21,7 +21,6 @@ A-weighting is 0 dB (1 kHz). A sine of amplitude ``a`` at ``f`` Hz reads
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any
 
 import numba

@@ -11,18 +11,10 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 
 from dspfx.functional.control import control_frames
-from dspfx.functional.filters import (
-    NYQUIST_MARGIN_HZ,
-    ONE_POLE_MODES,
-    biquad_coefficients,
-    fir_design_options,
-    fir_filter,
-    fir_from_magnitudes,
-    frequency_response,
-    iir,
-    one_pole_coefficients,
-    sos_filter,
-)
+from dspfx.functional.design import NYQUIST_MARGIN_HZ, ONE_POLE_MODES, biquad_coefficients, frequency_response, one_pole_coefficients
+from dspfx.functional.fir import fir_design_options, fir_filter, fir_from_magnitudes
+from dspfx.functional.recursive import iir
+from dspfx.functional.sos import sos_filter
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dspfx.functional.filters import frequency_response
+from dspfx.functional.design import frequency_response
 from dspfx.functional.svf import SVF_MODES, svf_coefficients, svf_filter
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit

@@ -20,10 +20,7 @@ The metrics are the ones the virtual-analog literature reports:
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 
-import numpy as np
 import torch
 
 from dspfx.checks import prepare_pair

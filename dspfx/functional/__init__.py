@@ -2,8 +2,11 @@
 
 - :mod:`~dspfx.functional.control`: control upsampling and normalisation;
 - :mod:`~dspfx.functional.conversions`: dB helpers;
-- :mod:`~dspfx.functional.filters`: biquad / one-pole / FIR design, frequency responses, the
-  exact time-varying recursive filter :func:`iir`;
+- :mod:`~dspfx.functional.design`: biquad / one-pole designs and frequency responses;
+- :mod:`~dspfx.functional.recursive`: the exact time-varying recursive filter :func:`iir` and its
+  engines (compiled or torch scan; :mod:`~dspfx.functional.tdf2`, the transposed form);
+- :mod:`~dspfx.functional.sos`: second-order-section cascades;
+- :mod:`~dspfx.functional.fir`: frequency-sampled FIR design and time-varying FIR filtering;
 - :mod:`~dspfx.functional.nonlinear`: clippers, bit crushing, Chebyshev series, curves;
 - :mod:`~dspfx.functional.dynamics`: envelope ballistics, compressor, expander, gate, limiter;
 - :mod:`~dspfx.functional.delay`: the feedback delay line (echo);
@@ -34,8 +37,14 @@ from .delay import *  # noqa: F401,F403
 from .delay import __all__ as _delay
 from .dynamics import *  # noqa: F401,F403
 from .dynamics import __all__ as _dynamics
-from .filters import *  # noqa: F401,F403
-from .filters import __all__ as _filters
+from .design import *  # noqa: F401,F403
+from .design import __all__ as _design
+from .recursive import *  # noqa: F401,F403
+from .recursive import __all__ as _recursive
+from .sos import *  # noqa: F401,F403
+from .sos import __all__ as _sos
+from .fir import *  # noqa: F401,F403
+from .fir import __all__ as _fir
 from .nonlinear import *  # noqa: F401,F403
 from .nonlinear import __all__ as _nonlinear
 from .oscillators import *  # noqa: F401,F403
@@ -67,6 +76,6 @@ from .oversample import __all__ as _oversample
 from .tube import *  # noqa: F401,F403
 from .tube import __all__ as _tube
 
-__all__ = ["CPUKernelError", *_control, *_conversions, *_filters, *_nonlinear, *_dynamics, *_delay, *_convolution,
+__all__ = ["CPUKernelError", *_control, *_conversions, *_design, *_recursive, *_sos, *_fir, *_nonlinear, *_dynamics, *_delay, *_convolution,
     *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
 ]

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from .filters import iir
+from .recursive import iir
 
 __all__ = [
     "WAVEFORMS",

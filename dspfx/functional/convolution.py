@@ -4,7 +4,6 @@ normalisation."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 

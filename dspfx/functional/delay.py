@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dspfx.functional.control import as_signal, check_signal
-from dspfx.functional.filters import iir
+from dspfx.functional.recursive import iir
 from dspfx.functional.modulation import DelayLoop
 
 __all__ = ["feedback_delay", "pedalboard_delay_samples", "damped_feedback_delay", "damped_delay_state", "damping_pole"]

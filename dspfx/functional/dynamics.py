@@ -15,7 +15,7 @@ one linear filter. It is evaluated in two passes (the approach of torchcomp, Chi
 
 1. a compiled numba loop (forward only, no gradient) runs the recursion and records, per sample,
    whether the attack or the release coefficient was used;
-2. the envelope is recomputed differentiably by :func:`dspfx.functional.filters.iir` as the
+2. the envelope is recomputed differentiably by :func:`dspfx.functional.recursive.iir` as the
    first-order *time-varying linear* recursion ``e[n] = (1 - c[n]) d[n] + c[n] e[n-1]`` with the
    coefficient sequence ``c[n]`` chosen by pass 1.
 
@@ -54,7 +54,7 @@ from torch import Tensor
 
 from dspfx.checks import check_sample_rate
 from dspfx.functional.control import as_signal, check_signal
-from dspfx.functional.filters import iir
+from dspfx.functional.recursive import iir
 
 __all__ = [
     "DETECTORS",
@@ -88,7 +88,7 @@ NOISE_GATE_RMS_RELEASE_MS = 50.0
 
 
 # --------------------------------------------------------------------------------------------
-# checks (the sample-rate check is shared with functional.filters)
+# checks (the sample-rate check is dspfx.checks')
 # --------------------------------------------------------------------------------------------
 
 
@@ -254,7 +254,7 @@ def envelope_follower(
 
     The branch taken at each sample (attack when ``d[n] > e[n-1]``, else release) is decided by
     :func:`envelope_decisions`; the envelope is then recomputed by
-    :func:`~dspfx.functional.filters.iir` as the time-varying first-order recursion
+    :func:`~dspfx.functional.recursive.iir` as the time-varying first-order recursion
     ``e[n] = (1 - c[n]) d[n] + c[n] e[n-1]`` (``b = [1 - c]``, ``a = [1, -c]``), which gives
     exact gradients w.r.t. ``d``, both coefficients and ``state`` (almost everywhere).
 

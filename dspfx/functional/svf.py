@@ -33,7 +33,7 @@ from torch import Tensor
 
 from dspfx.functional._compiled import as_numpy, to_grads, to_torch
 from dspfx.functional.control import as_signal
-from dspfx.functional.filters import MIN_CUTOFF_HZ, NYQUIST_MARGIN_HZ
+from dspfx.functional.design import MIN_CUTOFF_HZ, NYQUIST_MARGIN_HZ
 
 __all__ = ["SVF_MODES", "svf_coefficients", "svf_filter", "svf"]
 

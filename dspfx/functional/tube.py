@@ -16,7 +16,7 @@ hysteretic transformer core.
   ``y = (1 - h) tanh(u) + h tanh(p)``, ``p = play(u; r)``. The play operator is a non-linear
   recursion; a compiled numba loop decides per sample whether ``p`` holds or is dragged by ``u``
   (and from which side), then ``p`` is recomputed differentiably by
-  :func:`dspfx.functional.filters.iir` as the first-order time-varying linear recursion
+  :func:`dspfx.functional.recursive.iir` as the first-order time-varying linear recursion
   ``p[n] = hold[n] p[n-1] + (1 - hold[n]) (u[n] -+ r[n])`` given those decisions (the approach of
   :mod:`dspfx.functional.dynamics`): gradients are exact w.r.t. ``u``, ``r`` and the initial state
   almost everywhere (the decisions are piecewise constant; ``p`` is continuous across a switch).
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from numba import njit
 from torch import Tensor
 
-from dspfx.functional.filters import iir
+from dspfx.functional.recursive import iir
 
 __all__ = [
     "triode_curve",

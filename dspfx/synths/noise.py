@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from dspfx.effects.filters import FIR_MIN_MAGNITUDE, _softplus_inverse
 from dspfx.functional.control import control_frames, control_hop
-from dspfx.functional.filters import fir_design_options, fir_filter, fir_from_magnitudes
+from dspfx.functional.fir import fir_design_options, fir_filter, fir_from_magnitudes
 from dspfx.registry import register
 from dspfx.unit import Unit
 

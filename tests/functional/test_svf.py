@@ -8,7 +8,7 @@ import pytest
 import scipy.signal
 import torch
 
-from dspfx.functional.filters import biquad_coefficients
+from dspfx.functional.design import biquad_coefficients
 from dspfx.functional.svf import SVF_MODES, svf, svf_coefficients, svf_filter
 
 

@@ -158,7 +158,7 @@ def test_fir_delay_is_compensated_latency_zero(n_bands):
     ccf = np.array([[np.dot(y[l:], source[: n - l]), np.dot(y[: n - l], source[l:n])] for l in lags])
     assert np.abs(ccf[:, 0] - ccf[:, 1]).max() < 0.05 * np.abs(np.dot(y, source[:n]))
     # the uncompensated filter (the same taps on the source as it comes) peaks n_taps // 2 later
-    from dspfx.functional.filters import fir_filter, fir_from_magnitudes
+    from dspfx.functional.fir import fir_filter, fir_from_magnitudes
 
     taps = fir_from_magnitudes(band.view(1, 1, -1), unit.n_taps)
     raw, _ = fir_filter(torch.tensor(source[:n]).view(1, 1, -1), taps, torch.zeros(1, 1, unit.n_taps - 1,

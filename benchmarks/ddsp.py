@@ -5,13 +5,15 @@
 
 Rows:
 
-- training: steps per second of :func:`dspfx.ddsp.trainer`'s step (model forward, multi-scale
-  spectral loss, backward, gradient clipping, Adam) on a batch of 16 windows of 4 s at 16 kHz
-  (DDSP's recipe), for the ``tiny`` and ``full`` presets (reverb 1 s), on CPU with
-  ``--threads`` threads (default 1) and on CUDA when ``torch.cuda.is_available()``;
+- training: steps per second of a training step (model forward, multi-scale spectral loss,
+  backward, gradient clipping, Adam) on a batch of 16 windows of 4 s at 16 kHz (DDSP's recipe),
+  for the ``tiny`` and ``full`` presets (reverb 1 s), on CPU with ``--threads`` threads (default
+  1) and on CUDA when ``torch.cuda.is_available()``; twice for dspfx: the bare step, and the
+  step as :func:`dspfx.ddsp.trainer.train` takes it, through :func:`dspfx.fitting.optimise`
+  (schedule, NaN/Inf checks of the loss and the gradients, clipping, Adam);
 - inference: real-time factor (compute seconds per second of audio; below 1 is faster than
   real time) of rendering ``--seconds`` seconds (default 10) of features offline (one call)
-  and streaming (:meth:`DDSPModel.stream`, blocks of 256 samples = 4 frames), batch 1.
+  and streaming (``dspfx.Stream(model)``, blocks of 256 samples = 4 frames), batch 1.
 
 Peer (timed in the same run, interleaved with dspfx, best of ``--repeats`` each): a plain-torch
 DDSP written as acids-ircam/ddsp_pytorch does it: the same decoder (:class:`Decoder`), harmonic
@@ -138,8 +140,28 @@ def interleaved(fns: dict, repeats: int, device: torch.device) -> dict:
     return best
 
 
-def train_rates(preset: str, device: torch.device, batch: int, window_s: float, repeats: int) -> tuple[float, float]:
-    """Steps per second of dspfx and of the peer."""
+#: Steps per timed call of the core (one optimise() call: its setup is spread over them).
+CORE_STEPS = 3
+
+
+def _core_step_fn(model: torch.nn.Module, f0, loud, target):
+    """CORE_STEPS steps as the DDSP trainer takes them: through dspfx.fitting.optimise (the
+    validation is a constant here, so its cost, which the trainer pays every checkpoint_every
+    steps, is left out)."""
+    from dspfx.fitting import optimise
+
+    def loss_fn(step: int) -> torch.Tensor:
+        return spectral_loss(model(f0, loud)[:, 0], target)
+
+    def steps() -> None:
+        optimise(model, loss_fn, steps=CORE_STEPS, lr=3e-4, schedule="exponential", decay=0.98, decay_steps=10000,
+                 grad_clip=3.0, validate=lambda: 0.0, validate_every=CORE_STEPS, restore_best=False, progress=False)
+
+    return steps
+
+
+def train_rates(preset: str, device: torch.device, batch: int, window_s: float, repeats: int) -> tuple[float, float, float]:
+    """Steps per second of dspfx (bare step, and through the training core) and of the peer."""
     torch.manual_seed(0)
     model = DDSPModel(SR, FR, preset=preset).to(device)
     peer = PeerDDSP(preset).to(device)
@@ -148,10 +170,11 @@ def train_rates(preset: str, device: torch.device, batch: int, window_s: float, 
     target = torch.randn(batch, frames * model.hop, device=device) * 0.05
     fns = {
         "dspfx": _step_fn(model, f0, loud, target, torch.optim.Adam(model.parameters(), lr=3e-4)),
+        "core": _core_step_fn(model, f0, loud, target),
         "peer": _step_fn(peer, f0, loud, target, torch.optim.Adam(peer.parameters(), lr=3e-4)),
     }
     best = interleaved(fns, repeats, device)
-    return 1.0 / best["dspfx"], 1.0 / best["peer"]
+    return 1.0 / best["dspfx"], CORE_STEPS / best["core"], 1.0 / best["peer"]
 
 
 def inference_rtfs(preset: str, device: torch.device, seconds: float, repeats: int) -> dict:
@@ -198,21 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         where = f"cpu ({args.threads} thread{'s' if args.threads > 1 else ''})" if device.type == "cpu" \
             else torch.cuda.get_device_name(device)
         for preset in args.presets:
-            rate, peer_rate = train_rates(preset, device, args.batch, args.window_s, args.repeats)
+            rate, core_rate, peer_rate = train_rates(preset, device, args.batch, args.window_s, args.repeats)
             rtf = inference_rtfs(preset, device, args.seconds, args.repeats)
-            rows.append((preset, where, rate, peer_rate, rtf))
-            print(f"# {preset} on {where}: {rate:.3f} steps/s (peer {peer_rate:.3f}), RTF {rtf}",
-                  file=sys.stderr, flush=True)
+            rows.append((preset, where, rate, core_rate, peer_rate, rtf))
+            print(f"# {preset} on {where}: {rate:.3f} steps/s, {core_rate:.3f} through the core (peer "
+                  f"{peer_rate:.3f}), RTF {rtf}", file=sys.stderr, flush=True)
     print(f"DDSP speed: training batch {args.batch} x {args.window_s:g} s at {SR} Hz; inference of "
           f"{args.seconds:g} s, batch 1, streaming in 256-sample blocks; best of {args.repeats}. "
           "RTF = compute time / audio time (< 1: faster than real time).\n")
-    print("| model | device | train steps/s | peer steps/s | time ratio (dspfx/peer) | RTF offline | peer RTF "
-          "offline | ratio | RTF streaming (256) | peer RTF streaming | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for preset, where, rate, peer_rate, r in rows:
-        print(f"| {preset} | {where} | {rate:.3f} | {peer_rate:.3f} | {peer_rate / rate:.2f} | {r['offline']:.4f} | "
-              f"{r['peer_offline']:.4f} | {r['offline'] / r['peer_offline']:.2f} | {r['streaming']:.4f} | "
-              f"{r['peer_streaming']:.4f} | {r['streaming'] / r['peer_streaming']:.2f} |")
+    print("| model | device | train steps/s | through the core | peer steps/s | time ratio (dspfx/peer) | "
+          "core/peer | RTF offline | peer RTF offline | ratio | RTF streaming (256) | peer RTF streaming | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for preset, where, rate, core_rate, peer_rate, r in rows:
+        print(f"| {preset} | {where} | {rate:.3f} | {core_rate:.3f} | {peer_rate:.3f} | {peer_rate / rate:.2f} | "
+              f"{peer_rate / core_rate:.2f} | {r['offline']:.4f} | {r['peer_offline']:.4f} | "
+              f"{r['offline'] / r['peer_offline']:.2f} | {r['streaming']:.4f} | {r['peer_streaming']:.4f} | "
+              f"{r['streaming'] / r['peer_streaming']:.2f} |")
     return 0
 
 

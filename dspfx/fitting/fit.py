@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -154,6 +155,8 @@ def fit(
     weights_lr: float | None = None,
     check: bool = True,
     max_seconds: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
 ) -> FitResult:
     """Fit ``unit`` so that ``unit(input)`` matches ``target``.
 
@@ -216,6 +219,9 @@ def fit(
             exceeds ``PLAUSIBLE_LATENCY_MS``.
         max_seconds: wall-clock budget of the whole fit (every restart); it stops cleanly at the
             best state found so far (``result.settings["stopped"] == "time"``).
+        checkpoint: a ``.safetensors`` path for a long fit: written every ``checkpoint_every``
+            steps (unit, optimiser, best state, history) and resumed from when it exists (one
+            restart only; a checkpoint of another unit or settings is refused).
 
     Returns:
         a :class:`FitResult`.
@@ -231,6 +237,8 @@ def fit(
         raise ValueError(f"sample-rate mismatch: audio at {sample_rate} Hz, {unit.label} renders at {unit.sample_rate} Hz")
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+    if checkpoint is not None and restarts != 1:
+        raise ValueError(f"checkpoint= resumes one run; it cannot be combined with restarts={restarts}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -374,10 +382,12 @@ def fit(
         run_callback = None if callback is None else (lambda s, v, m, o=offset: callback(o + s, v, m))
         try:
             run = optimise(
-            unit, loss_fn, steps=steps, groups=[dict(g) for g in groups], schedule=schedule,
-            validate=evaluate if capture_mode else None, validate_every=every, patience=patience,
-            max_seconds=max(remaining, 1e-9) if remaining is not None else None, progress=progress,
-            desc=f"fit {unit.label}" + (f" (restart {restart})" if restarts > 1 else ""), callback=run_callback,
+                unit, loss_fn, steps=steps, groups=[dict(g) for g in groups], schedule=schedule,
+                validate=evaluate if capture_mode else None, validate_every=every, patience=patience,
+                max_seconds=max(remaining, 1e-9) if remaining is not None else None, progress=progress,
+                desc=f"fit {unit.label}" + (f" (restart {restart})" if restarts > 1 else ""), callback=run_callback,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                checkpoint_config=None if checkpoint is None else {"unit": unit.spec(), "steps": steps, "seed": seed},
             )
         except FloatingPointError:
             if restart + 1 < restarts or math.isfinite(best[0]):

@@ -211,3 +211,31 @@ def test_fit_under_two_gloo_ranks_ends_with_the_same_knobs(tmp_path):
     b = (tmp_path / "rank1.txt").read_text().split()
     assert a == b
     assert abs(float(a[0]) - 3.0) > 0.5  # it moved from rank 0's start
+
+
+def test_fit_resumes_from_its_checkpoint(tmp_path):
+    """A fit killed after its checkpoint and run again with the same settings ends where an
+    uninterrupted fit does (the unit's spec, steps and seed name the job)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 4800, dtype=torch.float64) * 0.3
+    target = dspfx.make("distortion", drive_db=20.0).double()(x).detach()
+
+    def run(path, kill_at=None):
+        unit = dspfx.make("distortion", drive_db=5.0).double()
+
+        def callback(step, value, module):
+            if step == kill_at:
+                raise Killed
+
+        result = dspfx.fit(unit, x, target, steps=12, loss="esr", schedule="cosine", progress=False,
+                           checkpoint=path, checkpoint_every=4, callback=callback)
+        return unit, result
+
+    straight, r_straight = run(tmp_path / "a.safetensors")
+    with pytest.raises(Killed):
+        run(tmp_path / "b.safetensors", kill_at=9)
+    resumed, r_resumed = run(tmp_path / "b.safetensors")
+    assert r_resumed.loss_history == r_straight.loss_history
+    assert resumed.knobs() == straight.knobs()
+    with pytest.raises(ValueError, match="restarts"):
+        dspfx.fit(dspfx.make("distortion"), x.float(), target.float(), steps=2, restarts=2, checkpoint=tmp_path / "c.safetensors")

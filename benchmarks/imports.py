@@ -5,7 +5,8 @@ own modules) measured in the same run, each in fresh interpreters, interleaved.
 
 Each measurement is ``python -X importtime -c "import MODULE"`` in a new process; the figure is
 the cumulative microseconds of the top-level import (median over repeats). Also listed: whether
-the DDSP pipeline (``dspfx.ddsp.*``, librosa) was imported, and dspfx's own modules that took
+the DDSP pipeline (``dspfx.ddsp.*``, before it ``dspfx.train``'s features and data, librosa) was
+imported, and dspfx's own modules that took
 longest (self time, median).
 """
 
@@ -57,7 +58,8 @@ def main() -> int:
                 for key, value in mine.items():
                     own.setdefault(key, []).append(value)
     dspfx_s, torch_s = statistics.median(times["dspfx"]), statistics.median(times["torch"])
-    ddsp = sorted({n for n in names if n.startswith("dspfx.ddsp") or n.split(".")[0] in ("librosa", "pretty_midi")})
+    pipeline = ("dspfx.ddsp.", "dspfx.train.features", "dspfx.train.data", "dspfx.train.trainer", "dspfx.train.ddsp")
+    ddsp = sorted({n for n in names if n.startswith(pipeline) or n.split(".")[0] in ("librosa", "pretty_midi")})
     slowest = sorted(((statistics.median(v), k) for k, v in own.items()), reverse=True)[:5]
     rows = [
         ("import dspfx (median)", f"{dspfx_s:.3f} s"),

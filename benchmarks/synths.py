@@ -248,16 +248,19 @@ def torchsynth_voice(batch: int, sample_rate: int, seconds: float) -> Callable[[
 
 
 def upsample_frames(frames: np.ndarray, n: int) -> np.ndarray:
-    """Linear interpolation of (batch, frames[, dims]) frames spread evenly over n samples, as dspfx does."""
+    """Linear interpolation of (batch, frames[, dims]) frames on the causal hop grid of n samples
+    (frame i reached at sample (i + 1) n / frames - 1, from frame i - 1; frame -1 = frame 0), as
+    dspfx does."""
     n_frames = frames.shape[1]
     if n_frames == 1:
         return np.repeat(frames, n, axis=1)
-    pos = np.arange(n, dtype=np.float64) * ((n_frames - 1) / max(n - 1, 1))
-    i0 = np.minimum(pos.astype(np.int64), n_frames - 2)
+    rows = np.concatenate([frames[:, :1], frames], axis=1)  # the previous frame first
+    pos = (np.arange(n, dtype=np.float64) + 1.0) * (n_frames / n)
+    i0 = np.minimum(pos.astype(np.int64), n_frames - 1)
     frac = (pos - i0).astype(np.float32)
     if frames.ndim == 3:
         frac = frac[:, None]
-    return frames[:, i0] * (1 - frac) + frames[:, i0 + 1] * frac
+    return rows[:, i0] * (1 - frac) + rows[:, i0 + 1] * frac
 
 
 def numpy_harmonic_bank(

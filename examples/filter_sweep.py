@@ -14,7 +14,7 @@ sr = 48000
 x = dspfx.make("distortion", drive_db=20.0)(guitar_di(sample_rate=sr, duration_s=4.0))
 lowpass = dspfx.make("biquad", mode="lowpass", q=6.0)
 
-# 200 frames from 200 Hz up to 6 kHz and back, spread evenly over the signal, upsampled inside.
+# 200 frames from 200 Hz up to 6 kHz and back, on the signal's causal hop grid, upsampled inside.
 up = torch.logspace(torch.log10(torch.tensor(200.0)), torch.log10(torch.tensor(6000.0)), 100)
 sweep = torch.cat([up, up.flip(0)]).view(1, -1)
 with torch.no_grad():

@@ -67,6 +67,23 @@ def test_fit_writes_its_files_and_improves(files):
     assert set(fitted.knobs()) == {"distortion.drive_db", "peak_filter.cutoff_hz", "peak_filter.q", "peak_filter.gain_db"}
 
 
+def test_fit_minutes_stops_on_the_clock_and_out_is_checked_first(files):
+    out = files / "fit-minutes"
+    proc = run("fit", str(files / "start.json"), str(files / "di.wav"), str(files / "target.wav"), "--out", str(out),
+               "--steps", "100000", "--minutes", "0.02", "--batch-size", "2", "--segment", "0.1", "--quiet")
+    record = json.loads((out / "fit.json").read_text())
+    assert record["settings"]["stopped"] == "time" and record["settings"]["max_seconds"] == 1.2
+    assert len(record["loss_history"]) < 100000
+    assert "ESR" in proc.stdout
+    (files / "a-file").write_text("x")
+    proc = run("fit", str(files / "start.json"), str(files / "di.wav"), str(files / "target.wav"), "--out",
+               str(files / "a-file"), "--steps", "100000", check=False)
+    assert proc.returncode == 2 and "not a folder" in proc.stderr  # before any fitting
+    proc = run("fit", str(files / "start.json"), str(files / "di.wav"), str(files / "target.wav"), "--out",
+               str(out), "--minutes", "-1", check=False)
+    assert proc.returncode == 2 and "--minutes" in proc.stderr
+
+
 def test_compare_files_and_processors(files):
     proc = run("compare", str(files / "target.wav"), str(files / "target.wav"), "--json")
     assert json.loads(proc.stdout)["esr"] == 0.0

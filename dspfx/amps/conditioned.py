@@ -121,7 +121,7 @@ class KnobConditioned(Container):
     knob (``model(x, {"gain": 7}, **{"amp.cabinet.lowpass_hz": 3000.0})``).
 
     Settings in a call: ``model(x, settings)`` with ``settings`` a dict ``{name: value}`` (a
-    number, a ``(batch,)`` tensor, or ``(batch, frames)`` for automation spread evenly over the
+    number, a ``(batch,)`` tensor, or ``(batch, frames)`` for automation on the causal hop grid of the
     block), or a tensor ``(n_settings,)`` / ``(batch, n_settings)`` in the order of
     ``model.settings``; or by name as controls, ``model(x, gain=7.0)`` (the form
     :class:`dspfx.Stream` uses: ``stream(block, gain=7.0)``). Settings not given take

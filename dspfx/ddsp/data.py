@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dspfx.io import atomic_path, read_audio
+from dspfx.io import atomic_path, read_audio, read_safetensors, write_safetensors
 from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
 from dspfx.functional.conversions import hz_to_midi
 
@@ -81,11 +81,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
     meta = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    write_safetensors(path, tensors, meta)
 
 
 def _read_file(path: Path, sample_rate: int) -> torch.Tensor:
@@ -337,8 +334,6 @@ def _delete_outputs(out: Path, entry: dict[str, Any], keep: set[str]) -> None:
 
 def _statistics(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Dataset statistics over the whole-file features of every file done."""
-    from safetensors.torch import load_file
-
     pitches, note_loudness = [], []
     n_frames = n_windows = n_files = 0
     skipped = 0
@@ -346,7 +341,7 @@ def _statistics(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         if entry.get("status") != "ok":
             skipped += 1
             continue
-        feats = load_file(str(out / "features" / entry["features"]))
+        feats, _ = read_safetensors(out / "features" / entry["features"], "feature file")
         f0, conf, loud = (feats[k].double().numpy() for k in ("f0_hz", "confidence", "loudness_db"))
         confident = conf >= CONFIDENCE_THRESHOLD
         pitches.append(hz_to_midi(f0[confident]))

@@ -408,7 +408,7 @@ class FIR(Unit):
             ``unit.magnitudes``, write with ``unit.set_magnitudes(values)``. A call
             ``unit(x, magnitudes=frames)`` overrides them with linear magnitudes >= 0 shaped
             ``(n_bands,)``, ``(batch|1, n_bands)`` or ``(batch|1, frames, n_bands)``; frames are
-            spread evenly over the block like every control.
+            on the block's causal hop grid like every control.
 
     Time variation: the impulse response at each sample is the linear interpolation of the two
     frames around it (the same linear upsampling as every control; the design is linear in the

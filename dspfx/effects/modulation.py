@@ -3,8 +3,8 @@
 All three are an LFO-driven fractional delay line (:func:`dspfx.functional.modulation.modulated_delay`,
 a compiled loop with an exact hand-written backward) and differ in the delay curve, the feedback
 sign and the mix. In every one the delay can also be given directly, sample by sample, as the
-extra control ``delay_ms`` (a number, ``(batch,)`` or ``(batch, frames)`` in ms, frames spread
-over the block); it then replaces the LFO's curve (the LFO phase still advances, so a stream can
+extra control ``delay_ms`` (a number, ``(batch,)`` or ``(batch, frames)`` in ms, frames on the
+block's causal hop grid); it then replaces the LFO's curve (the LFO phase still advances, so a stream can
 switch back without a jump in phase).
 """
 

@@ -47,7 +47,7 @@ class Phaser(Unit):
     Extra control:
         cutoff_hz: the allpass cutoff in Hz, ``0 < cutoff_hz < sample_rate / 2``, given as a
             float, ``(batch,)``, frames ``(batch|1, frames)`` or ``(batch|1, frames, 1)`` (frames
-            spread over the block and upsampled linearly): used per sample (no 4-sample hold)
+            on the block's causal hop grid, upsampled linearly): used per sample (no 4-sample hold)
             instead of the LFO, so any modulator can drive the sweep. rate, depth and centre
             then have no effect on that block (the LFO phase still advances).
 

@@ -36,7 +36,7 @@ class FM(Unit):
     Knob: ``f0_hz`` 20 .. 20000 Hz (default 440), log; may vary in time.
 
     Extra controls (each ``(batch, frames, n_operators)``, or ``(batch, n_operators)`` constant,
-    frames spread over the block and upsampled linearly); when not given the unit's learnable
+    frames on the block's causal hop grid, upsampled linearly); when not given the unit's learnable
     ``nn.Parameter`` of the same name is used (saved with :func:`dspfx.save`):
 
     - ``ratios``: frequency ratios to f0, > 0 (default all 1);

@@ -153,7 +153,7 @@ class Sinusoidal(Unit):
     Knob:
         level: 0 .. 1, linear (default 1), overall gain on the sum (may vary per frame).
 
-    Extra controls (frames spread over the output, upsampled linearly):
+    Extra controls (frames on the causal hop grid, upsampled linearly):
         frequencies_hz: ``(batch, frames, n_sinusoids)`` (or ``(batch, n_sinusoids)``), Hz >= 0.
         amplitudes: ``(batch, frames, n_sinusoids)`` (or ``(batch, n_sinusoids)``), linear >= 0.
         When not given, learnable parameters are used: ``frequency_logits`` mapped by

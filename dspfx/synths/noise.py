@@ -99,7 +99,7 @@ class FilteredNoise(Unit):
 
     Controls:
         magnitudes: ``(batch|1, frames, n_bands)`` (or ``(batch|1, n_bands)``, constant),
-            linear, >= 0, frames spread evenly over the block. Default: the learnable
+            linear, >= 0, frames on the block's causal hop grid. Default: the learnable
             parameter ``raw_magnitudes`` ``(n_bands,)`` mapped by softplus (initial value all
             0.1, -20 dB); read ``unit.magnitudes``, write ``unit.set_magnitudes(values)``.
 

@@ -116,7 +116,7 @@ class ADSR(Unit):
     Knobs: attack_s 0.001 .. 10 s (0.01), decay_s 0.001 .. 10 s (0.1), sustain 0 .. 1 (0.7),
     release_s 0.001 .. 10 s (0.2); the times are log-scaled.
 
-    Extra control ``gate``: ``(batch, frames)`` of 0/1 values (frames spread evenly over the block
+    Extra control ``gate``: ``(batch, frames)`` of 0/1 values (frames on the block's causal hop grid
     and upsampled linearly, then "on" where >= 0.5; give it at audio rate, frames = samples, for
     sample-exact edges). When not given the gate is on for the whole render. Values outside
     [0, 1] are an error. Option ``hop`` (192): samples per gate frame when ``n_samples`` is not

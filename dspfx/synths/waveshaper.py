@@ -133,7 +133,7 @@ class Waveshaper(_ShapingBank):
     Knob: ``f0_hz`` 20 .. 8000 Hz, log (default 220); may vary per frame.
 
     Extra controls, each ``(batch, frames, n_shapers)`` (or ``(batch, n_shapers)``, constant;
-    frames spread over the block, upsampled linearly): ``input_gain`` ``a``, ``input_offset`` ``b``,
+    frames on the block's causal hop grid, upsampled linearly): ``input_gain`` ``a``, ``input_offset`` ``b``,
     ``output_gain`` ``g``, ``output_offset`` ``d``. When not given, the learnable
     ``nn.Parameter`` of the same name (n_shapers,) is used (defaults 1, 0, 1 / n_shapers, 0),
     saved by :func:`dspfx.save`.

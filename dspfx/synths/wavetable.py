@@ -61,7 +61,7 @@ class Wavetable(Unit):
 
     Controls:
         weights: ``(batch|1, frames, n_tables)`` (or ``(batch|1, n_tables)`` constant) real
-            mixing weights, frames spread evenly over the block; default: the learnable
+            mixing weights, frames on the block's causal hop grid; default: the learnable
             parameter ``weights`` ``(n_tables,)``, initially one-hot on the first table (a sine).
 
     >>> osc = dspfx.make("wavetable", sample_rate=48000)

@@ -141,3 +141,18 @@ def test_train_from_a_prepared_folder_keeps_its_statistics(tmp_path):
     loaded = DDSPModel.load(tmp_path / "run" / "model.safetensors")
     assert loaded.stats is not None and abs(loaded.stats["mean_pitch_midi"] - 57.0) < 0.2  # 220 Hz
     assert result.step == 1
+
+
+def test_train_stops_on_its_time_budget_validated_and_saved(windows, tmp_path):
+    """max_seconds (`dspfx train --minutes`): the run stops after the step that crosses it, with
+    a validation, a checkpoint and the model at its best validation state written."""
+    import time
+
+    t0 = time.perf_counter()
+    result = train(windows, tmp_path / "t", steps=100000, batch_size=1, checkpoint_every=1000, progress=False,
+                   model=_model(), valid_windows=1, device="cpu", max_seconds=1.0)
+    assert result.stopped == "time" and 1 <= result.step < 100000
+    assert time.perf_counter() - t0 < 30.0
+    assert result.metrics["step"] == result.step  # validated at the stop
+    for name in ("checkpoint.safetensors", "model.safetensors", "metrics.json"):
+        assert (tmp_path / "t" / name).is_file(), name

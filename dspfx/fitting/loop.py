@@ -438,6 +438,6 @@ def _read_checkpoint(path: Path, module: nn.Module, optimizer: torch.optim.Optim
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
     record = json.loads(metadata["result"])
     for key, value in record.items():
-        if hasattr(result, key) and key not in ("world_size", "elapsed_s"):
+        if hasattr(result, key) and key not in ("world_size", "elapsed_s", "stopped"):  # a new run: stopped anew
             setattr(result, key, [tuple(v) for v in value] if key == "validation_history" else value)
     return {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}

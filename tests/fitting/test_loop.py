@@ -239,3 +239,20 @@ def test_fit_resumes_from_its_checkpoint(tmp_path):
     assert resumed.knobs() == straight.knobs()
     with pytest.raises(ValueError, match="restarts"):
         dspfx.fit(dspfx.make("distortion"), x.float(), target.float(), steps=2, restarts=2, checkpoint=tmp_path / "c.safetensors")
+
+
+def test_a_run_stopped_by_the_clock_resumes_to_its_steps(tmp_path):
+    model = Quadratic()
+
+    def slow(step: int) -> torch.Tensor:
+        time.sleep(0.01)
+        return model.loss()
+
+    first = optimise(model, slow, steps=400, lr=0.05, validate=lambda: float(model.loss().detach()), validate_every=5,
+                     max_seconds=0.3, checkpoint=tmp_path / "c.safetensors", checkpoint_every=5, progress=False)
+    assert first.stopped == "time" and first.steps < 400
+    again = Quadratic()
+    second = optimise(again, lambda s: again.loss(), steps=400, lr=0.05, validate=lambda: float(again.loss().detach()),
+                      validate_every=5, checkpoint=tmp_path / "c.safetensors", checkpoint_every=5, progress=False)
+    assert second.stopped == "steps" and second.steps == 400
+    assert second.history[: first.steps] == first.history

@@ -7,8 +7,8 @@ cabinet-like impulse response made in code (:func:`cabinet_ir`), fed with
 ``dspfx.signals.guitar_di`` at 48 kHz: ``--train-seconds`` of training audio (seed 0) and
 ``--test-seconds`` of held-out audio (seed 1: the same repeating phrase of notes and chords,
 different excitation noise, timing, velocities and pick positions). Both models are trained on it
-for the same ``--budget`` seconds of wall-clock time each, by the same loop (written here, not
-``dspfx.fit``):
+for the same ``--budget`` seconds of wall-clock time each, by the same loop (dspfx's training
+core, :func:`dspfx.fitting.optimise`, with the segment drawing written here):
 
 - (a) **gray-box**: ``dspfx.amps.amp(--model)`` (preamp -> tone stack -> power amp -> output
   transformer -> parametric cabinet, every knob learnable; ``--cabinet ir`` swaps in a learnable
@@ -22,7 +22,8 @@ model's state (filters, sag, LSTM state), then ``--chunk`` samples run with grad
 takes one step. Loss (``--loss``): ``wright`` = 0.75 * ESR with pre-emphasis (1 - 0.95 z^-1)
 + 0.25 * DC error (Wright et al. 2020, the default), or ``esr+mrstft`` = ESR with pre-emphasis +
 MR-STFT. The learning rate follows a cosine over the budget's *time* (down to 1% at the end). A
-step with a non-finite loss or gradient is skipped. The model after the last step is scored.
+step with a non-finite loss or gradient is not taken (the core's policy: back to the best state,
+rates halved). The model after the last step is scored.
 
 Reported per model: held-out ESR, held-out ESR with pre-emphasis (0.95), MR-STFT (auraloss
 defaults at 48 kHz: FFT 1024/2048/512, hops 120/240/50, windows 600/1200/240), DC error, learnable
@@ -167,21 +168,19 @@ def _state_map(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
 def train(
     unit: dspfx.Unit, di: torch.Tensor, target: torch.Tensor, args: argparse.Namespace, lr: float
 ) -> dict[str, Any]:
-    """Train ``unit`` for ``args.budget`` seconds of wall-clock time (see the module docstring)."""
+    """Train ``unit`` for ``args.budget`` seconds of wall-clock time (see the module docstring),
+    through dspfx's training core (:func:`dspfx.fitting.optimise`: the cosine schedule follows
+    the clock, NaN steps restore the best state and halve the rate), ending at the last state."""
+    from dspfx.fitting import optimise
+
     criterion = make_loss(args.loss)
-    params = [p for p in unit.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(args.seed)
     span = args.warmup + args.chunk
     n = di.shape[-1]
     if n < span:
         raise ValueError(f"training audio ({n} samples) is shorter than warm-up + chunk ({span} samples)")
-    steps = skipped = 0
-    losses: list[float] = []
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < args.budget:
-        for group in optimizer.param_groups:  # cosine over the budget's time, down to 1 %
-            group["lr"] = lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * elapsed / args.budget)))
+
+    def loss_fn(step: int) -> torch.Tensor:
         starts = torch.randint(0, n - span + 1, (args.batch,), generator=g).tolist()
         x = torch.cat([di[..., s : s + span] for s in starts])
         t = torch.cat([target[..., s : s + span] for s in starts])
@@ -189,24 +188,19 @@ def train(
             _, state = unit.render_block(x[..., : args.warmup], {}, unit.init_state(args.batch, 1))
         state = _state_map(state, lambda s: s.detach())
         y, _ = unit.render_block(x[..., args.warmup :], {}, state)
-        loss = criterion(y, t[..., args.warmup :])
-        optimizer.zero_grad(set_to_none=True)
-        steps += 1
-        if not torch.isfinite(loss):
-            skipped += 1
-            continue
-        loss.backward()
-        if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params):
-            skipped += 1
-            continue
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if args.verbose and steps % 20 == 0:
-            print(f"    step {steps}: loss {losses[-1]:.4g} ({elapsed:.0f} s)", file=sys.stderr, flush=True)
-    tail = losses[-20:]
+        return criterion(y, t[..., args.warmup :])
+
+    def report(step: int, value: float, module: torch.nn.Module) -> None:
+        if args.verbose and (step + 1) % 20 == 0:
+            print(f"    step {step + 1}: loss {value:.4g}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    run = optimise(unit, loss_fn, steps=10**9, lr=lr, weights_lr=lr, schedule="cosine", max_seconds=args.budget,
+                   restore_best=False, progress=False, callback=report)
+    tail = [v for v in run.history[-20:] if math.isfinite(v)]
     return {
-        "steps": steps,
-        "skipped": skipped,
+        "steps": run.steps,
+        "skipped": run.skipped_steps,
         "train_s": time.perf_counter() - start,
         "final_train_loss": float(np.mean(tail)) if tail else math.nan,
     }

@@ -5,6 +5,7 @@
     dspfx fit CHAIN IN TARGET --out DIR [--steps N] [--lr LR] [--loss mrstft] [--restarts N]
               [--segment S] [--batch-size N] [--validation V] [--trim] [--minutes M]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
+    dspfx capture-signal OUT.wav [--sample-rate 48000]
     dspfx demo --out DIR [--steps N]
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
@@ -196,6 +197,26 @@ def _load_processor(path: str) -> Any:
     return dspfx.load(p)
 
 
+def _cmd_capture_signal(args: argparse.Namespace) -> int:
+    from dspfx.fitting.reamp import capture_signal
+    from dspfx.io import atomic_path, write_audio
+
+    audio, layout = capture_signal(args.sample_rate)
+    out = Path(args.output)
+    write_audio(out, audio, layout.sample_rate)
+    record = layout.to_dict()
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+    sr = layout.sample_rate
+    print(f"wrote {out} ({layout.length / sr:.1f} s at {sr} Hz) and {out.with_suffix('.json')} (its layout)")
+    print(f"  validation {layout.validation[0] / sr:.1f}-{layout.validation[1] / sr:.1f} s, blips at "
+          f"{', '.join(f'{b / sr:.1f}' for b in layout.blips)} s, training {layout.training[0] / sr:.1f}-"
+          f"{layout.training[1] / sr:.1f} s, validation again {layout.validation_repeat[0] / sr:.1f}-"
+          f"{layout.validation_repeat[1] / sr:.1f} s")
+    print("  play it through the device (reamp) and record the whole output, starting with the file")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     import dspfx
 
@@ -345,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly at the best state after this long")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("capture-signal", help="write the standard reamp signal (and its layout) to play through a device")
+    p.add_argument("output", help="audio file to write (.wav, float32; written atomically), its layout beside it as .json")
+    p.add_argument("--sample-rate", type=int, default=48000, help="Hz (>= 16000; default 48000)")
+    p.set_defaults(func=_cmd_capture_signal)
 
     p = sub.add_parser("compare", help="compare two renders (audio files), or two processors on one input")
     p.add_argument("a", help="audio file, or with --input a chain file / VST3 plugin")

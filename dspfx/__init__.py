@@ -19,7 +19,7 @@ from dspfx.chain import Chain, DryWet, Parallel, build  # noqa: E402
 from dspfx.io import load, read_audio, save, write_audio  # noqa: E402
 from dspfx.reference import compare, from_pedalboard, to_pedalboard  # noqa: E402
 from dspfx.registry import make, register, units  # noqa: E402
-from dspfx.fitting import FitResult, fit  # noqa: E402
+from dspfx.fitting import CaptureResult, FitResult, capture, fit  # noqa: E402
 from dspfx.unit import Knob, Stream, Unit  # noqa: E402
 
 __all__ = [
@@ -40,6 +40,8 @@ __all__ = [
     "write_audio",
     "fit",
     "FitResult",
+    "capture",
+    "CaptureResult",
     "compare",
     "from_pedalboard",
     "to_pedalboard",

@@ -6,6 +6,7 @@
               [--segment S] [--batch-size N] [--validation V] [--trim] [--minutes M]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
     dspfx capture-signal OUT.wav [--sample-rate 48000]
+    dspfx capture IN.wav OUT.wav --out DIR [--minutes 5] [--model wavenet|lstm|graybox] [--latency N]
     dspfx demo --out DIR [--steps N]
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
@@ -197,6 +198,28 @@ def _load_processor(path: str) -> Any:
     return dspfx.load(p)
 
 
+def _cmd_capture(args: argparse.Namespace) -> int:
+    import dspfx
+    from dspfx.fitting.capture_model import capture
+
+    folder = _output_folder(args.out)
+    x, rate_x = dspfx.read_audio(args.input)
+    y, rate_y = dspfx.read_audio(args.output)
+    if rate_x != rate_y:
+        raise ValueError(f"{args.input} is at {rate_x} Hz but {args.output} at {rate_y} Hz; record both at one rate")
+    result = capture(x, y, rate_x, model=args.model, size=args.size, max_seconds=_seconds(args.minutes),
+                     latency=args.latency, seed=args.seed, progress=None if not args.quiet else False, out=folder)
+    for message in result.warnings:
+        print(f"dspfx capture: warning: {message}", file=sys.stderr)
+    print(f"held-out ESR {result.heldout_esr:.4g} ({result.grade}); latency {result.latency_samples} samples "
+          f"({result.latency_method}); {result.steps} steps in {result.train_seconds:.0f} s; renders "
+          f"{result.realtime_factor:.1f}x real time")
+    if result.repeat_esr is not None:
+        print(f"the device's two validation returns differ by ESR {result.repeat_esr:.3g}")
+    print(f"wrote {', '.join(sorted(p.name for p in folder.iterdir()))} to {folder}/")
+    return 0
+
+
 def _cmd_capture_signal(args: argparse.Namespace) -> int:
     from dspfx.fitting.reamp import capture_signal
     from dspfx.io import atomic_path, write_audio
@@ -366,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly at the best state after this long")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("capture", help="capture a device (amp, pedal) from what went in and what came out")
+    p.add_argument("input", help="what was played into the device (a DI, or the capture-signal file)")
+    p.add_argument("output", help="what the device gave back, recorded with it (same rate and length)")
+    p.add_argument("--out", required=True, help="folder: model.safetensors, capture.json, report.png (model.nam)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget (default 5)")
+    p.add_argument("--model", default="wavenet", choices=["wavenet", "lstm", "graybox"])
+    p.add_argument("--size", default="standard", choices=["standard", "lite", "feather", "nano"], help="WaveNet size")
+    p.add_argument("--latency", type=int, default=None, help="the device's latency in samples, when known")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_capture)
 
     p = sub.add_parser("capture-signal", help="write the standard reamp signal (and its layout) to play through a device")
     p.add_argument("output", help="audio file to write (.wav, float32; written atomically), its layout beside it as .json")

@@ -7,6 +7,8 @@
 - :func:`fit` / :class:`FitResult`: a unit's knobs (and learned tensors) fitted to a
   DI/target pair;
 - :mod:`~dspfx.fitting.capture`: checks of a DI/target pair before fitting;
+- :mod:`~dspfx.fitting.capture_model`: :func:`capture`, a device captured as a model (``dspfx
+  capture``); :mod:`~dspfx.fitting.reamp`: the reamp signal and its blips;
 - :mod:`~dspfx.fitting.probes`: harmonic levels and transfer curves of a fitted unit;
 - :mod:`~dspfx.fitting.losses`, :mod:`~dspfx.fitting.metrics`, :mod:`~dspfx.fitting.latency`.
 
@@ -15,7 +17,9 @@ product, in :mod:`dspfx.ddsp`; it trains through the same core.
 """
 
 from dspfx.fitting.capture import CaptureReport, CaptureWarning, check_capture
+from dspfx.fitting.capture_model import CaptureResult, capture
 from dspfx.fitting.fit import FitResult, fit
 from dspfx.fitting.loop import LoopResult, optimise
 
-__all__ = ["fit", "FitResult", "check_capture", "CaptureReport", "CaptureWarning", "optimise", "LoopResult"]
+__all__ = ["fit", "FitResult", "check_capture", "CaptureReport", "CaptureWarning", "optimise", "LoopResult",
+           "capture", "CaptureResult"]

@@ -240,9 +240,10 @@ def repeat_esr(output: Any, layout: CaptureLayout, latency: int = 0) -> float:
     and no model can be graded below it."""
     y = np.asarray(output, dtype=np.float64).reshape(-1)
     (a0, a1), (b0, b1) = layout.validation, layout.validation_repeat
-    if b1 + latency > y.shape[0]:
+    cut = max(0, b1 + latency - y.shape[0])  # a recording as long as the signal loses the last `latency` samples
+    if cut >= (b1 - b0) // 2:
         raise ValueError(f"the output ({y.shape[0]} samples) ends before the repeated validation segment")
-    first, second = y[a0 + latency : a1 + latency], y[b0 + latency : b1 + latency]
+    first, second = y[a0 + latency : a1 + latency - cut], y[b0 + latency : b1 + latency - cut]
     energy = float(np.sum(first**2))
     if energy == 0.0:
         raise ValueError("the output is silent during the validation segment")

@@ -1,0 +1,242 @@
+"""Capture a device (an amp or a pedal) as a model: :func:`capture` and ``dspfx capture``.
+
+The input is what was played into the device (a DI recording, or the reamp signal of
+:mod:`dspfx.fitting.reamp`), the output what came out, both at one rate. The steps:
+
+1. checks (:func:`~dspfx.fitting.capture.check_capture`): rates, lengths, silence, NaN are
+   errors; clipping and DC offsets are warnings;
+2. latency: ``latency=`` when given; the blips when the input is the reamp signal
+   (:func:`~dspfx.fitting.reamp.blip_latency`); else cross-correlation of input and output
+   (:func:`~dspfx.fitting.latency.estimate_latency`, which can read a filter's group delay
+   as latency: give ``latency=`` when you know it). The method is reported;
+3. held-out audio: with the reamp signal, its second validation segment (after a second of
+   silence); else the last 20% of the pair. It is never trained on;
+4. training through :func:`dspfx.fit` (the training core): random segments of the training
+   part, time-domain ESR (the loss that keeps phase), the best held-out state, within
+   ``max_seconds``;
+5. the model renders aligned with the device: the unit followed by a pure delay of the
+   latency (``latency`` in the chain, frozen).
+
+Grades of the held-out ESR are NAM's: great < 0.01, not bad < 0.035, ok < 0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dspfx.checks import as_batch, check_sample_rate, positive_number
+from dspfx.unit import Unit
+
+__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "grade", "GRADES"]
+
+#: ``model=`` choices: NAM's WaveNet (``size=``), Wright et al.'s LSTM, the gray-box amp.
+CAPTURE_MODELS = ("wavenet", "lstm", "graybox")
+#: NAM's grades of the held-out ESR, best first.
+GRADES = ((0.01, "great"), (0.035, "not bad"), (0.1, "ok"), (0.3, "probably won't sound great"))
+
+
+def grade(esr: float) -> str:
+    """NAM's word for a held-out ESR."""
+    for limit, word in GRADES:
+        if esr < limit:
+            return word
+    return "poor"
+
+
+@dataclass
+class CaptureResult:
+    """What :func:`capture` made and measured.
+
+    Attributes:
+        unit: the model, followed by the latency (a chain ``model -> latency``): renders the
+            device's output aligned with the recording.
+        model: the trained model alone (what ``.nam`` export takes).
+        latency_samples, latency_method: the latency removed, and how it was found
+            (``"given"``, ``"blips"`` or ``"cross-correlation"``).
+        heldout_esr, grade: on the held-out audio, and NAM's word for it.
+        metrics: every metric of :func:`dspfx.fit` on the held-out audio.
+        repeat_esr: with the reamp signal, the ESR between the device's two validation
+            returns (its noise or drift); else None.
+        steps, train_seconds: optimiser steps and wall-clock time of the training.
+        realtime_factor: how many times faster than real time the model renders (2 s, batch 1,
+            no gradient, this machine's threads).
+        warnings: capture warnings (clipping, DC).
+    """
+
+    unit: Unit
+    model: Unit
+    latency_samples: int
+    latency_method: str
+    heldout_esr: float
+    grade: str
+    metrics: dict[str, float]
+    repeat_esr: float | None
+    steps: int
+    train_seconds: float
+    realtime_factor: float
+    warnings: list[str] = field(default_factory=list)
+    fit: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.spec()["unit"], "options": self.model.options(),
+            "latency_samples": self.latency_samples, "latency_method": self.latency_method,
+            "heldout_esr": self.heldout_esr, "grade": self.grade, "metrics": self.metrics,
+            "repeat_esr": self.repeat_esr, "steps": self.steps, "train_seconds": self.train_seconds,
+            "realtime_factor": self.realtime_factor, "warnings": self.warnings,
+        }
+
+
+def _make_model(model: str, sample_rate: int, size: str, seed: int) -> tuple[Unit, dict[str, Any]]:
+    """The unit and its training rates (``lr`` for knobs, ``weights_lr`` for weights)."""
+    import dspfx
+
+    if model == "wavenet":
+        return dspfx.make("wavenet", sample_rate=sample_rate, size=size, seed=seed), {"lr": 0.004, "weights_lr": 0.004}
+    if model == "lstm":
+        return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed), {"lr": 0.01, "weights_lr": 0.01}
+    if model == "graybox":
+        return dspfx.amps.amp(model="jcm800", sample_rate=sample_rate), {"lr": 0.05, "weights_lr": 0.01}
+    raise ValueError(f"model must be one of {', '.join(CAPTURE_MODELS)}, got {model!r}")
+
+
+def _realtime_factor(unit: Unit, sample_rate: int) -> float:
+    x = torch.randn(1, 1, 2 * sample_rate, dtype=unit.dtype) * 0.1
+    with torch.no_grad():
+        unit(x[..., :256])
+        t0 = time.perf_counter()
+        unit(x)
+        return 2.0 / max(time.perf_counter() - t0, 1e-9)
+
+
+def capture(
+    input: Any,
+    output: Any,
+    sample_rate: int,
+    *,
+    model: str = "wavenet",
+    size: str = "standard",
+    max_seconds: float = 300.0,
+    steps: int = 1_000_000,
+    latency: int | None = None,
+    segment_s: float = 0.5,
+    batch_size: int = 8,
+    validate_every: int = 25,
+    seed: int = 0,
+    progress: bool | None = None,
+    out: str | os.PathLike | None = None,
+) -> CaptureResult:
+    """Capture the device that turned ``input`` into ``output`` (see the module docstring).
+
+    Args:
+        input, output: mono audio, ``(samples,)`` or ``(1, samples)`` or ``(1, 1, samples)``.
+        sample_rate: their rate in Hz.
+        model: ``"wavenet"`` (NAM's, ``size`` standard/lite/feather/nano), ``"lstm"`` or
+            ``"graybox"`` (the jcm800 gray-box amp, every knob learnable).
+        max_seconds: wall-clock budget of the training (``dspfx capture --minutes``).
+        steps: at most this many steps (the budget usually ends the run first).
+        latency: the device's latency in samples, when known (skips the estimate).
+        segment_s, batch_size: training segments (seconds) and segments per step.
+        validate_every: steps between held-out evaluations (the best one is kept).
+        out: a folder: ``model.safetensors`` (the aligned chain), ``capture.json``,
+            ``report.png`` and, for a WaveNet, ``model.nam``. Checked before any work.
+
+    Raises:
+        ValueError: a pair that cannot be captured (see check_capture), not mono, a latency
+            that is not an int >= 0, an unknown model, an output folder that is a file.
+    """
+    import dspfx
+    from dspfx.fitting.capture import CaptureWarning, check_capture
+    from dspfx.fitting.latency import align, estimate_latency
+    from dspfx.fitting.reamp import blip_latency, match_capture_signal, repeat_esr
+
+    sr = check_sample_rate(sample_rate, integer=True)
+    if model not in CAPTURE_MODELS:
+        raise ValueError(f"model must be one of {', '.join(CAPTURE_MODELS)}, got {model!r}")
+    positive_number(max_seconds, "max_seconds")
+    folder = None if out is None else Path(out)
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise ValueError(f"out={folder} exists and is not a folder")
+    pair = []
+    for name, value in (("input", input), ("output", output)):
+        audio, _ = as_batch(torch.as_tensor(value) if not isinstance(value, Tensor) else value)
+        if audio.shape[0] != 1 or audio.shape[1] != 1:
+            raise ValueError(f"capture takes mono recordings; the {name} is shaped {tuple(audio.shape)}")
+        pair.append(audio.to(torch.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CaptureWarning)
+        report = check_capture(pair[0], pair[1], sr, max_latency_ms=None)
+    found = [str(w.message) for w in caught if issubclass(w.category, CaptureWarning)]
+    x, y = report.di, report.target
+    layout = match_capture_signal(x.reshape(-1).numpy(), sr)
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+            raise ValueError(f"latency must be a number of samples >= 0, got {latency!r}")
+        lag, method = latency, "given"
+    elif layout is not None:
+        lag, method = blip_latency(y.reshape(-1).numpy(), layout).samples, "blips"
+    else:
+        lag, method = estimate_latency(x, y, max_latency=min(x.shape[-1] // 4, sr)), "cross-correlation"
+        lag = max(lag, 0)
+    repeat = None if layout is None else repeat_esr(y.reshape(-1).numpy(), layout, latency=lag)
+    if layout is not None:  # train on the training part and the silence after it; hold out the repeat
+        x, y = x[..., layout.training[0] :], y[..., layout.training[0] :]
+        validation = (layout.validation_repeat[1] - layout.validation_repeat[0]) / sr
+    else:
+        validation = 0.2
+    if lag:
+        x, y = align(x, y, lag)
+    unit, rates = _make_model(model, sr, size, seed)
+    warm = getattr(unit, "receptive_field", 0) / sr + 0.05
+    t0 = time.perf_counter()
+    result = dspfx.fit(unit, x, y, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
+                       batch_size=batch_size, validation=validation, validate_every=validate_every, warmup_s=warm,
+                       seed=seed, progress=progress,
+                       max_seconds=max_seconds, check=False, **rates)
+    train_s = time.perf_counter() - t0
+    delay = dspfx.make("delay", sample_rate=sr, delay_ms=1000.0 * lag / sr, feedback=0.0, mix=1.0)
+    delay.freeze("delay_ms", "feedback", "mix")
+    chain = dspfx.Chain(model=unit, latency=delay)
+    heldout = float(result.metrics["esr"])
+    res = CaptureResult(
+        unit=chain, model=unit, latency_samples=int(lag), latency_method=method, heldout_esr=heldout,
+        grade=grade(heldout), metrics=dict(result.metrics), repeat_esr=repeat, steps=len(result.loss_history),
+        train_seconds=train_s, realtime_factor=_realtime_factor(unit, sr), warnings=found, fit=result,
+    )
+    if folder is not None:
+        _write(folder, res, x, y, sr)
+    return res
+
+
+def _write(folder: Path, res: CaptureResult, x: Tensor, y: Tensor, sr: int) -> None:
+    import dspfx
+    from dspfx.io import atomic_path
+    from dspfx.plot import fit_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dspfx.save(res.unit, folder / "model.safetensors")
+    record = res.to_dict()
+    if res.model.name == "wavenet":
+        from dspfx.export.nam import export_nam
+
+        export_nam(res.model, folder / "model.nam", metadata={"training": {"heldout_esr": res.heldout_esr}})
+        record["nam"] = "model.nam"
+    with atomic_path(folder / "capture.json") as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v) + "\n")
+    n = res.fit.heldout_samples
+    with torch.no_grad():
+        prediction = res.model(x)[..., -n:]
+    fit_report(folder / "report.png", target=y[..., -n:], prediction=prediction, sample_rate=sr,
+               loss_history={"train (ESR)": res.fit.loss_history}, validation_history=res.fit.validation_history,
+               title=f"capture: {res.model.label}, held-out ESR {res.heldout_esr:.4g} ({res.grade}), latency "
+                     f"{res.latency_samples} samples ({res.latency_method})")

@@ -1,0 +1,102 @@
+"""dspfx.capture / dspfx capture: a device made in code (drive -> low-pass, 17 samples late)
+captured from the reamp signal: the blips give the latency exactly, the model improves on the
+held-out segment within a short budget, the saved chain renders aligned with the device, and
+the files (model, .nam, capture.json, report) are written; bad input gets one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import dspfx
+from dspfx.fitting.capture_model import GRADES, grade
+from dspfx.fitting.reamp import capture_signal
+
+SR = 48000
+LATENCY = 17
+
+
+def _device() -> dspfx.Unit:
+    return dspfx.Chain(drive=dspfx.make("distortion", drive_db=12.0),
+                       tone=dspfx.make("biquad", mode="lowpass", cutoff_hz=3000.0))
+
+
+@pytest.fixture(scope="module")
+def captured(tmp_path_factory):
+    x, _ = capture_signal(SR)
+    with torch.no_grad():
+        y = _device()(torch.from_numpy(x).reshape(1, 1, -1))[0, 0].numpy()
+    y = np.concatenate([np.zeros(LATENCY, np.float32), y])[: len(x)]  # recorded as long as the signal
+    out = tmp_path_factory.mktemp("capture")
+    torch.manual_seed(0)
+    result = dspfx.capture(x, y, SR, size="nano", max_seconds=10.0, progress=False, segment_s=0.25, batch_size=4,
+                           out=out)
+    return x, y, result, out
+
+
+def test_blips_give_the_latency_and_the_model_improves_on_held_out_audio(captured):
+    x, y, result, _ = captured
+    assert (result.latency_samples, result.latency_method) == (LATENCY, "blips")
+    assert result.repeat_esr < 1e-6  # a deterministic device
+    first = result.fit.validation_history[0][1]  # the fresh net: output near 0, ESR near 1
+    assert first > 0.9 and result.heldout_esr < 0.8, (first, result.heldout_esr)  # measured 0.57 in 10 s
+    assert result.grade == grade(result.heldout_esr) and result.steps > 10 and result.realtime_factor > 1.0
+
+
+def test_the_saved_chain_renders_aligned_with_the_device(captured):
+    x, y, result, out = captured
+    chain = dspfx.load(out / "model.safetensors")
+    tail = 8 * SR  # the held-out validation segment at the end
+    with torch.no_grad():
+        rendered = chain(torch.from_numpy(x).reshape(1, 1, -1))[0, 0].numpy()
+    err = np.sum((rendered[-tail:] - y[-tail:]) ** 2) / np.sum(y[-tail:] ** 2)
+    assert err == pytest.approx(result.heldout_esr, rel=0.05)  # the same audio as scored, with the latency
+    record = json.loads((out / "capture.json").read_text())
+    assert record["latency_samples"] == LATENCY and record["grade"] == result.grade
+    assert {"model.safetensors", "model.nam", "capture.json", "report.png"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "model.nam").read_text())["architecture"] == "WaveNet"
+
+
+def test_grades_are_nams():
+    assert [grade(v) for v in (0.005, 0.02, 0.05, 0.2, 0.5)] == ["great", "not bad", "ok", "probably won't sound great", "poor"]
+    assert GRADES[0] == (0.01, "great")
+
+
+def test_bad_pairs_and_arguments(tmp_path):
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    with pytest.raises(ValueError, match="lengths differ"):
+        dspfx.capture(x, x[:-5], SR, max_seconds=1.0)
+    with pytest.raises(ValueError, match="silent"):
+        dspfx.capture(x, np.zeros_like(x), SR, max_seconds=1.0)
+    with pytest.raises(ValueError, match="mono"):
+        dspfx.capture(np.stack([x, x]), np.stack([x, x]), SR, max_seconds=1.0)
+    with pytest.raises(ValueError, match="model"):
+        dspfx.capture(x, x, SR, model="transformer")
+    with pytest.raises(ValueError, match="latency"):
+        dspfx.capture(x, x, SR, latency=-3, max_seconds=1.0)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        dspfx.capture(x, x, SR, out=tmp_path / "f")
+
+
+def test_cli_capture_writes_its_files_and_errors_in_one_line(tmp_path):
+    di = dspfx.signals.guitar_di(SR, 3.0, seed=2)[0]
+    with torch.no_grad():
+        amp = _device()(di.unsqueeze(0))[0]
+    dspfx.write_audio(tmp_path / "di.wav", di, SR)
+    dspfx.write_audio(tmp_path / "amp.wav", amp, SR)
+    run = [sys.executable, "-m", "dspfx", "capture", str(tmp_path / "di.wav"), str(tmp_path / "amp.wav")]
+    proc = subprocess.run(run + ["--out", str(tmp_path / "cap"), "--minutes", "0.05", "--size", "nano", "--latency", "0",
+                                 "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out ESR" in proc.stdout and "(given)" in proc.stdout
+    assert json.loads((tmp_path / "cap" / "capture.json").read_text())["latency_method"] == "given"
+    dspfx.write_audio(tmp_path / "short.wav", amp[..., :-100], SR)
+    bad = subprocess.run([sys.executable, "-m", "dspfx", "capture", str(tmp_path / "di.wav"), str(tmp_path / "short.wav"),
+                          "--out", str(tmp_path / "cap2"), "--minutes", "0.05"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "lengths differ" in bad.stderr

@@ -20,7 +20,8 @@ from dspfx.io import load, read_audio, save, write_audio  # noqa: E402
 from dspfx.reference import compare, from_pedalboard, to_pedalboard  # noqa: E402
 from dspfx.registry import make, register, units  # noqa: E402
 from dspfx.fitting import CaptureResult, FitResult, capture, fit  # noqa: E402
-from dspfx.unit import Knob, Stream, Unit  # noqa: E402
+from dspfx.stream import Stream  # noqa: E402
+from dspfx.unit import Knob, Unit  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -20,7 +20,8 @@ value given by name in the call (a float, a per-batch ``(batch,)`` tensor, or fr
 network therefore drives exactly the code that a fit drives through knobs.
 
 Every unit's DSP lives in ``process(x, controls, state) -> (y, state)`` with an explicit state made
-by ``init_state(batch, channels)``; :class:`Stream` carries that state between blocks.
+by ``init_state(batch, channels)``; :class:`dspfx.stream.Stream` carries that state between blocks.
+:class:`~dspfx.knob.Knob` lives in :mod:`dspfx.knob` (re-exported here).
 """
 
 from __future__ import annotations
@@ -33,153 +34,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from dspfx.functional._compiled import CPUKernelError
-from dspfx.functional.control import Frames, control_frames, split_frames, upsample_control
 from dspfx.checks import check_finite
+from dspfx.functional._compiled import CPUKernelError
+from dspfx.functional.control import control_frames, split_frames, upsample_control
+from dspfx.knob import _EDGE_TOLERANCE, KNOB_MARGIN, Knob
 
-__all__ = ["KNOB_MARGIN", "Knob", "Unit", "Stream", "check_audio"]
-
-#: Fraction of a knob's span (in its scale's space) by which the raw map extends beyond the
-#: declared range on each side, so that the range's edges map from finite raw values.
-KNOB_MARGIN = 0.02
-
-# Values this close to an edge (relative to the span) are accepted and snapped onto the edge, so a
-# value read back in float32 (0.1 -> 0.10000000149) can be written again.
-_EDGE_TOLERANCE = 1e-6
-
-
-class Knob:
-    """A continuous, trainable, range-bounded control of a :class:`Unit`, declared on the class.
-
-    Args:
-        default: value a new unit starts with.
-        minimum, maximum: the declared range (inclusive). Values outside it are rejected.
-        scale: ``"linear"`` or ``"log"`` (log needs ``minimum > 0``); the space in which the raw
-            parameter moves and in which random restarts are drawn.
-        unit: unit of measure for tables and plots (``"Hz"``, ``"dB"``, ``"ms"``, ``""``).
-        doc: one line saying what the knob does.
-
-    Declared as a class attribute, ``unit.cutoff_hz`` reads the current physical value (a 0-d
-    tensor, differentiable) and ``unit.cutoff_hz = 500.0`` writes it (like ``unit.set``).
-    """
-
-    def __init__(
-        self,
-        default: float,
-        minimum: float,
-        maximum: float,
-        *,
-        scale: str = "linear",
-        unit: str = "",
-        doc: str = "",
-    ) -> None:
-        if scale not in ("linear", "log"):
-            raise ValueError(f"Knob scale must be 'linear' or 'log', got {scale!r}")
-        if not (math.isfinite(minimum) and math.isfinite(maximum)) or not minimum < maximum:
-            raise ValueError(f"Knob range must be finite with minimum < maximum, got [{minimum}, {maximum}]")
-        if scale == "log" and minimum <= 0:
-            raise ValueError(f"a log-scale Knob needs minimum > 0, got {minimum}")
-        if not minimum <= default <= maximum:
-            raise ValueError(f"Knob default {default} lies outside its range [{minimum}, {maximum}]")
-        self.default = float(default)
-        self.minimum = float(minimum)
-        self.maximum = float(maximum)
-        self.scale = scale
-        self.unit = unit
-        self.doc = doc
-        self.name = ""  # filled by __set_name__ or Unit.add_knob
-        lo, hi = self._to_scale(self.minimum), self._to_scale(self.maximum)
-        pad = KNOB_MARGIN * (hi - lo)
-        self._lo, self._hi = lo - pad, hi + pad  # widened range, in scale space
-
-    # -- descriptor protocol: unit.cutoff_hz reads / writes the physical value ------------------
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, unit: Unit | None, owner: type | None = None) -> Any:
-        if unit is None:
-            return self
-        return unit.knob_value(self.name)
-
-    def __set__(self, unit: Unit, value: float) -> None:
-        unit.set(**{self.name: value})
-
-    # -- the bounded map -----------------------------------------------------------------------
-    def _to_scale(self, value: float) -> float:
-        return math.log(value) if self.scale == "log" else value
-
-    def to_physical(self, raw: Tensor) -> Tensor:
-        """Map an unconstrained raw tensor to physical values inside ``[minimum, maximum]``.
-
-        Differentiable everywhere (straight-through at the edges). Networks can use this to turn
-        unconstrained outputs into valid controls for this knob.
-        """
-        s = self._lo + (self._hi - self._lo) * torch.sigmoid(raw)
-        value = torch.exp(s) if self.scale == "log" else s
-        clamped = value.clamp(self.minimum, self.maximum)
-        return value + (clamped - value).detach()
-
-    def to_raw(self, value: float) -> float:
-        """Inverse of :meth:`to_physical` for a value inside the declared range.
-
-        An edge value maps to the middle of the margin beyond it, so that after rounding in any
-        dtype the clamp lands exactly on the edge (``mix = 0`` is exactly dry).
-        """
-        pad = 0.5 * (self._hi - self._lo) * KNOB_MARGIN / (1 + 2 * KNOB_MARGIN)
-        if value <= self.minimum:
-            s = self._to_scale(self.minimum) - pad
-        elif value >= self.maximum:
-            s = self._to_scale(self.maximum) + pad
-        else:
-            s = self._to_scale(value)
-        p = (s - self._lo) / (self._hi - self._lo)
-        return math.log(p) - math.log1p(-p)
-
-    def check(self, value: Any, owner: str = "") -> float:
-        """Validate a value for this knob and return it as a float (edges snapped within 1e-6)."""
-        where = f"{owner}.{self.name}" if owner else self.name
-        if isinstance(value, Tensor):
-            if value.numel() != 1:
-                raise ValueError(
-                    f"knob {where} takes one value, got a tensor of shape {tuple(value.shape)}; "
-                    "pass time-varying values as a control in the call instead: unit(x, "
-                    f"{self.name}=...)"
-                )
-            value = value.item()
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"knob {where} takes a number, got {type(value).__name__} {value!r}") from None
-        if not math.isfinite(v):
-            raise ValueError(f"knob {where} must be finite, got {v}")
-        tol = _EDGE_TOLERANCE * (self.maximum - self.minimum)
-        if v < self.minimum - tol or v > self.maximum + tol:
-            raise ValueError(
-                f"knob {where} = {v:g}{self.unit and ' ' + self.unit} is out of range: "
-                f"expected {self.minimum:g} .. {self.maximum:g}{self.unit and ' ' + self.unit}"
-            )
-        return min(max(v, self.minimum), self.maximum)
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-safe description: default, range, scale, unit of measure, doc."""
-        return {
-            "default": self.default,
-            "minimum": self.minimum,
-            "maximum": self.maximum,
-            "scale": self.scale,
-            "unit": self.unit,
-            "doc": self.doc,
-        }
-
-    def copy(self, name: str) -> Knob:
-        k = Knob(self.default, self.minimum, self.maximum, scale=self.scale, unit=self.unit, doc=self.doc)
-        k.name = name
-        return k
-
-    def __repr__(self) -> str:
-        u = f" {self.unit}" if self.unit else ""
-        return f"Knob({self.default:g}{u}, {self.minimum:g}..{self.maximum:g}, {self.scale})"
-
+__all__ = ["KNOB_MARGIN", "Knob", "Unit", "check_audio"]
 
 def check_audio(x: Any, name: str = "x", owner: str = "") -> Tensor:
     """Check that ``x`` is a finite floating tensor shaped (batch, channels, samples)."""
@@ -705,67 +565,3 @@ def _control_batch(controls: Mapping[str, Any], extras: tuple[str, ...] = ()) ->
         if isinstance(value, Tensor) and value.ndim >= (2 if key.rpartition(".")[2] in extras else 1):
             batch = max(batch, int(value.shape[0]))
     return batch
-
-
-class Stream:
-    """Render a unit block by block, carrying its state between blocks.
-
-    >>> stream = dspfx.Stream(unit, batch=1, channels=2)
-    >>> for block in blocks:                # each (1, 2, n), any n
-    ...     out = stream(block)
-
-    Rendering a signal in blocks of any size equals the offline render, with time-varying
-    controls too: a control given to a call holds that block's frames (``(batch, frames)``,
-    ``(batch, frames, dims)``), on the block's causal hop grid, and the stream hands the unit
-    the frames given to the previous call along with them (:class:`dspfx.functional.Frames`),
-    so each block starts from where the last one ended. Split the offline frames into
-    consecutive groups and render each group's share of the samples (frames x hop), and the
-    blocks equal the offline render. A number or a ``(batch,)`` tensor is a constant for its
-    block (no ramp from the previous block).
-    """
-
-    def __init__(self, unit: Unit, batch: int = 1, channels: int = 1) -> None:
-        if not isinstance(unit, Unit):
-            raise TypeError(f"Stream needs a dspfx Unit, got {type(unit).__name__}")
-        self.unit = unit
-        self.batch = batch
-        self.channels = channels
-        self.state = unit.init_state(batch, channels)
-        self.samples_done = 0
-        self.last_frames: dict[str, Any] = {}
-
-    def reset(self) -> None:
-        """Start again from the initial state."""
-        self.state = self.unit.init_state(self.batch, self.channels)
-        self.samples_done = 0
-        self.last_frames = {}
-
-    def _with_previous(self, controls: dict[str, Any]) -> dict[str, Any]:
-        """Wrap each time-varying control (a tensor or array of 2 or more dims) with the value
-        given for it to the previous block; remember this block's values for the next."""
-        out: dict[str, Any] = {}
-        remembered: dict[str, Any] = {}
-        for path, value in controls.items():
-            if isinstance(value, Frames):
-                raise TypeError(f"Stream({self.unit.label}): give {path!r} as plain frames; the stream adds the previous block's")
-            if getattr(value, "ndim", 0) >= 2:
-                out[path] = Frames(value, self.last_frames.get(path))
-                remembered[path] = value
-            else:
-                out[path] = value
-        self.last_frames = remembered
-        return out
-
-    def __call__(self, x: Tensor | None = None, n_samples: int | None = None, **controls: Any) -> Tensor:
-        if x is not None:
-            check_audio(x, owner=f"Stream({self.unit.label})")
-            if (x.shape[0], x.shape[1]) != (self.batch, self.channels):
-                raise ValueError(
-                    f"Stream({self.unit.label}) was made for (batch={self.batch}, channels={self.channels}), "
-                    f"got a block shaped {tuple(x.shape)}"
-                )
-        elif not self.unit.is_synth:
-            raise TypeError(f"Stream({self.unit.label}): an effect needs an input block")
-        y, self.state = self.unit.render_block(x, self._with_previous(controls), self.state, n_samples=n_samples)
-        self.samples_done += y.shape[-1]
-        return y

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dspfx
-from dspfx.unit import Knob, Stream, Unit, check_audio
+from dspfx.stream import Stream
+from dspfx.unit import Knob, Unit, check_audio
 
 KNOBS = [
     Knob(0.0, -60.0, 40.0, unit="dB"),

@@ -12,7 +12,7 @@ import dspfx
 import dspfx.synths.harmonic  # noqa: F401  (registers the units)
 from dspfx.functional.control import upsample_control
 from dspfx.synths.harmonic import Harmonic, Sinusoidal
-from dspfx.unit import Stream
+from dspfx.stream import Stream
 
 
 def _spectrum_db(y: torch.Tensor) -> np.ndarray:

@@ -249,6 +249,20 @@ def find_peer(name: str, unit: dspfx.Unit, n: int) -> Peer | None:
         return "pedalboard Phaser", "similar", _pb_render(_pedalboard_like(pedalboard.Phaser, unit))
     if name == "delay":
         return "pedalboard Delay", "similar", _pb_render(pedalboard.Delay())
+    if name == "wavenet":
+        try:
+            from nam.models import init_from_nam
+        except ImportError:  # neural-amp-modeler not installed: no peer
+            return None
+        from dspfx.export.nam import nam_dict
+
+        model = init_from_nam(nam_dict(unit)).eval()  # NAM's own WaveNet, the same weights
+
+        def render_nam(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model(torch.from_numpy(x).float()).numpy()
+
+        return "NAM WaveNet (neural-amp-modeler, same weights)", "same job", render_nam
     return None
 
 

@@ -23,7 +23,6 @@ Grades of the held-out ESR are NAM's: great < 0.01, not bad < 0.035, ok < 0.1.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import warnings
@@ -232,7 +231,7 @@ def _write(folder: Path, res: CaptureResult, x: Tensor, y: Tensor, sr: int) -> N
         export_nam(res.model, folder / "model.nam", metadata={"training": {"heldout_esr": res.heldout_esr}})
         record["nam"] = "model.nam"
     with atomic_path(folder / "capture.json") as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v) + "\n")
+        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     n = res.fit.heldout_samples
     with torch.no_grad():
         prediction = res.model(x)[..., -n:]

@@ -354,10 +354,9 @@ def fit(
             y_hat = unit(inp_padded[..., start : n_total + warm])[..., warm:]
         return y_hat, tgt[..., start:]
 
-    def evaluate() -> float:
+    def evaluate() -> float:  # optimise reads a non-finite value as the worst
         with torch.no_grad():
-            value = float(criterion(*evaluation_pair()))
-        return value if math.isfinite(value) else math.inf
+            return float(criterion(*evaluation_pair()))
 
     def loss_fn(step: int) -> Tensor:
         return criterion(*train_batch()) if capture_mode else criterion(render(), tgt)

@@ -108,7 +108,7 @@ def param_groups(module: nn.Module, lr: float, weights_lr: float | None = None) 
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError(f"{type(module).__name__} has no trainable parameters (every knob and weight frozen?)")
-    knobs = [p for n, p in named if "raw_knobs." in n or n.startswith("raw_knobs")]
+    knobs = [p for n, p in named if "raw_knobs." in n]
     ids = {id(p) for p in knobs}
     other = [p for _, p in named if id(p) not in ids]
     if weights_lr == lr:
@@ -366,6 +366,8 @@ def optimise(
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}", best=f"{result.best_loss:.4g}")
             over_time = max_seconds is not None and ranks.agree(time.perf_counter() - t0, device, op="first") >= max_seconds
+            if over_time:  # said before the last checkpoint, so on_checkpoint sees why the run ends
+                result.stopped = "time"
             last = result.steps == steps or over_time
             if validate is not None and (result.steps % every == 0 or last):
                 since_best = 0 if run_validation(result.steps) else since_best + 1
@@ -374,8 +376,6 @@ def optimise(
                     last = True
             if result.steps % checkpoint_every == 0 or last:
                 save(result.steps)
-            if over_time:
-                result.stopped = "time"
             if last:
                 break
         if validate is None:  # the parameters after the last step have not been scored yet

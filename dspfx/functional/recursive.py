@@ -63,11 +63,10 @@ def _all_pole(u: Tensor, ar: Tensor, y_hist: Tensor) -> Tensor:
     preceded by its history under zero coefficients: bit-for-bit the same result for finite
     signals (an Inf in one row would turn into NaN in the rows after it, as ``0 * inf``).
 
-    On other devices (no torchlpc kernel) a pure-torch parallel scan is used (``_all_pole_scan``).
+    CPU only: :func:`iir` takes the pure-torch parallel scan (``_all_pole_scan``) on other
+    devices and for ``backend="torch"``.
     """
     rows, n_samples, order = ar.shape
-    if u.device.type != "cpu":
-        return _all_pole_scan(u, ar, y_hist)
     lpc = _lpc_function()
     if rows > 1 and rows * n_samples <= _FLATTEN_MAX_SAMPLES:
         # Each row becomes [its history (oldest first), its block]; the history positions get

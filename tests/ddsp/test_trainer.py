@@ -156,3 +156,4 @@ def test_train_stops_on_its_time_budget_validated_and_saved(windows, tmp_path):
     assert result.metrics["step"] == result.step  # validated at the stop
     for name in ("checkpoint.safetensors", "model.safetensors", "metrics.json"):
         assert (tmp_path / "t" / name).is_file(), name
+    assert (tmp_path / "t" / "samples" / f"step{result.step:07d}-render.wav").is_file()  # the stop's samples

@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("capture-signal", help="write the standard reamp signal (and its layout) to play through a device")
     p.add_argument("output", help="audio file to write (.wav, float32; written atomically), its layout beside it as .json")
-    p.add_argument("--sample-rate", type=int, default=48000, help="Hz (>= 16000; default 48000)")
+    p.add_argument("--sample-rate", type=int, default=48000, help="Hz, 16000 .. 192000 (default 48000)")
     p.set_defaults(func=_cmd_capture_signal)
 
     p = sub.add_parser("compare", help="compare two renders (audio files), or two processors on one input")

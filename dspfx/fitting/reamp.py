@@ -43,6 +43,8 @@ BLIP_PEAK = 0.5
 #: A device whose two validation returns differ by more than this ESR is noisy or drifting
 #: (NAM's data check uses the same limit).
 REPEAT_ESR_LIMIT = 0.01
+#: Highest rate the capture signal is made at (a bound on what one command line can allocate).
+MAX_SAMPLE_RATE = 192000
 #: Longest latency looked for after a blip, in seconds (silence follows each blip for longer).
 MAX_BLIP_LATENCY_S = 0.5
 
@@ -143,11 +145,14 @@ def capture_signal(sample_rate: int = 48000) -> tuple[np.ndarray, CaptureLayout]
     """The reamp signal at ``sample_rate`` (mono float32, peak 0.9, 70.6 s) and its layout.
 
     Raises:
-        ValueError: a sample rate that is not a whole positive number of Hz, or below 16 kHz.
+        ValueError: a sample rate that is not a whole positive number of Hz, or outside 16 ..
+            192 kHz (:data:`MAX_SAMPLE_RATE`: the signal at 192 kHz is 54 MB).
     """
     sr = check_sample_rate(sample_rate, integer=True)
     if sr < 16000:
         raise ValueError(f"the capture signal is made at 16 kHz or more (its guitar phrases need it), got {sr} Hz")
+    if sr > MAX_SAMPLE_RATE:
+        raise ValueError(f"the capture signal is made at {MAX_SAMPLE_RATE} Hz at most, got {sr} Hz")
     audio, layout = _build(sr)
     return audio.copy(), layout
 

@@ -49,6 +49,8 @@ def test_the_signal_is_deterministic_and_laid_out_as_it_says(signal):
     assert layout44.blips[0] == int(round(10.0 * 44100)) and len(x44) == layout44.length
     with pytest.raises(ValueError, match="16 kHz"):
         capture_signal(8000)
+    with pytest.raises(ValueError, match="192000 Hz at most"):
+        capture_signal(10_000_000)
 
 
 def test_blips_recover_a_known_latency_exactly_and_never_shift_a_zero_latency_device(signal, amp_output):

@@ -476,9 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dspfx.functional._compiled import CPUKernelError
+
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FloatingPointError, CPUKernelError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"dspfx {args.command}: error: {message}", file=sys.stderr)
         return 2

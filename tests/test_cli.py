@@ -138,3 +138,18 @@ def test_prepare_train_transfer_from_the_command_line(tmp_path, capsys):
     dspfx.save(dspfx.make("gain"), spec)
     assert main(["transfer", str(spec), str(voice), str(tmp_path / "x.wav")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_a_fit_that_only_meets_nan_is_one_line_and_exit_2(files, monkeypatch, capsys):
+    """FloatingPointError (every step NaN) and CPUKernelError reach the user as one line, exit 2."""
+    from dspfx import cli
+    from dspfx.functional import CPUKernelError
+
+    for error in (FloatingPointError("fit: every step of x gave a NaN/Inf loss"), CPUKernelError("ladder: a CPU kernel")):
+        def boom(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "_cmd_units", boom)
+        assert cli.main(["units"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(error) in err

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dspfx.checks import as_batch, check_finite, positive_number
 from dspfx.fitting.capture import LATENCY_WINDOW_S, PLAUSIBLE_LATENCY_MS, CaptureWarning, check_capture
-from dspfx.fitting.latency import align, estimate_latency, render_latency
+from dspfx.fitting.latency import align, device_latency, render_latency
 from dspfx.fitting.loop import SCHEDULES, optimise, param_groups, restore, snapshot
 from dspfx.fitting.losses import make_loss
 from dspfx.fitting.metrics import all_metrics
@@ -118,7 +118,7 @@ def _target_latency(unit: Unit, inp: Tensor, tgt: Tensor, max_latency: int | Non
         reference = unit(inp)
     lag = render_latency(reference, tgt, max_latency=max_latency)
     if lag is None:
-        return estimate_latency(inp, tgt, max_latency=max_latency) - unit.latency_samples
+        return device_latency(inp, tgt, max_latency=max_latency) - unit.latency_samples
     return lag
 
 
@@ -192,8 +192,9 @@ def fit(
         esr_weight: weight of an extra time-domain ESR term added to the loss.
         align_latency: find the target's latency (against the unit's own render of the input, so
             the unit's filtering and reported latency are not mistaken for delay; the first
-            ``LATENCY_WINDOW_S`` = 30 s of a longer pair) and remove it first (reported in the
-            result).
+            ``LATENCY_WINDOW_S`` = 30 s of a longer pair; the rule of
+            :func:`dspfx.fitting.latency.device_latency`, onsets not peaks) and remove it first
+            (reported in the result).
         max_latency: largest latency searched, in samples (default: see
             :func:`dspfx.fitting.latency.estimate_latency`).
         restarts: number of runs; run 0 starts from the unit's current knobs, the others from

@@ -14,7 +14,10 @@ import numpy as np
 import scipy.fft
 import torch
 
-__all__ = ["estimate_latency", "render_latency", "align", "DEFAULT_MAX_LATENCY", "PHASE_LAG_SAMPLES"]
+__all__ = [
+    "estimate_latency", "device_latency", "render_latency", "align", "DEFAULT_MAX_LATENCY", "PHASE_LAG_SAMPLES",
+    "ONSET_FRACTION", "ONSET_WINDOW",
+]
 
 #: Upper bound of the default search range, in samples (one second at 48 kHz).
 DEFAULT_MAX_LATENCY = 48000
@@ -27,7 +30,12 @@ DECONVOLUTION_EPS = 1e-3
 #: bassman chain read -1 and held-out ESR went from 0.010 to 0.049). Interface latencies are
 #: tens of samples and more.
 PHASE_LAG_SAMPLES = 2
-
+#: ``method="onset"``: the response has begun where ``|h|`` first reaches this fraction of its
+#: peak. Measured on guitarix and calf devices of zero latency rendered from a guitar DI: 0.1
+#: reads them within 2 samples of 0 (0.05 lets the spread of long fuzz responses read -59).
+ONSET_FRACTION = 0.1
+#: ``method="onset"``: how far before the peak, in samples, the onset is looked for.
+ONSET_WINDOW = 64
 
 
 def _time_axis_2d(x: object, name: str) -> np.ndarray:
@@ -80,6 +88,14 @@ def estimate_latency(
       which leaves a time-domain fit misaligned. Exact for delays through memoryless
       nonlinearities and minimum-phase EQ (shelves, peaks, one-pole filters), whose responses
       peak at their first sample.
+    - ``method="onset"``: where that response begins rather than where it peaks: the first lag
+      within :data:`ONSET_WINDOW` samples before the peak where ``|h|`` reaches
+      :data:`ONSET_FRACTION` of it, less the same onset of the input's own kernel (what ``h``
+      is for a wire: a band-limited DI smears every response by a sample or two, both ways).
+      Low-passes, resonances and linear-phase oversampling filters peak late (a 3 kHz
+      two-pole low-pass at 3 samples, guitarix's oversampled fuzzes at 33) but begin near 0,
+      so this is the method for a device's latency (:func:`device_latency`); a steep low-pass
+      still reads late by its rise (6th-order Chebyshev at 1.5 kHz: about 15).
     - ``method="xcorr"``: the peak of the plain cross-correlation
       ``r[L] = sum_n target[n] input[n - L]``.
 
@@ -130,22 +146,36 @@ def estimate_latency(
         if max_latency < 0:
             raise ValueError(f"max_latency must be >= 0 samples, got {max_latency}")
 
-    if method not in ("impulse", "xcorr"):
-        raise ValueError(f"method must be 'impulse' or 'xcorr', got {method!r}")
+    if method not in ("impulse", "xcorr", "onset"):
+        raise ValueError(f"method must be 'impulse', 'onset' or 'xcorr', got {method!r}")
 
     n_fft = scipy.fft.next_fast_len(n_x + n_y - 1, real=True)
     spectrum_x = scipy.fft.rfft(x, n_fft, axis=-1)
     spectrum_y = scipy.fft.rfft(y, n_fft, axis=-1)
     cross = np.sum(spectrum_y * np.conj(spectrum_x), axis=0)
-    if method == "impulse":
+    if method != "xcorr":
         power = np.sum(np.abs(spectrum_x) ** 2, axis=0)
-        cross = cross / (power + DECONVOLUTION_EPS * power.mean())
+        denominator = power + DECONVOLUTION_EPS * power.mean()
+        cross = cross / denominator
     response = scipy.fft.irfft(cross, n_fft)  # response[L mod n_fft] is the value at lag L
 
     lo = -min(max_latency, n_x - 1)
     hi = min(max_latency, n_y - 1)
     lags = np.arange(lo, hi + 1)
-    return int(lags[int(np.argmax(np.abs(response[lags % n_fft])))])
+    if method != "onset":
+        return int(lags[int(np.argmax(np.abs(response[lags % n_fft])))])
+    kernel = scipy.fft.irfft(power / denominator, n_fft)
+    return _onset(response, lags) - _onset(kernel, np.arange(-ONSET_WINDOW, ONSET_WINDOW + 1))
+
+
+def _onset(response: np.ndarray, lags: np.ndarray) -> int:
+    """The first lag within ONSET_WINDOW before the peak of ``|response|`` (over ``lags``)
+    where it reaches ONSET_FRACTION of that peak."""
+    magnitude = np.abs(response[lags % response.shape[-1]])
+    peak = int(np.argmax(magnitude))
+    start = max(peak - ONSET_WINDOW, 0)
+    begun = magnitude[start : peak + 1] >= ONSET_FRACTION * magnitude[peak]
+    return int(lags[start + int(np.argmax(begun))])
 
 
 def align(
@@ -197,15 +227,36 @@ def align(
     return input[..., start_x : start_x + n], target[..., start_y : start_y + n]
 
 
+def device_latency(input: torch.Tensor, output: torch.Tensor, max_latency: int | None = None) -> int:
+    """A device's latency from a plain input/output pair (what :func:`dspfx.capture` uses, and
+    :func:`dspfx.fit` when the unit renders silence; :func:`render_latency` falls back to it).
+
+    The onset of the device's response (``estimate_latency(method="onset")``); an onset of at
+    most :data:`PHASE_LAG_SAMPLES` either way is the smear of a band-limited input, and reads 0.
+    So a device of zero latency is never shifted (memoryless nonlinearities, EQ, a 3 kHz
+    low-pass, the guitarix and calf devices tried), and a pure delay of ``D > 2`` samples after
+    a device whose response begins at once reads ``D`` exactly. A device that pre-rings
+    (linear-phase oversampling) reads where the ringing reaches a tenth of its peak, earlier
+    than its blips' onset: early is safe for a model that sees the past, late is not.
+    """
+    lag = estimate_latency(input, output, max_latency=max_latency, method="onset")
+    return 0 if abs(lag) <= PHASE_LAG_SAMPLES else lag
+
+
 def render_latency(reference: torch.Tensor, target: torch.Tensor, max_latency: int | None = None) -> int | None:
     """The target's delay relative to a model's own render ``reference`` of the same input:
     what a fit must remove before it starts. Measuring against the model's render rather
     than the input keeps the model's filtering and reported latency out of the estimate (a
     1.5 kHz resonant low-pass peaks several samples late, and measured against the input that
-    group delay reads as latency). A lag of at most :data:`PHASE_LAG_SAMPLES` is phase for the
-    knobs to take up, and reads 0. Returns None when the render is silent or not finite (the
-    caller falls back to the input)."""
+    group delay reads as latency). Against a render of similar filtering the response is nearly
+    an impulse, and its peak is exact where its onset can read a sample early; so the peak is
+    taken when the onset lies within :data:`PHASE_LAG_SAMPLES` of it, else the onset (as
+    :func:`device_latency`). A lag of at most :data:`PHASE_LAG_SAMPLES` is phase for the knobs
+    to take up, and reads 0. Returns None when the render is silent or not finite (the caller
+    falls back to the input)."""
     if not bool(torch.isfinite(reference).all()) or float(reference.abs().max()) == 0.0:
         return None
-    lag = estimate_latency(reference, target, max_latency=max_latency)
+    peak = estimate_latency(reference, target, max_latency=max_latency)
+    onset = estimate_latency(reference, target, max_latency=max_latency, method="onset")
+    lag = peak if peak - onset <= PHASE_LAG_SAMPLES else onset
     return 0 if abs(lag) <= PHASE_LAG_SAMPLES else lag

@@ -161,3 +161,67 @@ def test_align_errors():
     with pytest.raises(TypeError, match="latency"):
         align(x, x, 1.5)
     assert align(x, x, np.int64(3))[0].shape == (1, 1, 7)
+
+
+# --- device_latency: the rule for a plain capture pair (onsets, not peaks) -----------------------
+
+def _guitar(seconds=3.0):
+    from dspfx.signals import guitar_di
+
+    return guitar_di(duration_s=seconds, seed=3)[0, 0].double().numpy()
+
+
+def _lowpass_3k(s):  # two-pole Butterworth: its response peaks 3 samples late but begins at 0
+    return scipy.signal.lfilter(*scipy.signal.butter(2, 3000, fs=SAMPLE_RATE), np.tanh(5 * s))
+
+
+def _resonant_1k5(s):
+    return scipy.signal.lfilter(*scipy.signal.iirpeak(1500, 2, fs=SAMPLE_RATE), np.tanh(3 * s))
+
+
+def _shelved_drive(s):
+    from dspfx.functional import biquad_coefficients
+
+    b, a = (c.numpy() for c in biquad_coefficients("highshelf", 3500.0, 0.7071, -8.0, SAMPLE_RATE))
+    return scipy.signal.lfilter(b, a, np.tanh(10 * s))
+
+
+ZERO_LATENCY_DEVICES = {"drive": lambda s: np.tanh(8 * s), "shelved drive": _shelved_drive,
+                        "3 kHz low-pass": _lowpass_3k, "1.5 kHz resonance": _resonant_1k5}
+
+
+@pytest.mark.parametrize("name", ZERO_LATENCY_DEVICES)
+def test_device_latency_never_shifts_a_zero_latency_device(name):
+    from dspfx.fitting.latency import device_latency
+
+    x = _guitar()
+    y = ZERO_LATENCY_DEVICES[name](x)
+    assert device_latency(torch.from_numpy(x), torch.from_numpy(y)) == 0
+    if name == "3 kHz low-pass":  # the trap: the peak of the response is its group delay
+        assert estimate_latency(torch.from_numpy(x), torch.from_numpy(y)) >= 3
+
+
+@pytest.mark.parametrize("name", ["drive", "shelved drive", "1.5 kHz resonance"])
+@pytest.mark.parametrize("delay", [3, 37, 480])
+def test_device_latency_recovers_a_pure_delay_exactly(name, delay):
+    """The device's render delayed by ``delay`` samples (an interface's round trip)."""
+    from dspfx.fitting.latency import device_latency
+
+    x = _guitar()
+    y = np.concatenate([np.zeros(delay), ZERO_LATENCY_DEVICES[name](x)[:-delay]])
+    assert device_latency(torch.from_numpy(x), torch.from_numpy(y)) == delay
+
+
+def test_device_latency_of_a_low_pass_with_delay_is_within_a_sample():
+    """A low-pass's response rises over its first samples: measured 1 sample late (the rule's
+    documented bound is its rise, not exactness)."""
+    from dspfx.fitting.latency import device_latency
+
+    x = _guitar()
+    y = np.concatenate([np.zeros(37), _lowpass_3k(x)[:-37]])
+    assert device_latency(torch.from_numpy(x), torch.from_numpy(y)) in (37, 38)
+
+
+def test_onset_method_is_named_in_the_error_for_a_bad_method():
+    with pytest.raises(ValueError, match="'onset'"):
+        estimate_latency(torch.randn(100), torch.randn(100), method="peak")

@@ -57,6 +57,9 @@ class LSTMAmp(Unit):
         hidden: LSTM size H (default 32; Wright et al. use 16-64 for amps, 32 is their
             usual real-time choice).
         seed: seed of the initial weights (default 0).
+        skip: the skip connection (default True, as Wright et al.). ``skip=False`` is NAM's
+            LSTM, ``y[n] = w . h[n] + b``, which :func:`dspfx.export.export_nam` writes as a
+            ``.nam`` file (:meth:`nam_weights`); :func:`dspfx.capture` trains this one.
 
     Channels: mono in, mono out per channel. A stereo (or C-channel) input is modelled per
     channel with the same weights (the channels are folded into the batch), so left and right
@@ -89,12 +92,19 @@ class LSTMAmp(Unit):
     name = "lstm_amp"
     category = "amp"
 
-    def __init__(self, sample_rate: float = 48000, hidden: int = 32, seed: int = 0, **knobs: Any) -> None:
+    #: NAM's name for this architecture in a ``.nam`` file.
+    nam_architecture = "LSTM"
+
+    def __init__(self, sample_rate: float = 48000, hidden: int = 32, seed: int = 0, skip: bool = True,
+                 **knobs: Any) -> None:
         _check_hidden(hidden)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"lstm_amp option seed must be an int, got {seed!r}")
+        if not isinstance(skip, bool):
+            raise ValueError(f"lstm_amp option skip must be True or False, got {skip!r}")
         self.hidden = hidden
         self.seed = seed
+        self.skip = skip
         super().__init__(sample_rate, **knobs)
         dtype, device = self.dtype, self.device
         self.lstm = nn.LSTM(1, hidden, num_layers=1, batch_first=True, dtype=dtype, device=device)
@@ -141,8 +151,35 @@ class LSTMAmp(Unit):
             )
         seq = x.to(weight.dtype).reshape(batch * channels, n, 1)
         h, (h_n, c_n) = self.lstm(seq, (state[0].to(weight.dtype), state[1].to(weight.dtype)))
-        y = seq + self.output(h)  # skip connection: the network learns output - input
+        y = self.output(h)
+        if self.skip:  # the network learns output - input
+            y = y + seq
         return y.reshape(batch, channels, n).to(x.dtype), (h_n, c_n)
 
+    def nam_config(self) -> dict[str, int]:
+        """The ``config`` of NAM's LSTM for this unit."""
+        return {"input_size": 1, "hidden_size": self.hidden, "num_layers": 1}
+
+    def nam_weights(self) -> Tensor:
+        """The weights as one flat float32 vector in NAM's order: the ``[W_ih | W_hh]`` matrix
+        (4H x (1 + H), gates i, f, g, o as torch), the summed bias ``b_ih + b_hh``, the initial
+        hidden and cell states (zeros: a render starts there, as this unit's does), then the
+        head's weights and bias.
+
+        Raises:
+            ValueError: with the skip connection, which NAM's LSTM lacks.
+        """
+        if self.skip:
+            raise ValueError(
+                "lstm_amp with skip=True has a skip connection NAM's LSTM lacks; train "
+                "dspfx.make('lstm_amp', skip=False) (what dspfx.capture trains) to export it"
+            )
+        lstm = self.lstm
+        zeros = torch.zeros(2 * self.hidden, dtype=lstm.weight_hh_l0.dtype, device=lstm.weight_hh_l0.device)
+        parts = [torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1), lstm.bias_ih_l0 + lstm.bias_hh_l0, zeros,
+                 self.output.weight, self.output.bias]
+        return torch.cat([t.detach().reshape(-1) for t in parts]).to("cpu", torch.float32)
+
     def extra_repr(self) -> str:
-        return f"sample_rate={self.sample_rate}, hidden={self.hidden}, seed={self.seed}, parameters={self.n_parameters}"
+        return (f"sample_rate={self.sample_rate}, hidden={self.hidden}, seed={self.seed}, skip={self.skip}, "
+                f"parameters={self.n_parameters}")

@@ -125,6 +125,8 @@ class WaveNetAmp(Unit):
 
     name = "wavenet"
     category = "amp"
+    #: NAM's name for this architecture in a ``.nam`` file.
+    nam_architecture = "WaveNet"
 
     def __init__(self, sample_rate: float = 48000, size: str = "standard", seed: int = 0, **knobs: Any) -> None:
         if size not in WAVENET_SIZES:
@@ -170,6 +172,10 @@ class WaveNetAmp(Unit):
         return out.to(x.dtype), signal[..., signal.shape[-1] - (self.receptive_field - 1):]
 
     # -- NAM's flat weight list --------------------------------------------------------------------
+    def nam_config(self) -> dict[str, Any]:
+        """The ``config`` of NAM's WaveNet for this unit's size."""
+        return wavenet_config(self.size)
+
     def nam_weights(self) -> Tensor:
         """Every weight in NAM's export order (per stack: rechannel, then per layer conv weight
         and bias, input mixer, 1x1 weight and bias, then the head rechannel), then the head

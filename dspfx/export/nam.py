@@ -2,8 +2,10 @@
 
 A ``.nam`` file is JSON: ``version``, ``architecture`` (the model's class name), ``config``,
 ``weights`` (one flat list of floats in NAM's order), ``sample_rate`` and ``metadata``. dspfx
-writes the WaveNet (:class:`~dspfx.amps.wavenet.WaveNetAmp`, NAM's classic sizes); NAM's own
-loader (``nam.models.init_from_nam``) renders the file exactly as dspfx renders the unit
+writes the WaveNet (:class:`~dspfx.amps.wavenet.WaveNetAmp`, NAM's classic sizes) and the LSTM
+(:class:`~dspfx.amps.lstm.LSTMAmp` with ``skip=False``, NAM's layout). A unit that NAM can play
+says so with ``nam_architecture``, ``nam_config()`` and ``nam_weights()``. NAM's own loader
+(``nam.models.init_from_nam``) renders the file as dspfx renders the unit
 (tests/export/test_nam.py).
 """
 
@@ -33,16 +35,15 @@ def nam_dict(unit: Unit, metadata: dict[str, Any] | None = None) -> dict[str, An
     """The ``.nam`` content of ``unit`` as a dict (see the module docstring).
 
     Raises:
-        TypeError: a unit NAM cannot play (only the WaveNet exports; a gray-box chain becomes
-            a plugin through the Faust export instead).
-        ValueError: non-finite weights, or unknown metadata keys.
+        TypeError: a unit NAM cannot play (a gray-box chain becomes a plugin through the
+            plugin export instead).
+        ValueError: non-finite weights, unknown metadata keys, an LSTM with a skip connection.
     """
-    from dspfx.amps.wavenet import WaveNetAmp, wavenet_config
-
-    if not isinstance(unit, WaveNetAmp):
+    if not (isinstance(unit, Unit) and isinstance(getattr(unit, "nam_architecture", None), str)):
         raise TypeError(
             f"{getattr(unit, 'label', type(unit).__name__)} cannot be written as a .nam file: NAM plays its WaveNet "
-            "(dspfx.make('wavenet')) and LSTM; export a gray-box chain as a plugin instead"
+            "(dspfx.make('wavenet')) and LSTM (dspfx.make('lstm_amp', skip=False)); export a gray-box chain as a "
+            "plugin instead"
         )
     weights = [float(w) for w in unit.nam_weights()]
     if not all(math.isfinite(w) for w in weights):
@@ -56,8 +57,8 @@ def nam_dict(unit: Unit, metadata: dict[str, Any] | None = None) -> dict[str, An
                     "minute": now.minute, "second": now.second}
     return {
         "version": NAM_FILE_VERSION,
-        "architecture": "WaveNet",
-        "config": wavenet_config(unit.size),
+        "architecture": unit.nam_architecture,
+        "config": unit.nam_config(),
         "weights": weights,
         "sample_rate": float(unit.sample_rate),
         "metadata": meta,

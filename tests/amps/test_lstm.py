@@ -37,7 +37,7 @@ def test_parameter_count(hidden):
 def test_registered_as_an_amp_and_deterministic():
     unit = dspfx.make("lstm_amp", hidden=8)
     assert isinstance(unit, LSTMAmp) and unit.category == "amp" and unit.knobs() == {}
-    assert unit.spec()["options"] == {"hidden": 8, "seed": 0}
+    assert unit.spec()["options"] == {"hidden": 8, "seed": 0, "skip": True}
     x = _noise((1, 1, 500), 0)
     with torch.no_grad():
         assert torch.equal(unit(x), LSTMAmp(SR, hidden=8)(x))  # same seed, same weights
@@ -188,3 +188,12 @@ def test_bad_input_errors():
         unit.process(torch.zeros(1, 1, 10), {}, None)
     with pytest.raises(TypeError, match="unknown"):
         LSTMAmp(SR, gain_db=3.0)  # no knobs
+
+
+def test_without_the_skip_connection_the_output_is_the_head_alone():
+    """skip=False (NAM's LSTM): same weights, the output differs from skip=True by the input."""
+    x = torch.randn(1, 1, 300, dtype=torch.float64)
+    with_skip = dspfx.make("lstm_amp", hidden=4, seed=2).double()
+    without = dspfx.make("lstm_amp", hidden=4, seed=2, skip=False).double()
+    with torch.no_grad():
+        torch.testing.assert_close(with_skip(x) - without(x), x)

@@ -1,4 +1,4 @@
-"""Gain: a level change in decibels."""
+"""Gain: a level change in decibels; trim: a signed level and a DC offset."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dspfx.functional.conversions import db_to_gain
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
-__all__ = ["Gain"]
+__all__ = ["Gain", "Trim"]
 
 
 def _linear_gain(controls: dict[str, Tensor]) -> Tensor:
@@ -47,3 +47,26 @@ class Gain(Unit):
         import pedalboard
 
         return pedalboard.Gain(gain_db=self.knobs()["gain_db"])
+
+
+@register
+class Trim(Unit):
+    """Signed level and DC offset: ``y = scale * x + dc``.
+
+    What a capture learns after a gray-box model: a device's output level, its polarity (many
+    amps invert: ``scale < 0``) and a DC offset, none of which the amp's own knobs can take up.
+
+    Knobs:
+        scale: -4 .. 4 (default 1), linear and signed.
+        dc: -1 .. 1 (default 0), added.
+
+    >>> dspfx.make("trim", scale=-1.0)             # a polarity flip
+    """
+
+    name = "trim"
+    category = "effect"
+    scale = Knob(1.0, -4.0, 4.0, doc="signed linear level")
+    dc = Knob(0.0, -1.0, 1.0, doc="DC offset added to the output")
+
+    def process(self, x: Tensor, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+        return x * controls["scale"] + controls["dc"], state

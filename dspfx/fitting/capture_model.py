@@ -6,14 +6,18 @@ The input is what was played into the device (a DI recording, or the reamp signa
 1. checks (:func:`~dspfx.fitting.capture.check_capture`): rates, lengths, silence, NaN are
    errors; clipping and DC offsets are warnings;
 2. latency: ``latency=`` when given; the blips when the input is the reamp signal
-   (:func:`~dspfx.fitting.reamp.blip_latency`); else cross-correlation of input and output
-   (:func:`~dspfx.fitting.latency.estimate_latency`, which can read a filter's group delay
-   as latency: give ``latency=`` when you know it). The method is reported;
+   (:func:`~dspfx.fitting.reamp.blip_latency`); else the onset of the device's response
+   (:func:`~dspfx.fitting.latency.device_latency`: a zero-latency device is never shifted, a
+   pure delay is recovered; a steep low-pass can read late by its rise, so give ``latency=``
+   when you know it). The method is reported;
 3. held-out audio: with the reamp signal, its second validation segment (after a second of
    silence); else the last 20% of the pair. It is never trained on;
 4. training through :func:`dspfx.fit` (the training core): random segments of the training
    part, time-domain ESR (the loss that keeps phase), the best held-out state, within
-   ``max_seconds``;
+   ``max_seconds``. ``model="auto"`` trains each of :data:`AUTO_CANDIDATES` for
+   :data:`AUTO_TRIAL_FRACTION` of the budget, then gives the rest to the one with the lowest
+   held-out ESR. Polarity, level and DC are learned: the neural models' output layers carry a
+   signed scale and a bias, the gray-box amp is followed by a ``trim`` (signed level, DC);
 5. the model renders aligned with the device: the unit followed by a pure delay of the
    latency (``latency`` in the chain, frozen).
 
@@ -36,10 +40,14 @@ from torch import Tensor
 from dspfx.checks import as_batch, check_sample_rate, positive_number
 from dspfx.unit import Unit
 
-__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "grade", "GRADES"]
+__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "AUTO_CANDIDATES", "grade", "GRADES"]
 
-#: ``model=`` choices: NAM's WaveNet (``size=``), Wright et al.'s LSTM, the gray-box amp.
-CAPTURE_MODELS = ("wavenet", "lstm", "graybox")
+#: ``model=`` choices: NAM's WaveNet (``size=``), NAM's LSTM, the gray-box amp, or ``auto``.
+CAPTURE_MODELS = ("auto", "wavenet", "lstm", "graybox")
+#: What ``model="auto"`` tries, and the share of the budget each trial gets (the rest goes to
+#: the best of them).
+AUTO_CANDIDATES = ("wavenet", "lstm", "graybox")
+AUTO_TRIAL_FRACTION = 1 / 6
 #: NAM's grades of the held-out ESR, best first.
 GRADES = ((0.01, "great"), (0.035, "not bad"), (0.1, "ok"), (0.3, "probably won't sound great"))
 
@@ -60,8 +68,9 @@ class CaptureResult:
         unit: the model, followed by the latency (a chain ``model -> latency``): renders the
             device's output aligned with the recording.
         model: the trained model alone (what ``.nam`` export takes).
+        model_name: which of :data:`CAPTURE_MODELS` it is (``auto`` names its choice).
         latency_samples, latency_method: the latency removed, and how it was found
-            (``"given"``, ``"blips"`` or ``"cross-correlation"``).
+            (``"given"``, ``"blips"`` or ``"onset"``).
         heldout_esr, grade: on the held-out audio, and NAM's word for it.
         metrics: every metric of :func:`dspfx.fit` on the held-out audio.
         repeat_esr: with the reamp signal, the ESR between the device's two validation
@@ -70,10 +79,12 @@ class CaptureResult:
         realtime_factor: how many times faster than real time the model renders (2 s, batch 1,
             no gradient, this machine's threads).
         warnings: capture warnings (clipping, DC).
+        candidates: with ``model="auto"``, each candidate's held-out ESR after its trial.
     """
 
     unit: Unit
     model: Unit
+    model_name: str
     latency_samples: int
     latency_method: str
     heldout_esr: float
@@ -84,15 +95,17 @@ class CaptureResult:
     train_seconds: float
     realtime_factor: float
     warnings: list[str] = field(default_factory=list)
+    candidates: dict[str, float] = field(default_factory=dict)
     fit: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model.spec()["unit"], "options": self.model.options(),
+            "model": self.model_name, "unit": self.model.spec()["unit"], "options": self.model.options(),
             "latency_samples": self.latency_samples, "latency_method": self.latency_method,
             "heldout_esr": self.heldout_esr, "grade": self.grade, "metrics": self.metrics,
             "repeat_esr": self.repeat_esr, "steps": self.steps, "train_seconds": self.train_seconds,
             "realtime_factor": self.realtime_factor, "warnings": self.warnings,
+            **({"auto_candidates": self.candidates} if self.candidates else {}),
         }
 
 
@@ -102,11 +115,30 @@ def _make_model(model: str, sample_rate: int, size: str, seed: int) -> tuple[Uni
 
     if model == "wavenet":
         return dspfx.make("wavenet", sample_rate=sample_rate, size=size, seed=seed), {"lr": 0.004, "weights_lr": 0.004}
-    if model == "lstm":
-        return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed), {"lr": 0.01, "weights_lr": 0.01}
+    if model == "lstm":  # NAM's LSTM (no skip connection), so that it exports as a .nam file
+        return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed, skip=False), {"lr": 0.01, "weights_lr": 0.01}
     if model == "graybox":
-        return dspfx.amps.amp(model="jcm800", sample_rate=sample_rate), {"lr": 0.05, "weights_lr": 0.01}
+        amp = dspfx.amps.amp(model="jcm800", sample_rate=sample_rate)
+        return dspfx.Chain(amp=amp, trim=dspfx.make("trim", sample_rate=sample_rate)), {"lr": 0.05, "weights_lr": 0.01}
     raise ValueError(f"model must be one of {', '.join(CAPTURE_MODELS)}, got {model!r}")
+
+
+def _match_level(chain: Unit, x: Tensor, y: Tensor) -> None:
+    """Start the gray-box chain's trim at the least-squares level, polarity and DC of its
+    render against the device: a fit that starts with the wrong polarity shrinks the output
+    on its way through zero and stalls at ESR 1 (measured on an inverting amp)."""
+    n = min(x.shape[-1], 30 * int(chain.sample_rate))
+    with torch.no_grad():
+        chain["trim"].set(scale=1.0, dc=0.0)
+        r = chain(x[..., :n]).reshape(-1).double()
+    t = y[..., :n].reshape(-1).double()
+    r_c, t_c = r - r.mean(), t - t.mean()
+    power = float(r_c @ r_c)
+    scale = float(r_c @ t_c) / power if power > 0 else 1.0
+    knobs = type(chain["trim"])
+    scale = min(max(scale, knobs.scale.minimum), knobs.scale.maximum)
+    dc = float(t.mean() - scale * r.mean())
+    chain["trim"].set(scale=scale, dc=min(max(dc, knobs.dc.minimum), knobs.dc.maximum))
 
 
 def _realtime_factor(unit: Unit, sample_rate: int) -> float:
@@ -140,8 +172,9 @@ def capture(
     Args:
         input, output: mono audio, ``(samples,)`` or ``(1, samples)`` or ``(1, 1, samples)``.
         sample_rate: their rate in Hz.
-        model: ``"wavenet"`` (NAM's, ``size`` standard/lite/feather/nano), ``"lstm"`` or
-            ``"graybox"`` (the jcm800 gray-box amp, every knob learnable).
+        model: ``"wavenet"`` (NAM's, ``size`` standard/lite/feather/nano), ``"lstm"`` (NAM's
+            LSTM, 32 units), ``"graybox"`` (the jcm800 gray-box amp, every knob learnable, then
+            a trim) or ``"auto"`` (each tried, the best on held-out ESR trained on; see above).
         max_seconds: wall-clock budget of the training (``dspfx capture --minutes``).
         steps: at most this many steps (the budget usually ends the run first).
         latency: the device's latency in samples, when known (skips the estimate).
@@ -156,7 +189,7 @@ def capture(
     """
     import dspfx
     from dspfx.fitting.capture import CaptureWarning, check_capture
-    from dspfx.fitting.latency import align, estimate_latency
+    from dspfx.fitting.latency import align, device_latency, render_latency
     from dspfx.fitting.reamp import blip_latency, match_capture_signal, repeat_esr
 
     sr = check_sample_rate(sample_rate, integer=True)
@@ -185,32 +218,72 @@ def capture(
     elif layout is not None:
         lag, method = blip_latency(y.reshape(-1).numpy(), layout).samples, "blips"
     else:
-        lag, method = estimate_latency(x, y, max_latency=min(x.shape[-1] // 4, sr)), "cross-correlation"
-        lag = max(lag, 0)
+        lag, method = device_latency(x, y, max_latency=min(x.shape[-1] // 4, sr)), "onset"
+        if lag < 0:
+            raise ValueError(
+                f"the output leads the input by {-lag} samples: the files are misaligned (or swapped); "
+                f"trim the input or give the latency (latency= / --latency)"
+            )
     repeat = None if layout is None else repeat_esr(y.reshape(-1).numpy(), layout, latency=lag)
     if layout is not None:  # train on the training part and the silence after it; hold out the repeat
         x, y = x[..., layout.training[0] :], y[..., layout.training[0] :]
         validation = (layout.validation_repeat[1] - layout.validation_repeat[0]) / sr
     else:
         validation = 0.2
-    if lag:
-        x, y = align(x, y, lag)
-    unit, rates = _make_model(model, sr, size, seed)
-    warm = getattr(unit, "receptive_field", 0) / sr + 0.05
+    unaligned = (x, y)
+    lags = {name: lag for name in AUTO_CANDIDATES}  # where the device's latency applies to all
+    if method == "onset":
+        # A gray-box amp cannot delay: its latency is measured against its own render (the rule
+        # of dspfx.fit), which a low-pass's slow rise in the device cannot push late.
+        gray = _make_model("graybox", sr, size, seed)[0]
+        with torch.no_grad():
+            reference = gray(x[..., : min(x.shape[-1], 30 * sr)])
+        lags["graybox"] = max(render_latency(reference, y[..., : reference.shape[-1]]) or 0, 0)
+
+    def aligned(name: str) -> tuple[Tensor, Tensor]:
+        return align(*unaligned, lags[name]) if lags[name] else unaligned
+
+    def train(name: str, unit: Unit | None, seconds: float) -> tuple[Unit, Any]:
+        made, rates = _make_model(name, sr, size, seed)
+        xa, ya = aligned(name)
+        if unit is None:
+            unit = made
+            if name == "graybox":
+                _match_level(unit, xa, ya)
+        warm = getattr(unit, "receptive_field", 0) / sr + 0.05
+        if progress:
+            print(f"capture: training {name} for up to {seconds:.0f} s")
+        return unit, dspfx.fit(unit, xa, ya, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
+                               batch_size=batch_size, validation=validation, validate_every=validate_every,
+                               warmup_s=warm, seed=seed, progress=progress, max_seconds=seconds, check=False, **rates)
+
     t0 = time.perf_counter()
-    result = dspfx.fit(unit, x, y, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
-                       batch_size=batch_size, validation=validation, validate_every=validate_every, warmup_s=warm,
-                       seed=seed, progress=progress,
-                       max_seconds=max_seconds, check=False, **rates)
+    candidates: dict[str, float] = {}
+    if model == "auto":
+        trials = {name: train(name, None, max_seconds * AUTO_TRIAL_FRACTION) for name in AUTO_CANDIDATES}
+        candidates = {name: float(r.metrics["esr"]) for name, (_, r) in trials.items()}
+        model = min(candidates, key=candidates.__getitem__)
+        unit, first = trials[model]
+        left = max_seconds - (time.perf_counter() - t0)
+        result = train(model, unit, left)[1] if left > 1.0 else first
+        steps_taken = len(first.loss_history) + (len(result.loss_history) if result is not first else 0)
+    else:
+        unit, result = train(model, None, max_seconds)
+        steps_taken = len(result.loss_history)
     train_s = time.perf_counter() - t0
+    if lags[model] != lag:
+        method += " (against the gray-box render)"
+    lag = lags[model]
+    x, y = aligned(model)
     delay = dspfx.make("delay", sample_rate=sr, delay_ms=1000.0 * lag / sr, feedback=0.0, mix=1.0)
     delay.freeze("delay_ms", "feedback", "mix")
     chain = dspfx.Chain(model=unit, latency=delay)
     heldout = float(result.metrics["esr"])
     res = CaptureResult(
         unit=chain, model=unit, latency_samples=int(lag), latency_method=method, heldout_esr=heldout,
-        grade=grade(heldout), metrics=dict(result.metrics), repeat_esr=repeat, steps=len(result.loss_history),
-        train_seconds=train_s, realtime_factor=_realtime_factor(unit, sr), warnings=found, fit=result,
+        grade=grade(heldout), metrics=dict(result.metrics), repeat_esr=repeat, steps=steps_taken,
+        train_seconds=train_s, realtime_factor=_realtime_factor(unit, sr), warnings=found, model_name=model,
+        candidates=candidates, fit=result,
     )
     if folder is not None:
         _write(folder, res, x, y, sr)
@@ -225,7 +298,7 @@ def _write(folder: Path, res: CaptureResult, x: Tensor, y: Tensor, sr: int) -> N
     folder.mkdir(parents=True, exist_ok=True)
     dspfx.save(res.unit, folder / "model.safetensors")
     record = res.to_dict()
-    if res.model.name == "wavenet":
+    if getattr(res.model, "nam_architecture", None):
         from dspfx.export.nam import export_nam
 
         export_nam(res.model, folder / "model.nam", metadata={"training": {"heldout_esr": res.heldout_esr}})

@@ -228,8 +228,9 @@ def align(
 
 
 def device_latency(input: torch.Tensor, output: torch.Tensor, max_latency: int | None = None) -> int:
-    """A device's latency from a plain input/output pair (what :func:`dspfx.capture` uses, and
-    :func:`dspfx.fit` when the unit renders silence; :func:`render_latency` falls back to it).
+    """A device's latency from a plain input/output pair: what :func:`dspfx.capture` uses for
+    its neural models, and :func:`dspfx.fit` when the unit renders silence (against a unit's
+    render, :func:`render_latency`).
 
     The onset of the device's response (``estimate_latency(method="onset")``); an onset of at
     most :data:`PHASE_LAG_SAMPLES` either way is the smear of a band-limited input, and reads 0.
@@ -248,15 +249,14 @@ def render_latency(reference: torch.Tensor, target: torch.Tensor, max_latency: i
     what a fit must remove before it starts. Measuring against the model's render rather
     than the input keeps the model's filtering and reported latency out of the estimate (a
     1.5 kHz resonant low-pass peaks several samples late, and measured against the input that
-    group delay reads as latency). Against a render of similar filtering the response is nearly
-    an impulse, and its peak is exact where its onset can read a sample early; so the peak is
-    taken when the onset lies within :data:`PHASE_LAG_SAMPLES` of it, else the onset (as
-    :func:`device_latency`). A lag of at most :data:`PHASE_LAG_SAMPLES` is phase for the knobs
-    to take up, and reads 0. Returns None when the render is silent or not finite (the caller
-    falls back to the input)."""
+    group delay reads as latency). Here the peak of the response is the rule, not its onset
+    (:func:`device_latency`): the render carries a filtering like the device's, so the response
+    is nearly an impulse whose peak is exact; where the two filter differently, the onset moves
+    with the smear (a render low-passed at 1.5 kHz against an unfiltered device 37 samples late:
+    onset 29, peak 33, and 33 is what lines the render up). A lag of at most
+    :data:`PHASE_LAG_SAMPLES` is phase for the knobs to take up, and reads 0. Returns None when
+    the render is silent or not finite (the caller falls back to the input)."""
     if not bool(torch.isfinite(reference).all()) or float(reference.abs().max()) == 0.0:
         return None
-    peak = estimate_latency(reference, target, max_latency=max_latency)
-    onset = estimate_latency(reference, target, max_latency=max_latency, method="onset")
-    lag = peak if peak - onset <= PHASE_LAG_SAMPLES else onset
+    lag = estimate_latency(reference, target, max_latency=max_latency)
     return 0 if abs(lag) <= PHASE_LAG_SAMPLES else lag

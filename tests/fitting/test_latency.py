@@ -225,3 +225,4 @@ def test_device_latency_of_a_low_pass_with_delay_is_within_a_sample():
 def test_onset_method_is_named_in_the_error_for_a_bad_method():
     with pytest.raises(ValueError, match="'onset'"):
         estimate_latency(torch.randn(100), torch.randn(100), method="peak")
+

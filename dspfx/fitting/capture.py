@@ -25,6 +25,10 @@ LATENCY_WINDOW_S = 30.0
 #: a DC offset, a peak below this is silence.
 PLAUSIBLE_LATENCY_MS = 100.0
 CLIP_TOLERANCE = 1e-3
+#: A target's flat runs count as clipping only at or above this level (dBFS): the converter's
+#: full scale. Below it they are the device's own hard clipping (a fuzz, a diode clipper:
+#: guitarix's pedals sit flat at -6 to -12 dBFS), which the model is there to learn.
+FULL_SCALE_DB = -0.5
 DC_THRESHOLD = 0.01
 SILENCE_THRESHOLD = 1e-6
 
@@ -95,9 +99,10 @@ def check_capture(
     Errors (ValueError): the two files' sample rates differ (both named: resample one, or
     re-export both at the same rate); the lengths differ (unless ``trim``: both then keep the
     shorter length, with a warning); NaN or Inf samples ("non-finite"); silence (a peak below
-    -120 dBFS) in either file. Warnings: clipping in either file (the share of samples in flat
-    runs at the peak: a clipped DI is a different input than the amp heard, a clipped target
-    cannot be modelled); a DC offset (a mean above ``DC_THRESHOLD`` = 0.01 of full scale and
+    -120 dBFS) in either file. Warnings: clipping (the share of samples in flat runs at the
+    peak): in the DI at any level (the amp heard a different signal), in the target at full
+    scale (``FULL_SCALE_DB`` = -0.5 dBFS: the recording clipped, and no model can match it;
+    flat runs below are the device's own clipping); a DC offset (a mean above ``DC_THRESHOLD`` = 0.01 of full scale and
     above a tenth of the RMS); a latency larger than ``max_latency_ms`` (the DI and target
     probably do not belong together, or the capture has a long pre-delay to cut).
 
@@ -159,7 +164,7 @@ def check_capture(
         stats["peak"][name] = 20.0 * math.log10(peak)
         fraction = _clipped_fraction(audio)
         stats["clipped"][name] = fraction
-        if fraction > 0:
+        if fraction > 0 and (name == "di" or stats["peak"][name] >= FULL_SCALE_DB):
             what = "the DI (the amp heard a different signal)" if name == "di" else "the target (the model cannot match it)"
             warn(
                 f"{name} is clipped: {100 * fraction:.3g}% of its samples sit in flat runs at its peak "

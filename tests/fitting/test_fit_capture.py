@@ -136,12 +136,16 @@ def test_capture_errors_name_the_problem():
 
 def test_capture_warnings_for_clipping_dc_and_latency():
     x, y = _clean_pair()
-    clipped = y.clamp(-0.3, 0.3)
-    true_fraction = float((clipped.abs() >= 0.3).float().mean())
+    clipped = (y * (1.0 / 0.3)).clamp(-1.0, 1.0)  # a recording that hit the converter's full scale
+    true_fraction = float((clipped.abs() >= 1.0).float().mean())
     with pytest.warns(CaptureWarning, match="target is clipped") as record:
         report = check_capture(x, clipped, SR)
     assert report.clipped_fraction["target"] == pytest.approx(true_fraction, rel=0.1)
     assert f"{100 * report.clipped_fraction['target']:.3g}%" in str(record[0].message)
+    with warnings.catch_warnings():  # a hard-clipping pedal at -10 dBFS: its own sound, no warning
+        warnings.simplefilter("error", CaptureWarning)
+        report = check_capture(x, y.clamp(-0.3, 0.3), SR)
+    assert report.clipped_fraction["target"] > 0.01
     with pytest.warns(CaptureWarning, match="di is clipped"):
         check_capture(x.clamp(-0.2, 0.2), y, SR)
     with pytest.warns(CaptureWarning, match="DC offset"):

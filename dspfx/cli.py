@@ -6,7 +6,7 @@
               [--segment S] [--batch-size N] [--validation V] [--trim] [--minutes M]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
     dspfx capture-signal OUT.wav [--sample-rate 48000]
-    dspfx capture IN.wav OUT.wav --out DIR [--minutes 5] [--model auto|wavenet|lstm|graybox] [--latency N]
+    dspfx capture IN.wav OUT.wav --out DIR [--minutes 5] [--model auto|wavenet|lstm|graybox|hybrid] [--latency N]
     dspfx demo --out DIR [--steps N]
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
@@ -397,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="what the device gave back, recorded with it (same rate and length)")
     p.add_argument("--out", required=True, help="folder: model.safetensors, capture.json, report.png (model.nam)")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget (default 5)")
-    p.add_argument("--model", default="wavenet", choices=["auto", "wavenet", "lstm", "graybox"],
-                   help="auto: each tried for a sixth of the budget, the best trained on")
+    p.add_argument("--model", default="wavenet", choices=["auto", "wavenet", "lstm", "graybox", "hybrid"],
+                   help="auto: each tried for an eighth of the budget, the best trained on")
     p.add_argument("--size", default="standard", choices=["standard", "lite", "feather", "nano"], help="WaveNet size")
     p.add_argument("--latency", type=int, default=None, help="the device's latency in samples, when known")
     p.add_argument("--seed", type=int, default=0)

@@ -37,17 +37,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dspfx.chain import Parallel
 from dspfx.checks import as_batch, check_sample_rate, positive_number
 from dspfx.unit import Unit
 
 __all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "AUTO_CANDIDATES", "grade", "GRADES"]
 
 #: ``model=`` choices: NAM's WaveNet (``size=``), NAM's LSTM, the gray-box amp, or ``auto``.
-CAPTURE_MODELS = ("auto", "wavenet", "lstm", "graybox")
+CAPTURE_MODELS = ("auto", "wavenet", "lstm", "graybox", "hybrid")
 #: What ``model="auto"`` tries, and the share of the budget each trial gets (the rest goes to
 #: the best of them).
-AUTO_CANDIDATES = ("wavenet", "lstm", "graybox")
-AUTO_TRIAL_FRACTION = 1 / 6
+AUTO_CANDIDATES = ("wavenet", "lstm", "graybox", "hybrid")
+AUTO_TRIAL_FRACTION = 1 / 8
+#: Models that cannot delay their output: their latency is measured against their own render.
+_STRUCTURED = ("graybox", "hybrid")
 #: NAM's grades of the held-out ESR, best first.
 GRADES = ((0.01, "great"), (0.035, "not bad"), (0.1, "ok"), (0.3, "probably won't sound great"))
 
@@ -117,28 +120,35 @@ def _make_model(model: str, sample_rate: int, size: str, seed: int) -> tuple[Uni
         return dspfx.make("wavenet", sample_rate=sample_rate, size=size, seed=seed), {"lr": 0.004, "weights_lr": 0.004}
     if model == "lstm":  # NAM's LSTM (no skip connection), so that it exports as a .nam file
         return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed, skip=False), {"lr": 0.01, "weights_lr": 0.01}
-    if model == "graybox":
+    if model in _STRUCTURED:
         amp = dspfx.amps.amp(model="jcm800", sample_rate=sample_rate)
-        return dspfx.Chain(amp=amp, trim=dspfx.make("trim", sample_rate=sample_rate)), {"lr": 0.05, "weights_lr": 0.01}
+        gray = dspfx.Chain(amp=amp, trim=dspfx.make("trim", sample_rate=sample_rate))
+        if model == "graybox":
+            return gray, {"lr": 0.05, "weights_lr": 0.01}
+        # the gray-box amp plus a nano WaveNet beside it that learns what the amp's structure misses
+        residual = dspfx.make("wavenet", sample_rate=sample_rate, size="nano", seed=seed)
+        return dspfx.Parallel(graybox=gray, residual=residual), {"lr": 0.05, "weights_lr": 0.004}
     raise ValueError(f"model must be one of {', '.join(CAPTURE_MODELS)}, got {model!r}")
 
 
-def _match_level(chain: Unit, x: Tensor, y: Tensor) -> None:
-    """Start the gray-box chain's trim at the least-squares level, polarity and DC of its
-    render against the device: a fit that starts with the wrong polarity shrinks the output
-    on its way through zero and stalls at ESR 1 (measured on an inverting amp)."""
-    n = min(x.shape[-1], 30 * int(chain.sample_rate))
+def _match_level(model: Unit, x: Tensor, y: Tensor) -> None:
+    """Start the gray-box's trim at the least-squares level, polarity and DC of its render
+    against the device: a fit that starts with the wrong polarity shrinks the output on its
+    way through zero and stalls at ESR 1 (measured on an inverting amp)."""
+    trim = model["graybox"]["trim"] if isinstance(model, Parallel) else model["trim"]
+    n = min(x.shape[-1], 30 * int(model.sample_rate))
     with torch.no_grad():
-        chain["trim"].set(scale=1.0, dc=0.0)
-        r = chain(x[..., :n]).reshape(-1).double()
+        trim.set(scale=1.0, dc=0.0)
+        r = model(x[..., :n]).reshape(-1).double()
     t = y[..., :n].reshape(-1).double()
     r_c, t_c = r - r.mean(), t - t.mean()
     power = float(r_c @ r_c)
     scale = float(r_c @ t_c) / power if power > 0 else 1.0
-    knobs = type(chain["trim"])
+    knobs = type(trim)
     scale = min(max(scale, knobs.scale.minimum), knobs.scale.maximum)
     dc = float(t.mean() - scale * r.mean())
-    chain["trim"].set(scale=scale, dc=min(max(dc, knobs.dc.minimum), knobs.dc.maximum))
+    trim.set(scale=scale, dc=min(max(dc, knobs.dc.minimum), knobs.dc.maximum))
+
 
 
 def _realtime_factor(unit: Unit, sample_rate: int) -> float:
@@ -174,7 +184,8 @@ def capture(
         sample_rate: their rate in Hz.
         model: ``"wavenet"`` (NAM's, ``size`` standard/lite/feather/nano), ``"lstm"`` (NAM's
             LSTM, 32 units), ``"graybox"`` (the jcm800 gray-box amp, every knob learnable, then
-            a trim) or ``"auto"`` (each tried, the best on held-out ESR trained on; see above).
+            a trim), ``"hybrid"`` (that gray-box plus a nano WaveNet in parallel, learning
+            what the structure misses) or ``"auto"`` (each tried, the best on held-out ESR trained on; see above).
         max_seconds: wall-clock budget of the training (``dspfx capture --minutes``).
         steps: at most this many steps (the budget usually ends the run first).
         latency: the device's latency in samples, when known (skips the estimate).
@@ -238,7 +249,7 @@ def capture(
         gray = _make_model("graybox", sr, size, seed)[0]
         with torch.no_grad():
             reference = gray(x[..., : min(x.shape[-1], 30 * sr)])
-        lags["graybox"] = max(render_latency(reference, y[..., : reference.shape[-1]]) or 0, 0)
+        lags["graybox"] = lags["hybrid"] = max(render_latency(reference, y[..., : reference.shape[-1]]) or 0, 0)
 
     def aligned(name: str) -> tuple[Tensor, Tensor]:
         return align(*unaligned, lags[name]) if lags[name] else unaligned
@@ -248,7 +259,7 @@ def capture(
         xa, ya = aligned(name)
         if unit is None:
             unit = made
-            if name == "graybox":
+            if name in _STRUCTURED:
                 _match_level(unit, xa, ya)
         warm = getattr(unit, "receptive_field", 0) / sr + 0.05
         if progress:
@@ -271,7 +282,7 @@ def capture(
         unit, result = train(model, None, max_seconds)
         steps_taken = len(result.loss_history)
     train_s = time.perf_counter() - t0
-    if lags[model] != lag:
+    if lags[model] != lag or (model in _STRUCTURED and method == "onset"):
         method += " (against the gray-box render)"
     lag = lags[model]
     x, y = aligned(model)

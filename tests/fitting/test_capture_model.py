@@ -35,7 +35,7 @@ def captured(tmp_path_factory):
     y = np.concatenate([np.zeros(LATENCY, np.float32), y])[: len(x)]  # recorded as long as the signal
     out = tmp_path_factory.mktemp("capture")
     torch.manual_seed(0)
-    result = dspfx.capture(x, y, SR, size="nano", max_seconds=10.0, progress=False, segment_s=0.25, batch_size=4,
+    result = dspfx.capture(x, y, SR, size="nano", steps=100, max_seconds=300.0, progress=False, segment_s=0.25, batch_size=4,
                            out=out)
     return x, y, result, out
 
@@ -150,7 +150,7 @@ def test_auto_tries_each_model_and_keeps_the_best_and_an_lstm_exports_to_nam(tmp
     x, y = _plain_pair()
     result = dspfx.capture(x, y, SR, model="auto", size="nano", max_seconds=12.0, progress=False, segment_s=0.25,
                            batch_size=4, out=tmp_path)
-    assert set(result.candidates) == {"wavenet", "lstm", "graybox"}
+    assert set(result.candidates) == {"wavenet", "lstm", "graybox", "hybrid"}
     assert result.model_name == min(result.candidates, key=result.candidates.get)
     assert result.heldout_esr <= result.candidates[result.model_name] + 1e-9  # training on never loses the best
     assert json.loads((tmp_path / "capture.json").read_text())["auto_candidates"] == result.candidates

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from dspfx import amps, effects, synths  # noqa: E402,F401  (registers the units)
 from dspfx.chain import Chain, DryWet, Parallel, build  # noqa: E402
 from dspfx.io import load, read_audio, save, write_audio  # noqa: E402
+from dspfx.limits import Limits  # noqa: E402
 from dspfx.reference import compare, from_pedalboard, to_pedalboard  # noqa: E402
 from dspfx.registry import make, register, units  # noqa: E402
 from dspfx.fitting import CaptureResult, FitResult, capture, fit  # noqa: E402
@@ -35,6 +36,7 @@ __all__ = [
     "Parallel",
     "DryWet",
     "build",
+    "Limits",
     "save",
     "load",
     "read_audio",

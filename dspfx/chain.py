@@ -64,7 +64,7 @@ class Container(Unit):
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Unit:
-        children = {key: build(child) for key, child in dict(spec.get("children", {})).items()}
+        children = {key: _build(child) for key, child in dict(spec.get("children", {})).items()}
         unit = cls._from_children(children, dict(spec.get("options", {})))
         rate = spec.get("sample_rate")
         if rate is not None and rate != unit.sample_rate:
@@ -250,19 +250,33 @@ class DryWet(Container):
         return x + mix * (wet - x), {"wet": wet_state}
 
 
-def build(spec: Mapping[str, Any] | str) -> Unit:
+def build(spec: Mapping[str, Any] | str, *, limits: Any = None, base_dir: Any = None) -> Unit:
     """Make a unit (or a whole chain) from a spec: a dict from :meth:`~dspfx.Unit.spec`, or its JSON text.
 
-    Raises ``ValueError`` for malformed specs and :class:`~dspfx.registry.UnknownUnitError` for
-    unit names the registry does not know.
+    The spec is checked against ``limits`` (:class:`dspfx.Limits`; sizes, rates, depth) before
+    anything is made; ``base_dir`` is the folder file paths in it are resolved against and
+    confined to (:func:`dspfx.load` passes the spec file's folder).
+
+    Raises ``ValueError`` for malformed specs (:class:`~dspfx.limits.LimitError` for one over
+    the limits) and :class:`~dspfx.registry.UnknownUnitError` for unit names the registry does
+    not know.
     """
+    from dspfx.limits import check_spec
+
     if isinstance(spec, str):
         try:
             spec = json.loads(spec)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, RecursionError) as err:
             raise ValueError(f"spec text is not valid JSON: {err}") from None
     if not isinstance(spec, Mapping):
         raise TypeError(f"a spec is a dict (from unit.spec()) or its JSON text, got {type(spec).__name__}")
+    return _build(check_spec(spec, limits, base_dir))
+
+
+def _build(spec: Mapping[str, Any]) -> Unit:
+    """:func:`build` of a spec already checked (containers build their children with it)."""
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"a spec is a dict (from unit.spec()), got {type(spec).__name__}")
     if "unit" not in spec:
         raise ValueError(f"spec has no 'unit' key (keys given: {sorted(spec)}); expected e.g. {{'unit': 'gain', ...}}")
     extra = set(spec) - SPEC_KEYS

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ def _output_folder(path: str) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {path} exists and is not a folder; give a folder path (it is created if missing)")
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: {existing} is not writable; choose a folder you can write to")
     return out
 
 
@@ -348,11 +352,19 @@ def _bundled_help() -> str:
     return " ".join(lines)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2, like every other error (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dspfx import __version__
 
-    parser = argparse.ArgumentParser(prog="dspfx", description="Differentiable audio units: render, fit, compare.")
+    parser = _OneLineParser(prog="dspfx", description="Differentiable audio units: render, fit, compare.")
     parser.add_argument("--version", action="version", version=f"dspfx {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback (else one line, exit 2)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("units", help="list the registered units and their knobs")
@@ -479,14 +491,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dspfx.functional._compiled import CPUKernelError
-
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FloatingPointError, CPUKernelError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dspfx {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"dspfx {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every error is one line and exit 2; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"dspfx {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line; errors that are not about the input say what they are."""
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.strerror:
+        message = f"{err.strerror}: {err.filename}" if err.filename else err.strerror
+    elif isinstance(err, MemoryError):
+        message = "out of memory (the input or a size asked for is too large for this machine)"
+    else:
+        message = str(err) or type(err).__name__
+    if not isinstance(err, (ValueError, TypeError, KeyError, OSError, FloatingPointError, MemoryError)):
+        message = f"{type(err).__name__}: {message}"
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

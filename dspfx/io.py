@@ -409,19 +409,25 @@ def save(unit: Unit, path: str | os.PathLike) -> Path:
     return write_safetensors(path, tensors, metadata)
 
 
-def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Unit:
-    """Read a unit written by :func:`save` (``.safetensors``) or a JSON spec file (``.json``)."""
+def load(path: str | os.PathLike, *, device: str | torch.device | None = None, limits: Any = None) -> Unit:
+    """Read a unit written by :func:`save` (``.safetensors``) or a JSON spec file (``.json``).
+
+    The spec is checked against ``limits`` (:class:`dspfx.Limits`: sizes, rates, depth; file
+    paths in it stay in the file's folder) before anything is made, and every tensor must be
+    finite.
+    """
     from dspfx.chain import build
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no chain file at {path}")
+    folder = path.resolve().parent
     if path.suffix == ".json":
         try:
             spec = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise ValueError(f"{path} is not a JSON spec: {err}") from None
-        unit = build(spec)
+        unit = build(spec, limits=limits, base_dir=folder)
         return unit.to(device) if device is not None else unit
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") == "dspfx.ddsp_model/1" and "config" in metadata:  # the earlier DDSP model file
@@ -434,7 +440,14 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -
             f"{path} is a safetensors file but not a dspfx chain file (metadata format "
             f"{metadata.get('format')!r}, expected {CHAIN_FORMAT!r})"
         )
-    unit = build(json.loads(metadata["spec"]))
+    bad = [key for key, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{path}: tensors {bad[:4]} hold NaN or Inf values; the file is damaged or the model diverged")
+    try:
+        spec = json.loads(metadata["spec"])
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"{path}: its spec is not valid JSON: {err}") from None
+    unit = build(spec, limits=limits, base_dir=folder)
     expected = set(_learned_tensors(unit))
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)

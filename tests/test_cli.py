@@ -1,14 +1,19 @@
 """The dspfx command, run as a user would (subprocess) on small inputs."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pedalboard
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dspfx
 from dspfx.signals import guitar_di
@@ -153,3 +158,53 @@ def test_a_fit_that_only_meets_nan_is_one_line_and_exit_2(files, monkeypatch, ca
         assert cli.main(["units"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(error) in err
+
+
+def test_any_error_is_one_line_and_exit_2_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from dspfx import cli
+
+    for error, words in ((PermissionError(13, "Permission denied", "/out/x.wav"), "Permission denied: /out/x.wav"),
+                         (RuntimeError("a kernel\nfailed"), "RuntimeError: a kernel failed"),
+                         (MemoryError(), "out of memory")):
+        def boom(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "_cmd_units", boom)
+        assert cli.main(["units"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    with pytest.raises(MemoryError):
+        cli.main(["--debug", "units"])
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """The nearest existing folder must be writable (checked with os.access; faked here, since
+    root, as CI runs, may write anywhere)."""
+    from dspfx import cli
+
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != tmp_path)
+    assert cli.main(["fit", "nothing.json", "in.wav", "t.wav", "--out", str(tmp_path / "new" / "deeper")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path} is not writable" in err
+
+
+_WORDS = ["units", "render", "compare", "capture-signal", "fit", "capture", "transfer", "bogus", "--json", "--markdown",
+          "--category", "synth", "in.wav", "/nonexistent/y.wav", "../../etc/passwd", "--sample-rate", "-5", "1e9", "0",
+          "--out", "--minutes", "nan", "--model", "auto", "--latency", "-3", "--input", "", "--steps", "99999999999"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_WORDS), min_size=0, max_size=6))
+def test_fuzzed_command_lines_end_in_exit_0_or_one_line_and_exit_2(tmp_path, monkeypatch, argv):
+    from dspfx import cli
+
+    monkeypatch.chdir(tmp_path)  # whatever a command line writes lands here
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as done:  # argparse: usage errors and --help
+            code = done.code
+    assert code in (0, 2), (argv, code, err.getvalue())
+    if code == 2:
+        assert err.getvalue().count("\n") == 1 and "error" in err.getvalue(), (argv, err.getvalue())

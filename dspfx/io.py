@@ -17,7 +17,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -27,6 +29,7 @@ import soundfile as sf
 import torch
 
 from dspfx.checks import _audio_tensor, _check_not_transposed, as_batch, check_finite, check_sample_rate
+from dspfx.limits import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     from dspfx.unit import Unit
@@ -187,6 +190,14 @@ def resample(audio: ArrayLike, orig_sr: int, target_sr: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y)).to(device=x.device, dtype=dtype)
 
 
+#: Most channels an audio file may have (a header claiming more is damaged).
+MAX_AUDIO_CHANNELS = 64
+
+
+class TruncatedAudioWarning(UserWarning):
+    """An audio file holds less than its header declares."""
+
+
 def read_audio(
     path: PathLike,
     sample_rate: int | None = None,
@@ -212,7 +223,13 @@ def read_audio(
     Raises:
         FileNotFoundError: no such file.
         ValueError: a directory, an empty file, not audio / unreadable (with soundfile's
-            reason), no samples, or NaN/Inf in the data.
+            reason), a header rate outside 1000 .. 384000 Hz (a 1 Hz header would make every
+            later step allocate gigabytes), more than ``MAX_AUDIO_CHANNELS`` (64) channels, no
+            samples, or NaN/Inf in the data.
+
+    Warns:
+        TruncatedAudioWarning: the file holds less audio than its header declares (a copy cut
+            short); the frames that are there are returned.
     """
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
@@ -224,6 +241,25 @@ def read_audio(
         raise ValueError(f"cannot read audio from {str(p)!r}: it is a directory, expected a file")
     if p.stat().st_size == 0:
         raise ValueError(f"cannot read audio from {str(p)!r}: the file is empty (0 bytes)")
+    try:
+        info = sf.info(p)
+    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
+    low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
+    if not low <= info.samplerate <= high:
+        raise ValueError(
+            f"cannot read audio from {str(p)!r}: its header says {info.samplerate} Hz, outside {low:g} .. {high:g} Hz "
+            "(a damaged header, or a file that is not audio)"
+        )
+    if info.channels > MAX_AUDIO_CHANNELS:
+        raise ValueError(f"cannot read audio from {str(p)!r}: {info.channels} channels, more than {MAX_AUDIO_CHANNELS}")
+    truncated = re.search(r"^data : (\d+) \(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
+    if truncated:
+        warnings.warn(
+            f"{str(p)!r} is truncated: its header declares {truncated.group(1)} bytes of audio, the file holds "
+            f"{truncated.group(2)}; reading the {info.frames} frames that are there",
+            TruncatedAudioWarning, stacklevel=2,
+        )
     try:
         data, file_sr = sf.read(p, dtype="float64", always_2d=True)
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:

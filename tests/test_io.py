@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,30 @@ def test_check_finite_counts_and_first_index():
         io.check_finite(x, name="target")
     with pytest.raises(ValueError, match=r"\(0, 1, 9\)"):
         io.check_finite(x.numpy())
+
+
+def test_a_header_rate_outside_the_limits_is_refused_before_reading(tmp_path):
+    """A 1 Hz header (a damaged file) would make a render of its samples allocate gigabytes."""
+    import soundfile
+
+    from dspfx.io import read_audio
+
+    soundfile.write(tmp_path / "slow.wav", np.zeros(4800, np.float32), 1, subtype="PCM_16")
+    with pytest.raises(ValueError, match="header says 1 Hz, outside 1000 .. 384000 Hz"):
+        read_audio(tmp_path / "slow.wav")
+
+
+def test_a_truncated_file_reads_what_is_there_with_a_warning(tmp_path):
+    import soundfile
+
+    from dspfx.io import TruncatedAudioWarning, read_audio
+
+    soundfile.write(tmp_path / "whole.wav", np.full(48000, 0.25, np.float32), 48000, subtype="PCM_16")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.warns(TruncatedAudioWarning, match="truncated: its header declares 96000 bytes"):
+        audio, rate = read_audio(tmp_path / "cut.wav")
+    assert rate == 48000 and 23000 < audio.shape[-1] < 24100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedAudioWarning)
+        assert read_audio(tmp_path / "whole.wav")[0].shape[-1] == 48000

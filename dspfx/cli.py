@@ -87,6 +87,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
     import dspfx
 
     unit = dspfx.load(args.chain)
+    if unit.is_synth:
+        raise ValueError(
+            f"{args.chain} is a synth ({unit.label}): it makes sound from its controls, not from an input file; "
+            "render plays effects, amps and chains of them (play a synth from Python: unit(n_samples=..., **controls))"
+        )
+    if not Path(args.output).parent.is_dir():
+        raise ValueError(f"cannot write {args.output}: its folder does not exist")
     if args.set:
         unit.set(**_parse_settings(args.set))
     audio, rate = dspfx.read_audio(args.input, sample_rate=unit.sample_rate)

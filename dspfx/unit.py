@@ -53,6 +53,13 @@ def check_audio(x: Any, name: str = "x", owner: str = "") -> Tensor:
         )
     if not x.is_floating_point():
         raise TypeError(f"{who}{name} must be a floating tensor, got dtype {x.dtype}")
+    if x.dtype not in (torch.float32, torch.float64):
+        # one dtype policy: recursive filters and compiled kernels lose their accuracy (or fail)
+        # in half precision, so units render float32 or float64 and return the input's dtype
+        raise TypeError(
+            f"{who}{name} is {x.dtype}; units render float32 or float64 (and return the input's dtype): "
+            f"pass {name}.float() and convert the output back if you need {x.dtype}"
+        )
     if x.shape[-1] == 0:
         raise ValueError(f"{who}{name} is empty (0 samples)")
     # One reduction is enough when it is finite (a NaN or Inf anywhere would make it so);

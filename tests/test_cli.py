@@ -208,3 +208,15 @@ def test_fuzzed_command_lines_end_in_exit_0_or_one_line_and_exit_2(tmp_path, mon
     assert code in (0, 2), (argv, code, err.getvalue())
     if code == 2:
         assert err.getvalue().count("\n") == 1 and "error" in err.getvalue(), (argv, err.getvalue())
+
+
+def test_render_refuses_a_synth_and_a_missing_output_folder_before_work(files, capsys):
+    """A synth given an input used to render one sample and exit 0."""
+    from dspfx import cli
+
+    dspfx.save(dspfx.make("harmonic"), files / "synth.safetensors")
+    assert cli.main(["render", str(files / "synth.safetensors"), str(files / "di.wav"), str(files / "out.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a synth" in err and not (files / "out.wav").exists()
+    assert cli.main(["render", str(files / "board.safetensors"), str(files / "di.wav"), str(files / "no" / "o.wav")]) == 2
+    assert "its folder does not exist" in capsys.readouterr().err

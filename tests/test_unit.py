@@ -360,3 +360,14 @@ def test_renders_under_inference_mode_equal_the_no_grad_render(name):
         after = unit(x)  # and a cache filled before inference mode still serves afterwards
     for y in (first, second, after):
         assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ["gain", "ladder", "biquad", "wavenet"])
+def test_half_precision_is_one_clear_error_for_every_kind_of_unit(name, dtype):
+    """One dtype policy: float32 and float64 render; half precision is refused by name before any
+    kernel runs (it used to fail deep in compiled code in some units, change dtype in others)."""
+    unit = dspfx.make(name)
+    with pytest.raises(TypeError, match=f"is {dtype}; units render float32 or float64"):
+        unit(torch.zeros(1, 1, 64, dtype=dtype))
+    assert unit(torch.zeros(1, 1, 64, dtype=torch.float64)).dtype == torch.float64

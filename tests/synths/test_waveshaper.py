@@ -183,3 +183,16 @@ def test_errors():
         Waveshaper(order=0)
     with pytest.raises(ValueError, match="mix"):
         WaveshaperFX(mix="max")
+
+
+def test_waveshaper_fx_clips_at_the_chebyshev_domain_instead_of_exploding():
+    """Input just above full scale (1.05) used to come out at 388 (T_32 grows as x**32 outside
+    [-1, 1]); now the shapers see it clamped, so the output is bounded by the shapers' values
+    on [-1, 1]."""
+    fx = dspfx.make("waveshaper_fx", n_shapers=4, order=32)
+    x = torch.linspace(-1.05, 1.05, 2001).reshape(1, 1, -1)
+    with torch.no_grad():
+        y = fx(x)
+        inside = fx(x.clamp(-1.0, 1.0))
+    torch.testing.assert_close(y, inside)  # beyond full scale: the value at full scale
+    assert float(y.abs().max()) <= float(inside.abs().max()) + 1e-6

@@ -683,7 +683,7 @@ def detect_notes(
         loudness: ``(frames,)`` loudness in dB (:func:`loudness_db`).
         confidence: ``(frames,)`` pitch confidence in [0, 1] (:func:`pitch`).
         threshold: note threshold (default 1.0; higher is stricter).
-        smoothing: moving-average length in frames (default 40).
+        smoothing: moving-average length in frames (default 40; at most the clip's length).
         floor_db: loudness floor (default -80 dB).
         confidence_level: default 0.7.
 
@@ -699,7 +699,7 @@ def detect_notes(
         )
     if loud.size == 0:
         raise ValueError("loudness has no frames")
-    smoothing = max(1, int(smoothing))
+    smoothing = max(1, min(int(smoothing), loud.size))  # a clip shorter than the window: the whole clip
     kernel = np.ones(smoothing) / smoothing
     smooth = np.convolve(conf**2, kernel, mode="same")
     level = (loud.mean() - floor_db) * confidence_level**2

@@ -92,6 +92,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str | Any = None) -> 
     return DDSPModel.load(resolve_model(name_or_path), device=device)
 
 
+#: Largest manual octave shift: four octaves move a voice out of every instrument's range.
+MAX_OCTAVE_SHIFT = 4
+
+
 def octave_shift_toward(f0_hz: Any, mask: Any, target_midi: float) -> int:
     """Whole octaves that bring the mean pitch (MIDI, over ``mask`` frames; all frames when the
     mask is empty) nearest to ``target_midi``: ``round((target - mean) / 12)``."""
@@ -200,7 +204,7 @@ def transfer(
         sample_rate: its rate in Hz (any; resampled to the model's and back).
         threshold: note detection threshold (colab default 1.0; higher is stricter).
         octave_shift: ``"auto"`` (toward the training set's mean pitch; 0 without statistics) or
-            a whole number of octaves.
+            a whole number of octaves, at most ``MAX_OCTAVE_SHIFT`` (4) either way.
         quiet_db: dB removed outside notes (scaled by ``1 - note ratio``); needs statistics.
         autotune: 0 .. 1, pull toward the nearest semitone of the clip's tuning.
         pitch_shift_octaves: manual shift, -2 .. 2 octaves.
@@ -247,6 +251,11 @@ def transfer(
             shift = octave_shift_toward(f0_np, mask, stats["mean_pitch_midi"])
     elif isinstance(octave_shift, (int, np.integer)) and not isinstance(octave_shift, bool):
         shift = int(octave_shift)
+        if abs(shift) > MAX_OCTAVE_SHIFT:
+            raise ValueError(
+                f"octave_shift {shift} is beyond +-{MAX_OCTAVE_SHIFT} octaves: it moves the voice outside any "
+                "instrument's range (the model would play near-silence); use 'auto' or a smaller shift"
+            )
     else:
         raise ValueError(f"octave_shift must be 'auto' or an int, got {octave_shift!r}")
     new_f0 = new_f0 * 2.0**shift

@@ -121,3 +121,18 @@ def test_transfer_without_stats_and_bad_inputs():
         transfer(model, x, 16000, pitch_shift_octaves=3)
     with pytest.raises(ValueError, match="octave_shift"):
         transfer(model, x, 16000, octave_shift="up")
+
+
+def test_a_clip_shorter_than_the_note_smoothing_transfers_and_a_wild_octave_shift_is_refused():
+    """50 ms (fewer frames than detect_notes' 40-frame window) used to fail with a broadcasting
+    message; --octave-shift 100 wrote near-silence with exit 0."""
+    from dspfx.ddsp.features import detect_notes
+
+    model = _model()
+    short = _input(16000, 0.05)
+    out = transfer(model, short, 16000)
+    assert out.shape == (short.size,) and torch.isfinite(out).all()
+    mask, ratio = detect_notes(np.full(5, -20.0), np.full(5, 0.9))
+    assert mask.shape == ratio.shape == (5,)
+    with pytest.raises(ValueError, match="beyond \\+-4 octaves"):
+        transfer(model, _input(16000, 0.3), 16000, octave_shift=100)

@@ -328,7 +328,9 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     audio, sample_rate = read_audio(args.input, mono=True)
     stats = None
     if args.stats:
-        stats = json.loads(Path(args.stats).read_text())
+        from dspfx.ddsp.data import read_stats
+
+        stats = read_stats(args.stats)
     octave: int | str = args.octave_shift if args.octave_shift == "auto" else int(args.octave_shift)
     out = transfer(
         model, audio.reshape(-1), sample_rate, threshold=args.threshold, octave_shift=octave,

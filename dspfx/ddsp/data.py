@@ -37,7 +37,7 @@ from dspfx.io import atomic_path, read_audio, read_safetensors, write_safetensor
 from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
 from dspfx.functional.conversions import hz_to_midi
 
-__all__ = ["prepare", "Dataset", "PrepareSummary", "AUDIO_EXTENSIONS", "load_stats"]
+__all__ = ["prepare", "Dataset", "PrepareSummary", "AUDIO_EXTENSIONS", "load_stats", "read_stats"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
 DATASET_FORMAT = "dspfx.dataset/1"
@@ -381,9 +381,41 @@ def load_stats(out_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(out_dir) / "stats.json"
     if not path.exists():
         raise FileNotFoundError(f"no stats.json in {str(Path(out_dir))!r}: run dspfx.ddsp.data.prepare first")
-    stats = json.loads(path.read_text())
-    if stats.get("format") != STATS_FORMAT:
-        raise ValueError(f"{path} is not dspfx dataset statistics (format {stats.get('format')!r})")
+    return read_stats(path)
+
+
+def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"settings.{name} must be an int in {low} .. {high}, got {value!r}")
+    return value
+
+
+def _shard_path(root: Path, name: Any) -> Path:
+    """A shard named in the manifest: a plain file name inside ``root/shards`` (a manifest is
+    data; a name such as ``../../etc/x`` must not open a file elsewhere)."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or not name.endswith(".safetensors"):
+        raise ValueError(f"the manifest names a shard {name!r}; shards are plain .safetensors file names in shards/")
+    return root / "shards" / name
+
+
+#: Keys of ``stats.json`` and their types (a file of another schema is refused, not ignored).
+STATS_SCHEMA = {"mean_pitch_midi": (int, float), "loudness_quantiles_db": list, "quantile_levels": list}
+
+
+def read_stats(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``stats.json`` file (``dspfx transfer --stats``): its format and the types of the
+    statistics transfer uses are checked (a file of another schema was silently ignored)."""
+    path = Path(path)
+    try:
+        stats = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{path} is not JSON: {err}") from None
+    if not isinstance(stats, dict) or stats.get("format") != STATS_FORMAT:
+        got = stats.get("format") if isinstance(stats, dict) else type(stats).__name__
+        raise ValueError(f"{path} is not dspfx dataset statistics (format {got!r}, expected {STATS_FORMAT!r})")
+    for key, kind in STATS_SCHEMA.items():
+        if key in stats and stats[key] is not None and not isinstance(stats[key], kind):
+            raise ValueError(f"{path}: {key} must be {getattr(kind, '__name__', 'a number')}, got {stats[key]!r}")
     return stats
 
 
@@ -414,31 +446,38 @@ class Dataset(torch.utils.data.Dataset):
             raise FileNotFoundError(
                 f"{str(self.root)!r} is not a prepared dataset (no manifest.json); run dspfx.ddsp.data.prepare first"
             )
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != DATASET_FORMAT:
-            raise ValueError(f"{manifest_path} is not a dspfx dataset manifest (format {manifest.get('format')!r})")
-        settings = manifest["settings"]
-        self.sample_rate: int = settings["sample_rate"]
-        self.frame_rate: float = settings["frame_rate"]
-        self.hop: int = settings["hop"]
-        self.window_samples: int = settings["window_samples"]
-        self.window_frames: int = settings["window_frames"]
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+                raise ValueError(f"format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+            settings = manifest["settings"]
+            self.sample_rate: int = _bounded_int(settings["sample_rate"], "sample_rate", 1000, 384_000)
+            self.frame_rate: float = float(settings["frame_rate"])
+            self.hop: int = _bounded_int(settings["hop"], "hop", 1, 2**16)
+            self.window_samples: int = _bounded_int(settings["window_samples"], "window_samples", 1, 2**24)
+            self.window_frames: int = _bounded_int(settings["window_frames"], "window_frames", 1, 2**20)
+            entries = list(manifest["files"].values())
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            raise ValueError(f"{manifest_path} is not a usable dspfx dataset manifest ({err})") from None
         self.shards: list[Path] = []
         self._index: list[tuple[int, int]] = []
-        for entry in manifest["files"].values():
-            for name in entry.get("shards", []):
-                path = self.root / "shards" / name
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    if meta.get("format") != DATASET_FORMAT or set(f.keys()) != set(FEATURE_KEYS):
-                        raise ValueError(f"{path} is not a dspfx dataset shard")
-                    rows = f.get_slice("audio").get_shape()[0]
+        for entry in entries:
+            for name in entry.get("shards", []) if isinstance(entry, dict) else ():
+                path = _shard_path(self.root, name)
+                try:
+                    with safe_open(str(path), framework="pt") as f:
+                        meta = f.metadata() or {}
+                        if meta.get("format") != DATASET_FORMAT or set(f.keys()) != set(FEATURE_KEYS):
+                            raise ValueError("not a dspfx dataset shard")
+                        rows = f.get_slice("audio").get_shape()[0]
+                except Exception as err:  # safetensors' own error type for a truncated or foreign file
+                    raise ValueError(f"dataset shard {path} cannot be read ({err}); run prepare again") from None
                 self._index.extend((len(self.shards), r) for r in range(rows))
                 self.shards.append(path)
         if not self._index:
             raise ValueError(f"dataset {str(self.root)!r} holds no windows")
         stats_path = self.root / "stats.json"
-        self.stats: dict[str, Any] | None = json.loads(stats_path.read_text()) if stats_path.exists() else None
+        self.stats: dict[str, Any] | None = read_stats(stats_path) if stats_path.exists() else None
 
     def __len__(self) -> int:
         return len(self._index)

@@ -184,3 +184,36 @@ def test_mp3_is_read(tmp_path):
     assert summary.n_windows == 1
     assert abs(summary.stats["mean_pitch_midi"] - 69.0) < 0.1
     assert math.isfinite(summary.stats["mean_note_loudness_db"])
+
+
+def test_a_tampered_dataset_is_refused_by_name_not_followed(folder, tmp_path):
+    """A manifest is data: a shard named ../../x must not open a file outside shards/, a
+    truncated shard is named, and a stats file of another schema is refused (it was ignored)."""
+    out = tmp_path / "data"
+    data.prepare(folder, out, window_s=1.0, hop_s=0.5, progress=False)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    good = json.dumps(manifest)
+    first = next(iter(manifest["files"].values()))
+    shard = out / "shards" / first["shards"][0]
+    for name in ("../manifest.json", "/etc/passwd", "../../outside.safetensors"):
+        first["shards"][0] = name
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(ValueError, match="plain .safetensors file names"):
+            data.Dataset(out)
+    manifest_path.write_text(good)
+    manifest["settings"]["sample_rate"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="sample_rate must be an int in 1000"):
+        data.Dataset(out)
+    manifest_path.write_text(good)
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be read"):
+        data.Dataset(out)
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"mean_pitch": 60}))
+    with pytest.raises(ValueError, match="not dspfx dataset statistics"):
+        data.read_stats(stats)
+    stats.write_text(json.dumps({"format": data.STATS_FORMAT, "mean_pitch_midi": "sixty"}))
+    with pytest.raises(ValueError, match="mean_pitch_midi must be"):
+        data.read_stats(stats)

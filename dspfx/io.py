@@ -14,6 +14,7 @@ library; the public edges here also accept ``(samples,)`` and say what they did.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import soundfile as sf
 import torch
 
 from dspfx.checks import _audio_tensor, _check_not_transposed, as_batch, check_finite, check_sample_rate
-from dspfx.limits import DEFAULT_LIMITS
+from dspfx.limits import DEFAULT_LIMITS, check_spec
 
 if TYPE_CHECKING:
     from dspfx.unit import Unit
@@ -77,7 +78,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     ``path``. When the block exits normally the file is flushed to disk and moved onto
     ``path`` with :func:`os.replace` (atomic on POSIX and Windows); it gets the permissions of
     the file it replaces, or the usual ``0o666 & ~umask`` for a new file. When the block
-    raises, the temporary file is removed and ``path`` (if it existed) is untouched.
+    raises, the temporary file is removed and ``path`` (if it existed) is untouched. A
+    temporary left by a write that was killed (its process gone) is removed by the next write
+    to the same path.
 
     Example::
 
@@ -100,7 +103,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise FileNotFoundError(f"cannot write {str(dest)!r}: directory {str(parent)!r} does not exist")
     if dest.is_dir():
         raise IsADirectoryError(f"cannot write {str(dest)!r}: it is a directory, expected a file path")
-    fd, tmp_name = tempfile.mkstemp(suffix=dest.suffix, prefix=f".{dest.name}.", dir=parent)
+    _remove_stale_temporaries(dest)
+    fd, tmp_name = tempfile.mkstemp(suffix=dest.suffix, prefix=f".{dest.name}.{_TMP_TAG}{os.getpid()}-", dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -117,6 +121,26 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_TMP_TAG = "dspfx-tmp-"
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    """Delete temporaries of earlier writes to ``dest`` whose process is gone (a save killed
+    with SIGKILL cannot clean up after itself; the next save to the same path does)."""
+    prefix = f".{dest.name}.{_TMP_TAG}"
+    for old in dest.parent.glob(f"{glob.escape(prefix)}*"):
+        pid_text = old.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)  # the writer still runs: leave its file alone
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        except PermissionError:  # another user's live process
+            continue
 
 
 def atomic_write(path: PathLike, write_fn: Callable[[Path], Any]) -> Path:
@@ -419,7 +443,9 @@ def save(unit: Unit, path: str | os.PathLike) -> Path:
     """Write a unit (or a whole chain) to ``path``: a ``.safetensors`` file, or a ``.json`` spec.
 
     The write is atomic: a temporary file beside ``path`` is renamed into place, so an existing
-    file is never left half-written. Returns the path written.
+    file is never left half-written. A unit whose spec :func:`load` would refuse under the
+    default :class:`~dspfx.limits.Limits` is refused here too (LimitError), before writing.
+    Returns the path written.
     """
     from dspfx import __version__
     from dspfx.unit import Unit
@@ -428,6 +454,7 @@ def save(unit: Unit, path: str | os.PathLike) -> Path:
         raise TypeError(f"save() takes a dspfx Unit, got {type(unit).__name__}")
     path = Path(path)
     spec = unit.spec()
+    check_spec(spec)  # a file load would refuse (400 containers deep, say) is not written
     tensors = _learned_tensors(unit)
     if path.suffix == ".json":
         if tensors:

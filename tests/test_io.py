@@ -321,3 +321,32 @@ def test_a_truncated_file_reads_what_is_there_with_a_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TruncatedAudioWarning)
         assert read_audio(tmp_path / "whole.wav")[0].shape[-1] == 48000
+
+
+def test_a_killed_saves_temporary_is_removed_by_the_next_save(tmp_path):
+    """SIGKILL leaves the temporary (no handler runs); the next save to that path removes
+    temporaries whose process is gone, and leaves a live writer's alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from dspfx.io import atomic_path
+
+    script = (
+        "import sys, time; from dspfx.io import atomic_path\n"
+        f"with atomic_path({str(tmp_path / 'big.bin')!r}) as tmp:\n"
+        "    tmp.write_bytes(b'x' * 1000); print(tmp, flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    left = Path(proc.stdout.readline().strip())
+    assert left.exists()
+    with atomic_path(tmp_path / "big.bin") as tmp:  # the writer is alive: its file stays
+        tmp.write_bytes(b"y")
+    assert left.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert left.exists()  # nothing cleaned up after a kill ...
+    with atomic_path(tmp_path / "big.bin") as tmp:
+        tmp.write_bytes(b"z")
+    assert not left.exists() and (tmp_path / "big.bin").read_bytes() == b"z"  # ... until the next save
+    assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]

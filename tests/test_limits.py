@@ -136,3 +136,11 @@ def test_the_readme_limits_table_names_every_limit():
         assert f"`{name}`" in table, name
     for field in ("max_depth", "max_units", "max_sequence", "max_integer", "allow_outside_paths"):
         assert field in table, field
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    """A chain nested 400 deep used to save and then not load."""
+    deep = dspfx.build(_nested(40), limits=dspfx.Limits(max_depth=64))
+    with pytest.raises(LimitError, match="deeper than 32"):
+        dspfx.save(deep, tmp_path / "deep.json")
+    assert not list(tmp_path.iterdir())

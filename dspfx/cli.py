@@ -5,6 +5,7 @@
     dspfx fit CHAIN IN TARGET --out DIR [--steps N] [--lr LR] [--loss mrstft] [--restarts N]
               [--segment S] [--batch-size N] [--validation V] [--trim] [--minutes M]
     dspfx compare A B [--input IN] [--plot PNG] [--json]
+    dspfx export CHAIN --out DIR [--format faust|lv2] [--name NAME]
     dspfx capture-signal OUT.wav [--sample-rate 48000]
     dspfx capture IN.wav OUT.wav --out DIR [--minutes 5] [--model auto|wavenet|lstm|graybox|hybrid] [--latency N]
     dspfx demo --out DIR [--steps N]
@@ -233,6 +234,22 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import dspfx
+    from dspfx.export.faust import URI_PREFIX, export_plugin, plugin_controls
+
+    out = _output_folder(args.out)
+    unit = dspfx.load(args.chain)
+    name = args.name or Path(args.chain).stem.replace("-", "_").replace(".", "_")
+    written = export_plugin(unit, out, format=args.format, name=name)
+    print(f"wrote {written}")
+    if args.format == "lv2":
+        ports = plugin_controls(written)
+        print(f"URI {URI_PREFIX}/{name}; {len(ports)} controls: " + ", ".join(f"{k} ({v})" for k, v in ports.items()))
+        print(f"copy {written.name} into an LV2 folder (~/.lv2 or /usr/lib/lv2) and rescan plugins in the DAW")
+    return 0
+
+
 def _cmd_capture_signal(args: argparse.Namespace) -> int:
     from dspfx.fitting.reamp import capture_signal
     from dspfx.io import atomic_path, write_audio
@@ -430,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="audio file to write (.wav, float32; written atomically), its layout beside it as .json")
     p.add_argument("--sample-rate", type=int, default=48000, help="Hz, 16000 .. 192000 (default 48000)")
     p.set_defaults(func=_cmd_capture_signal)
+
+    p = sub.add_parser("export", help="write a chain as a Faust program or build it into an LV2 plugin")
+    p.add_argument("chain", help="a .json spec or a .safetensors chain file")
+    p.add_argument("--format", default="lv2", choices=["faust", "lv2"], help="lv2 (default) builds with faust2lv2")
+    p.add_argument("--out", required=True, help="folder for NAME.dsp (and NAME.lv2)")
+    p.add_argument("--name", default=None, help="plugin name, an identifier (default: the chain file's stem)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("compare", help="compare two renders (audio files), or two processors on one input")
     p.add_argument("a", help="audio file, or with --input a chain file / VST3 plugin")

@@ -10,6 +10,7 @@ at the file's rate; controls not given keep the plugin's defaults.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +46,8 @@ def render_lv2(
     *,
     controls: dict[str, float] | None = None,
     timeout_s: float = LV2_TIMEOUT_S,
+    host: str = "lv2apply",
+    lv2_path: list[str | os.PathLike] | None = None,
 ) -> np.ndarray:
     """``audio`` played through the LV2 plugin ``uri``.
 
@@ -54,6 +57,9 @@ def render_lv2(
         sample_rate: its rate in Hz (the plugin runs at it).
         controls: control port symbol -> value; the others keep their defaults.
         timeout_s: stop the plugin after this long.
+        host: ``"lv2apply"`` (lilv-utils) or ``"lv2file"`` (Debian's lv2file, which offers
+            the urid:map feature that Faust-built plugins require and lv2apply lacks).
+        lv2_path: extra folders searched for bundles (put before ``LV2_PATH``).
 
     Returns:
         float32 ``(channels, samples)``: as many channels as the plugin has outputs.
@@ -75,26 +81,34 @@ def render_lv2(
         raise ValueError(f"audio must be (samples,) or (channels, samples) and not empty, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("audio contains NaN or inf")
+    if host not in ("lv2apply", "lv2file"):
+        raise ValueError(f"host must be 'lv2apply' or 'lv2file', got {host!r}")
     args = []
     for symbol, value in (controls or {}).items():
         if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
             raise ValueError(f"control symbols are identifiers such as 'drive', got {symbol!r}")
-        args += ["-c", symbol, repr(float(value))]
-    exe = shutil.which("lv2apply")
+        args += ["-c", symbol, repr(float(value))] if host == "lv2apply" else ["-p", f"{symbol}:{float(value)!r}"]
+    exe = shutil.which(host)
     if exe is None:
-        raise LV2Error("lv2apply is not installed (Debian: apt-get install lilv-utils)")
+        raise LV2Error(f"{host} is not installed (Debian: apt-get install {'lilv-utils' if host == 'lv2apply' else 'lv2file'})")
+    env = dict(os.environ)
+    if lv2_path:
+        env["LV2_PATH"] = os.pathsep.join([*(str(Path(p).resolve()) for p in lv2_path),
+                                           env.get("LV2_PATH", "/usr/lib/lv2")])
     with tempfile.TemporaryDirectory(prefix="dspfx-lv2-") as tmp:
         src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
         sf.write(src, x.T, sr, subtype="FLOAT")
         try:
+            if host == "lv2file":
+                args.append("--ignore-clipping")  # lv2file clamps its output to +-1 otherwise
             done = subprocess.run([exe, "-i", str(src), "-o", str(dst), *args, uri], capture_output=True,
-                                  text=True, timeout=timeout_s)
+                                  text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
-            raise LV2Error(f"lv2apply on {uri} ran past {timeout_s:g} s and was stopped") from None
+            raise LV2Error(f"{host} on {uri} ran past {timeout_s:g} s and was stopped") from None
         if done.returncode != 0 or not dst.exists():
             message = (done.stderr or done.stdout).strip().splitlines()
-            raise LV2Error(f"lv2apply failed on {uri} (exit {done.returncode}): {message[-1] if message else 'no message'}")
+            raise LV2Error(f"{host} failed on {uri} (exit {done.returncode}): {message[-1] if message else 'no message'}")
         y, rate = sf.read(dst, dtype="float32", always_2d=True)
     if rate != sr:
-        raise LV2Error(f"lv2apply wrote {rate} Hz for a {sr} Hz input")
+        raise LV2Error(f"{host} wrote {rate} Hz for a {sr} Hz input")
     return np.ascontiguousarray(y.T)

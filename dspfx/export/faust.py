@@ -1,0 +1,218 @@
+"""Plugin export: a chain becomes Faust code, and Faust's toolchain builds an LV2 plugin from it.
+
+:func:`faust_code` writes a self-contained Faust program (``.dsp``) that renders like the unit:
+the same formulas (the RBJ cookbook biquad in JUCE's order, the bilinear one-pole, tanh drive),
+each knob a control named by its path (``tone.cutoff_hz``), with its range, its current value as
+the default and its unit in the label (a knob the unit's mode ignores, a lowpass biquad's
+``gain_db``, gets no port: Faust drops controls that reach no output). :func:`export_plugin` writes that file (``format="faust"``)
+or also builds an LV2 bundle with Debian's ``faust2lv2`` (``format="lv2"``; it needs g++,
+lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``.
+
+Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
+``clipping`` (hard curve), ``biquad`` (every mode), ``one_pole``, and the containers ``chain``,
+``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
+captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
+Exactness against dspfx's render, through the built plugin, is tested in tests/export.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from dspfx.unit import Unit
+
+__all__ = ["faust_code", "export_plugin", "plugin_controls", "FAUST_UNITS", "PluginExportError", "URI_PREFIX"]
+
+#: The prefix of every exported plugin's URI (``urn:dspfx:plugin/<name>``): stable across builds.
+URI_PREFIX = "urn:dspfx:plugin"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class PluginExportError(RuntimeError):
+    """The Faust/LV2 toolchain is missing, or it failed (its message is included)."""
+
+
+def _number(value: float) -> str:
+    text = format(float(value), ".9g")  # float32 values print as set (1.2, not 1.2000000476837158)
+    return text if ("." in text or "e" in text or "n" in text) else text + ".0"
+
+
+def _slider(unit: Unit, key: str, path: str) -> str:
+    knob = unit.knob_specs[key]
+    meta = f" [unit:{knob.unit}]" if knob.unit else ""
+    meta += " [scale:log]" if knob.scale == "log" else ""
+    step = (knob.maximum - knob.minimum) / 100000.0
+    return (f'hslider("{path}{key}{meta}", {_number(float(unit.knob_value(key).detach()))}, {_number(knob.minimum)}, '
+            f"{_number(knob.maximum)}, {_number(step)})")
+
+
+def _gain(unit: Unit, path: str) -> str:
+    return f"*(ba.db2linear({_slider(unit, 'gain_db', path)}))"
+
+
+def _trim(unit: Unit, path: str) -> str:
+    return f"(*({_slider(unit, 'scale', path)}) : +({_slider(unit, 'dc', path)}))"
+
+
+def _distortion(unit: Unit, path: str) -> str:
+    return f"(*(ba.db2linear({_slider(unit, 'drive_db', path)})) : ma.tanh)"
+
+
+def _clipping(unit: Unit, path: str) -> str:
+    if unit.curve != "hard":
+        raise TypeError(f"{unit.label}: only the hard clipping curve exports to Faust so far, got curve={unit.curve!r}")
+    t = f"ba.db2linear({_slider(unit, 'threshold_db', path)})"
+    return f"(max(0.0 - {t}) : min({t}))"
+
+
+def _biquad(unit: Unit, path: str) -> str:
+    """The cookbook design in dspfx's (JUCE's) order, normalised by 1/a0 (Faust's ``fi.tf2``).
+    Negations are written ``0.0 - x``: in Faust ``-(x)`` is the function ``_ - x``."""
+    sr = _number(unit.sample_rate)
+    fc = f"max(2.0, min({_slider(unit, 'cutoff_hz', path)}, {sr} / 2.0 - 100.0))"
+    q = _slider(unit, "q", path)
+    head = (f"w0 = {fc} * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); alpha = s / ({q} * 2.0); "
+            f"q_ = {q};")
+    mode = unit.mode
+    if mode in ("peak", "lowshelf", "highshelf"):
+        head += f" A = sqrt(pow(10.0, {_slider(unit, 'gain_db', path)} * 0.05));"
+    designs = {
+        "lowpass": ("0.5 * (1.0 - c)", "1.0 - c", "0.5 * (1.0 - c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+        "highpass": ("0.5 * (1.0 + c)", "0.0 - (1.0 + c)", "0.5 * (1.0 + c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+        "bandpass": ("alpha", "0.0", "0.0 - alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+        "notch": ("1.0", "-2.0 * c", "1.0", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+        "allpass": ("1.0 - alpha", "-2.0 * c", "1.0 + alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+        "peak": ("1.0 + alpha * A", "-2.0 * c", "1.0 - alpha * A", "1.0 + alpha / A", "-2.0 * c", "1.0 - alpha / A"),
+        "lowshelf": ("A * ((A + 1.0) - (A - 1.0) * c + beta)", "A * 2.0 * ((A - 1.0) - (A + 1.0) * c)",
+                     "A * ((A + 1.0) - (A - 1.0) * c - beta)", "(A + 1.0) + (A - 1.0) * c + beta",
+                     "-2.0 * ((A - 1.0) + (A + 1.0) * c)", "(A + 1.0) + (A - 1.0) * c - beta"),
+        "highshelf": ("A * ((A + 1.0) + (A - 1.0) * c + beta)", "A * (0.0 - 2.0) * ((A - 1.0) + (A + 1.0) * c)",
+                      "A * ((A + 1.0) + (A - 1.0) * c - beta)", "(A + 1.0) - (A - 1.0) * c + beta",
+                      "2.0 * ((A - 1.0) - (A + 1.0) * c)", "(A + 1.0) - (A - 1.0) * c - beta"),
+    }
+    if mode not in designs:
+        raise TypeError(f"{unit.label}: biquad mode {mode!r} has no Faust design")
+    if mode in ("lowshelf", "highshelf"):
+        head += " beta = s * sqrt(A) / q_;"
+    b0, b1, b2, a0, a1, a2 = designs[mode]
+    return (f"(fi.tf2(b0, b1, b2, a1, a2) with {{ {head} k = 1.0 / ({a0}); b0 = ({b0}) * k; b1 = ({b1}) * k; "
+            f"b2 = ({b2}) * k; a1 = ({a1}) * k; a2 = ({a2}) * k; }})")
+
+
+def _one_pole(unit: Unit, path: str) -> str:
+    n = f"tan(ma.PI * {_slider(unit, 'cutoff_hz', path)} / {_number(unit.sample_rate)})"
+    b = "n / (n + 1.0), n / (n + 1.0)" if unit.mode == "lowpass" else "1.0 / (n + 1.0), -1.0 / (n + 1.0)"
+    return f"(fi.tf1({b}, (n - 1.0) / (n + 1.0)) with {{ n = {n}; }})"
+
+
+def _chain(unit: Unit, path: str) -> str:
+    return "(" + " : ".join(_expression(child, f"{path}{key}.") for key, child in unit.units.items()) + ")"
+
+
+def _parallel(unit: Unit, path: str) -> str:
+    branches = []
+    for key, child in unit.units.items():
+        branch = _expression(child, f"{path}{key}.")
+        if unit.gains:
+            branch = f"({branch} : *(ba.db2linear({_slider(unit, f'gain_db_{key}', path)})))"
+        branches.append(branch)
+    return f"(_ <: ({', '.join(branches)}) :> _)"
+
+
+def _dry_wet(unit: Unit, path: str) -> str:
+    wet = _expression(unit.units["wet"], f"{path}wet.")
+    mix = _slider(unit, "mix", path)
+    return f"(_ <: (_, {wet}) : \\(d, w).(d + {mix} * (w - d)))"
+
+
+#: Unit name -> its Faust emitter ``(unit, path prefix) -> expression``.
+FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
+    "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
+    "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole,
+    "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
+}
+
+
+def _expression(unit: Unit, path: str) -> str:
+    if unit.name in ("wavenet", "lstm_amp"):
+        raise TypeError(f"{unit.label} is a neural capture: write it as a .nam file (dspfx.export.export_nam), "
+                        "which NAM's plugin plays")
+    emitter = FAUST_UNITS.get(unit.name)
+    if emitter is None:
+        raise TypeError(f"{unit.label} cannot be exported as a plugin yet; exportable units: {', '.join(FAUST_UNITS)}")
+    return emitter(unit, path)
+
+
+def faust_code(unit: Unit, name: str = "dspfx_chain") -> str:
+    """A self-contained Faust program (``.dsp`` text) rendering ``unit``, mono in and out.
+
+    Raises:
+        TypeError: a unit (anywhere in the chain) that cannot be exported, named.
+        ValueError: a name that is not an identifier.
+    """
+    if not isinstance(unit, Unit):
+        raise TypeError(f"faust_code takes a dspfx Unit, got {type(unit).__name__}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"a plugin name is an identifier of at most 64 characters (letters, digits, _), got {name!r}")
+    body = _expression(unit, "")
+    return (f'declare name "{name}";\ndeclare description "exported by dspfx from {unit.label}";\n'
+            f'import("stdfaust.lib");\n\nprocess = {body};\n')
+
+
+def export_plugin(unit: Unit, out: str | os.PathLike, *, format: str = "lv2", name: str = "dspfx_chain") -> Path:
+    """Write ``unit`` as a plugin into the folder ``out``: ``NAME.dsp`` (``format="faust"``), or
+    that and the LV2 bundle ``NAME.lv2`` built by faust2lv2 (``format="lv2"``). Returns the
+    ``.dsp`` path or the bundle's. A bundle already there is replaced only once the new one is built.
+
+    Raises:
+        TypeError: a unit that cannot be exported. ValueError: a bad format or name, ``out``
+            a file. PluginExportError: faust2lv2 missing or failing.
+    """
+    from dspfx.io import atomic_path
+
+    if format not in ("faust", "lv2"):
+        raise ValueError(f"format must be 'faust' or 'lv2', got {format!r}")
+    code = faust_code(unit, name)
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"out={folder} exists and is not a folder")
+    if format == "lv2" and shutil.which("faust2lv2") is None:
+        raise PluginExportError("faust2lv2 is not installed (Debian: apt-get install faust g++ lv2-dev libboost-dev)")
+    folder.mkdir(parents=True, exist_ok=True)
+    dsp = folder / f"{name}.dsp"
+    with atomic_path(dsp) as tmp:
+        Path(tmp).write_text(code)
+    if format == "faust":
+        return dsp
+    with tempfile.TemporaryDirectory(prefix="dspfx-lv2-build-") as build:
+        shutil.copy(dsp, Path(build) / dsp.name)
+        done = subprocess.run(["faust2lv2", "-nomidicc", "-uri-prefix", URI_PREFIX, dsp.name], cwd=build,
+                              capture_output=True, text=True, timeout=600)
+        bundle = Path(build) / f"{name}.lv2"
+        if done.returncode != 0 or not bundle.is_dir():
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise PluginExportError(f"faust2lv2 failed on {dsp} (exit {done.returncode}): {lines[-1] if lines else ''}")
+        target = folder / bundle.name
+        staged = folder / f".{bundle.name}.new"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(bundle, staged)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staged, target)
+    return target
+
+
+def plugin_controls(bundle: str | os.PathLike) -> dict[str, str]:
+    """Knob path -> LV2 port symbol of a bundle built by :func:`export_plugin` (Faust derives
+    the symbols from the paths, e.g. ``tone.cutoff_hz`` -> ``tone_cutoff_hz_3``)."""
+    bundle = Path(bundle)
+    ttl = bundle / f"{bundle.stem}.ttl"
+    if not ttl.is_file():
+        raise FileNotFoundError(f"no {ttl.name} in {bundle}: not a bundle built by export_plugin")
+    pairs = re.findall(r'lv2:symbol "([^"]+)" ;\s*lv2:name "([^"]+)"', ttl.read_text())
+    return {name: symbol for symbol, name in pairs if not re.fullmatch(r"(in|out)\d+", symbol)}

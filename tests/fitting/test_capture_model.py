@@ -164,3 +164,16 @@ def test_an_output_that_leads_its_input_is_refused():
     x, y = _plain_pair()
     with pytest.raises(ValueError, match=r"leads the input by (39|40) samples"):
         dspfx.capture(np.concatenate([np.zeros(40, np.float32), x[:-40]]), y, SR, max_seconds=1.0)
+
+
+def test_a_hybrid_capture_saves_and_renders_the_same_after_loading(tmp_path):
+    """The gray-box amp and a nano WaveNet side by side (a Parallel inside the latency chain):
+    the saved file renders what the capture does."""
+    x, y = _plain_pair(seconds=3.0)
+    result = dspfx.capture(x, y, SR, model="hybrid", max_seconds=4.0, progress=False, segment_s=0.25, batch_size=2,
+                           out=tmp_path)
+    assert result.model_name == "hybrid" and set(result.model.units) == {"graybox", "residual"}
+    audio = torch.from_numpy(x).reshape(1, 1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(dspfx.load(tmp_path / "model.safetensors")(audio), result.unit(audio),
+                                   rtol=0, atol=1e-3)

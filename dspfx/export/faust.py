@@ -9,7 +9,7 @@ or also builds an LV2 bundle with Debian's ``faust2lv2`` (``format="lv2"``; it n
 lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
-``clipping`` (hard curve), ``biquad`` (every mode), ``one_pole``, and the containers ``chain``,
+``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -111,6 +111,29 @@ def _one_pole(unit: Unit, path: str) -> str:
     return f"(fi.tf1({b}, (n - 1.0) / (n + 1.0)) with {{ n = {n}; }})"
 
 
+def _svf(unit: Unit, path: str) -> str:
+    """The TPT state-variable filter (Simper): the same loop and per-mode mix as dspfx's."""
+    sr = _number(unit.sample_rate)
+    fc = f"max(2.0, min({_slider(unit, 'cutoff_hz', path)}, {sr} / 2.0 - 100.0))"
+    head = f"t = tan(ma.PI / {sr} * {fc}); k0 = 1.0 / {_slider(unit, 'q', path)};"
+    if unit.mode in ("peak", "lowshelf", "highshelf"):
+        head += f" A = pow(10.0, {_slider(unit, 'gain_db', path)} / 40.0);"
+    coefficients = {
+        "lowpass": ("t", "k0", "0.0", "0.0", "1.0"), "bandpass": ("t", "k0", "0.0", "k0", "0.0"),
+        "highpass": ("t", "k0", "1.0", "0.0 - k0", "0.0 - 1.0"), "notch": ("t", "k0", "1.0", "0.0 - k0", "0.0"),
+        "allpass": ("t", "k0", "1.0", "0.0 - 2.0 * k0", "0.0"),
+        "peak": ("t", "k0 / A", "1.0", "k0 / A * (A * A - 1.0)", "0.0"),
+        "lowshelf": ("t / sqrt(A)", "k0", "1.0", "k0 * (A - 1.0)", "A * A - 1.0"),
+        "highshelf": ("t * sqrt(A)", "k0", "A * A", "k0 * (1.0 - A) * A", "1.0 - A * A"),
+    }
+    if unit.mode not in coefficients:
+        raise TypeError(f"{unit.label}: svf mode {unit.mode!r} has no Faust design")
+    g, k, m0, m1, m2 = coefficients[unit.mode]
+    return (f"(core ~ (_, _) : (!, !, _) with {{ {head} g = {g}; k = {k}; m0 = {m0}; m1 = {m1}; m2 = {m2}; "
+            "core(s1, s2, x) = 2.0 * v1 - s1, 2.0 * v2 - s2, m0 * x + m1 * v1 + m2 * v2 "
+            "with { v1 = (s1 + g * (x - s2)) / (1.0 + g * (g + k)); v2 = s2 + g * v1; }; })")
+
+
 def _chain(unit: Unit, path: str) -> str:
     return "(" + " : ".join(_expression(child, f"{path}{key}.") for key, child in unit.units.items()) + ")"
 
@@ -134,7 +157,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 #: Unit name -> its Faust emitter ``(unit, path prefix) -> expression``.
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
-    "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole,
+    "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -9,7 +9,8 @@ or also builds an LV2 bundle with Debian's ``faust2lv2`` (``format="lv2"``; it n
 lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
-``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, and the containers ``chain``,
+``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``delay``
+(whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -134,6 +135,22 @@ def _svf(unit: Unit, path: str) -> str:
             "with { v1 = (s1 + g * (x - s2)) / (1.0 + g * (g + k)); v2 = s2 + g * v1; }; })")
 
 
+def _delay(unit: Unit, path: str) -> str:
+    """The whole-sample feedback echo (``interpolation="none"``, undamped):
+    ``buf = x + g * buf[n - D]``, ``y = (1 - mix) x + mix buf[n - D]``, ``D = floor(delay_ms *
+    sr / 1000)`` in float32 like pedalboard; ``delay_ms = 0`` bypasses."""
+    if not unit.exact:
+        raise TypeError(f"{unit.label}: only the whole-sample undamped delay exports to Faust so far "
+                        f"(interpolation={unit.interpolation!r}, damping={unit.damping!r})")
+    sr = _number(unit.sample_rate)
+    longest = int(float(unit.knob_specs["delay_ms"].maximum) * unit.sample_rate / 1000.0) + 2
+    ms, fb, mix = (_slider(unit, key, path) for key in ("delay_ms", "feedback", "mix"))
+    return (f"(echo with {{ ms = {ms}; D = int(ms / 1000.0 * {sr}); g = {fb}; mix = {mix}; "
+            f"line = + ~ (de.delay({longest}, max(D - 1, 0)) : *(g)); "
+            f"echo(x) = select2(ms == 0.0, (1.0 - mix) * x + mix * select2(D > 0, 0.0, "
+            f"x : line : de.delay({longest}, D)), x); }})")
+
+
 def _chain(unit: Unit, path: str) -> str:
     return "(" + " : ".join(_expression(child, f"{path}{key}.") for key, child in unit.units.items()) + ")"
 
@@ -157,7 +174,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 #: Unit name -> its Faust emitter ``(unit, path prefix) -> expression``.
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
-    "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf,
+    "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -26,7 +26,7 @@ def _serial() -> dspfx.Unit:
         trim=dspfx.make("trim", scale=0.8, dc=0.01), drive=dspfx.make("distortion", drive_db=12.0),
         clip=dspfx.make("clipping", threshold_db=-3.0), flip=dspfx.make("invert"),
         low=dspfx.make("one_pole", mode="lowpass", cutoff_hz=5000.0), high=dspfx.make("one_pole", mode="highpass", cutoff_hz=40.0),
-        level=dspfx.make("gain", gain_db=-3.0),
+        echo=dspfx.make("delay", delay_ms=7.3, feedback=0.6, mix=0.4), level=dspfx.make("gain", gain_db=-3.0),
     )
 
 
@@ -62,6 +62,10 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             low, high = -0.05, 0.05
         elif path.endswith("threshold_db"):
             low = -20.0
+        elif path.endswith("delay_ms"):
+            low, high = 1.0, 200.0  # within the 12000-sample render
+        elif path.endswith("feedback"):
+            high = 0.9
         u = rng.uniform()
         values[path] = float(np.exp(np.log(low) + u * (np.log(high) - np.log(low)))) if knob.scale == "log" else float(
             low + u * (high - low))

@@ -6,10 +6,11 @@ each knob a control named by its path (``tone.cutoff_hz``), with its range, its 
 the default and its unit in the label (a knob the unit's mode ignores, a lowpass biquad's
 ``gain_db``, gets no port: Faust drops controls that reach no output). :func:`export_plugin` writes that file (``format="faust"``)
 or also builds an LV2 bundle with Debian's ``faust2lv2`` (``format="lv2"``; it needs g++,
-lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``.
+lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``. The plugin computes in double
+precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
-``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``delay``
+``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``, ``delay``
 (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
@@ -72,38 +73,63 @@ def _clipping(unit: Unit, path: str) -> str:
     return f"(max(0.0 - {t}) : min({t}))"
 
 
-def _biquad(unit: Unit, path: str) -> str:
-    """The cookbook design in dspfx's (JUCE's) order, normalised by 1/a0 (Faust's ``fi.tf2``).
-    Negations are written ``0.0 - x``: in Faust ``-(x)`` is the function ``_ - x``."""
-    sr = _number(unit.sample_rate)
-    fc = f"max(2.0, min({_slider(unit, 'cutoff_hz', path)}, {sr} / 2.0 - 100.0))"
-    q = _slider(unit, "q", path)
-    head = (f"w0 = {fc} * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); alpha = s / ({q} * 2.0); "
-            f"q_ = {q};")
-    mode = unit.mode
+_BIQUAD_DESIGNS = {
+    "lowpass": ("0.5 * (1.0 - c)", "1.0 - c", "0.5 * (1.0 - c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+    "highpass": ("0.5 * (1.0 + c)", "0.0 - (1.0 + c)", "0.5 * (1.0 + c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+    "bandpass": ("alpha", "0.0", "0.0 - alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+    "notch": ("1.0", "-2.0 * c", "1.0", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+    "allpass": ("1.0 - alpha", "-2.0 * c", "1.0 + alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
+    "peak": ("1.0 + alpha * A", "-2.0 * c", "1.0 - alpha * A", "1.0 + alpha / A", "-2.0 * c", "1.0 - alpha / A"),
+    "lowshelf": ("A * ((A + 1.0) - (A - 1.0) * c + beta)", "A * 2.0 * ((A - 1.0) - (A + 1.0) * c)",
+                 "A * ((A + 1.0) - (A - 1.0) * c - beta)", "(A + 1.0) + (A - 1.0) * c + beta",
+                 "-2.0 * ((A - 1.0) + (A + 1.0) * c)", "(A + 1.0) + (A - 1.0) * c - beta"),
+    "highshelf": ("A * ((A + 1.0) + (A - 1.0) * c + beta)", "A * (0.0 - 2.0) * ((A - 1.0) + (A + 1.0) * c)",
+                  "A * ((A + 1.0) + (A - 1.0) * c - beta)", "(A + 1.0) - (A - 1.0) * c + beta",
+                  "2.0 * ((A - 1.0) - (A + 1.0) * c)", "(A + 1.0) - (A - 1.0) * c - beta"),
+}
+
+
+def _cookbook(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -> str:
+    """The cookbook design in dspfx's (JUCE's) order, normalised by 1/a0 (Faust's ``fi.tf2``),
+    from Faust expressions of the cutoff, q and gain. Negations are written ``0.0 - x``: in
+    Faust ``-(x)`` is the function ``_ - x``."""
+    sr = _number(sample_rate)
+    head = (f"w0 = max(2.0, min({cutoff}, {sr} / 2.0 - 100.0)) * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); "
+            f"q_ = {q}; alpha = s / (q_ * 2.0);")
     if mode in ("peak", "lowshelf", "highshelf"):
-        head += f" A = sqrt(pow(10.0, {_slider(unit, 'gain_db', path)} * 0.05));"
-    designs = {
-        "lowpass": ("0.5 * (1.0 - c)", "1.0 - c", "0.5 * (1.0 - c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
-        "highpass": ("0.5 * (1.0 + c)", "0.0 - (1.0 + c)", "0.5 * (1.0 + c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
-        "bandpass": ("alpha", "0.0", "0.0 - alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
-        "notch": ("1.0", "-2.0 * c", "1.0", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
-        "allpass": ("1.0 - alpha", "-2.0 * c", "1.0 + alpha", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
-        "peak": ("1.0 + alpha * A", "-2.0 * c", "1.0 - alpha * A", "1.0 + alpha / A", "-2.0 * c", "1.0 - alpha / A"),
-        "lowshelf": ("A * ((A + 1.0) - (A - 1.0) * c + beta)", "A * 2.0 * ((A - 1.0) - (A + 1.0) * c)",
-                     "A * ((A + 1.0) - (A - 1.0) * c - beta)", "(A + 1.0) + (A - 1.0) * c + beta",
-                     "-2.0 * ((A - 1.0) + (A + 1.0) * c)", "(A + 1.0) + (A - 1.0) * c - beta"),
-        "highshelf": ("A * ((A + 1.0) + (A - 1.0) * c + beta)", "A * (0.0 - 2.0) * ((A - 1.0) + (A + 1.0) * c)",
-                      "A * ((A + 1.0) + (A - 1.0) * c - beta)", "(A + 1.0) - (A - 1.0) * c + beta",
-                      "2.0 * ((A - 1.0) - (A + 1.0) * c)", "(A + 1.0) - (A - 1.0) * c - beta"),
-    }
-    if mode not in designs:
-        raise TypeError(f"{unit.label}: biquad mode {mode!r} has no Faust design")
+        head += f" A = sqrt(pow(10.0, {gain_db} * 0.05));"
     if mode in ("lowshelf", "highshelf"):
         head += " beta = s * sqrt(A) / q_;"
-    b0, b1, b2, a0, a1, a2 = designs[mode]
+    b0, b1, b2, a0, a1, a2 = _BIQUAD_DESIGNS[mode]
     return (f"(fi.tf2(b0, b1, b2, a1, a2) with {{ {head} k = 1.0 / ({a0}); b0 = ({b0}) * k; b1 = ({b1}) * k; "
             f"b2 = ({b2}) * k; a1 = ({a1}) * k; a2 = ({a2}) * k; }})")
+
+
+def _biquad(unit: Unit, path: str) -> str:
+    if unit.mode not in _BIQUAD_DESIGNS:
+        raise TypeError(f"{unit.label}: biquad mode {unit.mode!r} has no Faust design")
+    gain = _slider(unit, "gain_db", path) if unit.mode in ("peak", "lowshelf", "highshelf") else "0.0"
+    return _cookbook(unit.mode, _slider(unit, "cutoff_hz", path), _slider(unit, "q", path), gain, unit.sample_rate)
+
+
+def _parametric_eq(unit: Unit, path: str) -> str:
+    """High-pass, low shelf, peaks, high shelf, low-pass: the cookbook biquads in series."""
+    def knob(key: str) -> str:
+        return _slider(unit, key, path)
+
+    from dspfx.effects.filters import EQ_FIXED_Q
+
+    sr, butterworth = unit.sample_rate, _number(EQ_FIXED_Q)
+    stages = []
+    if unit.highpass:
+        stages.append(_cookbook("highpass", knob("highpass_hz"), butterworth, "0.0", sr))
+    stages.append(_cookbook("lowshelf", knob("low_shelf_hz"), butterworth, knob("low_shelf_gain_db"), sr))
+    for i in range(1, unit.n_peaks + 1):
+        stages.append(_cookbook("peak", knob(f"peak{i}_hz"), knob(f"peak{i}_q"), knob(f"peak{i}_gain_db"), sr))
+    stages.append(_cookbook("highshelf", knob("high_shelf_hz"), butterworth, knob("high_shelf_gain_db"), sr))
+    if unit.lowpass:
+        stages.append(_cookbook("lowpass", knob("lowpass_hz"), butterworth, "0.0", sr))
+    return "(" + " : ".join(stages) + ")"
 
 
 def _one_pole(unit: Unit, path: str) -> str:
@@ -175,6 +201,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
+    "parametric_eq": _parametric_eq,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 
@@ -232,7 +259,7 @@ def export_plugin(unit: Unit, out: str | os.PathLike, *, format: str = "lv2", na
         return dsp
     with tempfile.TemporaryDirectory(prefix="dspfx-lv2-build-") as build:
         shutil.copy(dsp, Path(build) / dsp.name)
-        done = subprocess.run(["faust2lv2", "-nomidicc", "-uri-prefix", URI_PREFIX, dsp.name], cwd=build,
+        done = subprocess.run(["faust2lv2", "-nomidicc", "-double", "-uri-prefix", URI_PREFIX, dsp.name], cwd=build,
                               capture_output=True, text=True, timeout=600)
         bundle = Path(build) / f"{name}.lv2"
         if done.returncode != 0 or not bundle.is_dir():

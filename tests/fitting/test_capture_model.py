@@ -177,3 +177,16 @@ def test_a_hybrid_capture_saves_and_renders_the_same_after_loading(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(dspfx.load(tmp_path / "model.safetensors")(audio), result.unit(audio),
                                    rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("lag", [1, 16, 17, 479, 480, 4799])
+def test_the_latency_delay_renders_exactly_the_latency(lag, tmp_path):
+    """The capture chain ends in a whole-sample delay; 1000 * 17 / 48000 ms used to floor to 16
+    samples (and 480 to 479), so the saved model rendered a sample early."""
+    x, y = _plain_pair(seconds=2.0)
+    result = dspfx.capture(x, y, SR, size="nano", steps=1, latency=lag, progress=False, segment_s=0.1, batch_size=1)
+    impulse = torch.zeros(1, 1, lag + 10, dtype=torch.float64)
+    impulse[..., 0] = 1.0
+    with torch.no_grad():
+        out = result.unit["latency"].double()(impulse)[0, 0]
+    assert int(out.abs().argmax()) == lag

@@ -59,13 +59,13 @@ def test_blips_through_a_real_pedal_give_its_latency_and_its_repeat_is_clean():
 
 def test_capture_of_gx_scream_reaches_the_measured_held_out_esr(di, tmp_path):
     """NAM's nano WaveNet, 300 steps of 4 segments of 0.25 s on an 8 s DI (the last 20% held
-    out): held-out ESR measured 0.022 here (0.016 after 400 steps; the fresh net is near 1)."""
+    out): held-out ESR measured 0.0095 here at Adam 0.01 (0.022 at 0.004; the fresh net is near 1)."""
     y = _render(SCREAM, di)
     torch.manual_seed(0)
     result = dspfx.capture(di, y, SR, size="nano", steps=300, max_seconds=600.0, progress=False, segment_s=0.25,
                            batch_size=4, seed=0, out=tmp_path)
     assert result.latency_samples == 0 and result.steps == 300
-    assert result.heldout_esr < 0.04, result.heldout_esr
+    assert result.heldout_esr < 0.02, result.heldout_esr
     nam = pytest.importorskip("nam.models", reason="neural-amp-modeler is not installed")
     import json
 

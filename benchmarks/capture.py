@@ -139,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         latency = blip_latency(y, layout).samples
         for model in models:
-            if model == "nam":
-                row = nam_trainer(x, y, layout, latency, budget)
-            else:
-                result = dspfx.capture(x, y, sr, model=model, max_seconds=budget, progress=False)
-                row = {"heldout_esr": result.heldout_esr, "steps": result.steps, "train_s": result.train_seconds,
-                       "realtime": result.realtime_factor, "chosen": result.model_name}
+            try:
+                if model == "nam":
+                    row = nam_trainer(x, y, layout, latency, budget)
+                else:
+                    result = dspfx.capture(x, y, sr, model=model, max_seconds=budget, progress=False)
+                    row = {"heldout_esr": result.heldout_esr, "steps": result.steps, "train_s": result.train_seconds,
+                           "realtime": result.realtime_factor, "chosen": result.model_name}
+            except Exception as err:  # a trainer that refuses the pair (NAM: "Output clipped.") is a result too
+                row = {"error": f"{type(err).__name__}: {err}"}
             row.update(device=name, model=model, latency=latency)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -154,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         if not cells:
             print(f"| {name} | " + " | ".join("n/a" for _ in models) + " |")
             continue
-        print(f"| {name} | " + " | ".join(f"{cells[m]['heldout_esr']:.4f} ({cells[m]['steps']} st, "
-                                          f"{cells[m]['realtime']:.0f}x)" for m in models) + " |")
+        print(f"| {name} | " + " | ".join(
+            cells[m]["error"] if "error" in cells[m] else
+            f"{cells[m]['heldout_esr']:.4f} ({cells[m]['steps']} st, {cells[m]['realtime']:.0f}x)" for m in models) + " |")
     for model in models:
-        values = [r["heldout_esr"] for r in rows if r.get("model") == model]
+        values = [r["heldout_esr"] for r in rows if r.get("model") == model and "heldout_esr" in r]
         if values:
             print(f"median held-out ESR, {model}: {statistics.median(values):.4f} over {len(values)} devices")
     if args.json:

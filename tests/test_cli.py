@@ -215,8 +215,8 @@ def test_render_refuses_a_synth_and_a_missing_output_folder_before_work(files, c
     from dspfx import cli
 
     dspfx.save(dspfx.make("harmonic"), files / "synth.safetensors")
-    assert cli.main(["render", str(files / "synth.safetensors"), str(files / "di.wav"), str(files / "out.wav")]) == 2
+    assert cli.main(["render", str(files / "synth.safetensors"), str(files / "di.wav"), str(files / "synth_out.wav")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is a synth" in err and not (files / "out.wav").exists()
+    assert err.count("\n") == 1 and "is a synth" in err and not (files / "synth_out.wav").exists()
     assert cli.main(["render", str(files / "board.safetensors"), str(files / "di.wav"), str(files / "no" / "o.wav")]) == 2
     assert "its folder does not exist" in capsys.readouterr().err

@@ -112,25 +112,29 @@ class CaptureResult:
         }
 
 
-def _make_model(model: str, sample_rate: int, size: str, seed: int) -> tuple[Unit, dict[str, Any]]:
-    """The unit and its training rates (``lr`` for knobs, ``weights_lr`` for weights)."""
+#: Training rates per model: ``lr`` for knobs, ``weights_lr`` for network weights. The WaveNet
+#: trains at Adam 0.01 with the cosine schedule over the budget: on gx_muff's reamp pair (2
+#: minutes of one core) held-out ESR 0.050 at 0.004 (NAM's rate, which NAM keeps nearly
+#: constant), 0.033 at 0.008, 0.037 at 0.012, 0.029 at 0.016, 0.065 at 0.03.
+RATES = {"wavenet": {"lr": 0.01, "weights_lr": 0.01}, "lstm": {"lr": 0.01, "weights_lr": 0.01},
+         "graybox": {"lr": 0.05, "weights_lr": 0.01}, "hybrid": {"lr": 0.05, "weights_lr": 0.004}}
+
+
+def _make_model(model: str, sample_rate: int, size: str, seed: int) -> Unit:
+    """A fresh unit of one of the capture models (its rates are :data:`RATES`)."""
     import dspfx
 
     if model == "wavenet":
-        # Adam at 0.01 with the cosine schedule over the budget: on gx_muff's reamp pair, 2 minutes
-        # of one core, held-out ESR 0.050 at 0.004 (NAM's rate; NAM keeps it nearly constant),
-        # 0.033 at 0.008, 0.037 at 0.012, 0.029 at 0.016, 0.065 at 0.03
-        return dspfx.make("wavenet", sample_rate=sample_rate, size=size, seed=seed), {"lr": 0.01, "weights_lr": 0.01}
+        return dspfx.make("wavenet", sample_rate=sample_rate, size=size, seed=seed)
     if model == "lstm":  # NAM's LSTM (no skip connection), so that it exports as a .nam file
-        return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed, skip=False), {"lr": 0.01, "weights_lr": 0.01}
+        return dspfx.make("lstm_amp", sample_rate=sample_rate, seed=seed, skip=False)
     if model in _STRUCTURED:
         amp = dspfx.amps.amp(model="jcm800", sample_rate=sample_rate)
         gray = dspfx.Chain(amp=amp, trim=dspfx.make("trim", sample_rate=sample_rate))
         if model == "graybox":
-            return gray, {"lr": 0.05, "weights_lr": 0.01}
+            return gray
         # the gray-box amp plus a nano WaveNet beside it that learns what the amp's structure misses
-        residual = dspfx.make("wavenet", sample_rate=sample_rate, size="nano", seed=seed)
-        return dspfx.Parallel(graybox=gray, residual=residual), {"lr": 0.05, "weights_lr": 0.004}
+        return dspfx.Parallel(graybox=gray, residual=dspfx.make("wavenet", sample_rate=sample_rate, size="nano", seed=seed))
     raise ValueError(f"model must be one of {', '.join(CAPTURE_MODELS)}, got {model!r}")
 
 
@@ -246,10 +250,10 @@ def capture(
         validation = 0.2
     unaligned = (x, y)
     lags = {name: lag for name in AUTO_CANDIDATES}  # where the device's latency applies to all
-    if method == "onset":
+    if method == "onset" and model in (*_STRUCTURED, "auto"):
         # A gray-box amp cannot delay: its latency is measured against its own render (the rule
         # of dspfx.fit), which a low-pass's slow rise in the device cannot push late.
-        gray = _make_model("graybox", sr, size, seed)[0]
+        gray = _make_model("graybox", sr, size, seed)
         with torch.no_grad():
             reference = gray(x[..., : min(x.shape[-1], 30 * sr)])
         lags["graybox"] = lags["hybrid"] = max(render_latency(reference, y[..., : reference.shape[-1]]) or 0, 0)
@@ -258,10 +262,9 @@ def capture(
         return align(*unaligned, lags[name]) if lags[name] else unaligned
 
     def train(name: str, unit: Unit | None, seconds: float) -> tuple[Unit, Any]:
-        made, rates = _make_model(name, sr, size, seed)
         xa, ya = aligned(name)
         if unit is None:
-            unit = made
+            unit = _make_model(name, sr, size, seed)
             if name in _STRUCTURED:
                 _match_level(unit, xa, ya)
         warm = getattr(unit, "receptive_field", 0) / sr + 0.05
@@ -269,7 +272,8 @@ def capture(
             print(f"capture: training {name} for up to {seconds:.0f} s")
         return unit, dspfx.fit(unit, xa, ya, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
                                batch_size=batch_size, validation=validation, validate_every=validate_every,
-                               warmup_s=warm, seed=seed, progress=progress, max_seconds=seconds, check=False, **rates)
+                               warmup_s=warm, seed=seed, progress=progress, max_seconds=seconds, check=False,
+                               **RATES[name])
 
     t0 = time.perf_counter()
     candidates: dict[str, float] = {}

@@ -110,6 +110,11 @@ class Knob:
         p = (s - self._lo) / (self._hi - self._lo)
         return math.log(p) - math.log1p(-p)
 
+    def admits(self, low: float, high: float) -> bool:
+        """Whether values spanning ``low .. high`` lie in the range, edges within 1e-6 of it."""
+        tol = _EDGE_TOLERANCE * (self.maximum - self.minimum)
+        return self.minimum - tol <= low and high <= self.maximum + tol
+
     def check(self, value: Any, owner: str = "") -> float:
         """Validate a value for this knob and return it as a float (edges snapped within 1e-6)."""
         where = f"{owner}.{self.name}" if owner else self.name
@@ -127,8 +132,7 @@ class Knob:
             raise TypeError(f"knob {where} takes a number, got {type(value).__name__} {value!r}") from None
         if not math.isfinite(v):
             raise ValueError(f"knob {where} must be finite, got {v}")
-        tol = _EDGE_TOLERANCE * (self.maximum - self.minimum)
-        if v < self.minimum - tol or v > self.maximum + tol:
+        if not self.admits(v, v):
             raise ValueError(
                 f"knob {where} = {v:g}{self.unit and ' ' + self.unit} is out of range: "
                 f"expected {self.minimum:g} .. {self.maximum:g}{self.unit and ' ' + self.unit}"

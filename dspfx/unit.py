@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from dspfx.checks import check_finite
 from dspfx.functional._compiled import CPUKernelError
 from dspfx.functional.control import control_frames, split_frames, upsample_control
-from dspfx.knob import _EDGE_TOLERANCE, KNOB_MARGIN, Knob
+from dspfx.knob import KNOB_MARGIN, Knob
 
 __all__ = ["KNOB_MARGIN", "Knob", "Unit", "check_audio"]
 
@@ -553,8 +553,7 @@ def _check_control_range(c: Tensor, knob: Knob, where: str) -> None:
         finite = bool(torch.isfinite(c).all())
     if not finite:  # min/max comparisons let NaN through
         raise ValueError(f"control {where} contains NaN or Inf; a control must be finite")
-    tol = _EDGE_TOLERANCE * (knob.maximum - knob.minimum)
-    if lo < knob.minimum - tol or hi > knob.maximum + tol:
+    if not knob.admits(lo, hi):
         raise ValueError(
             f"control {where} spans {lo:g} .. {hi:g}{knob.unit and ' ' + knob.unit}, outside the knob's "
             f"range {knob.minimum:g} .. {knob.maximum:g}; map network outputs with the unit's "

@@ -192,9 +192,10 @@ def fit(
         esr_weight: weight of an extra time-domain ESR term added to the loss.
         align_latency: find the target's latency (against the unit's own render of the input, so
             the unit's filtering and reported latency are not mistaken for delay; the first
-            ``LATENCY_WINDOW_S`` = 30 s of a longer pair; the rule of
-            :func:`dspfx.fitting.latency.device_latency`, onsets not peaks) and remove it first
-            (reported in the result).
+            ``LATENCY_WINDOW_S`` = 30 s of a longer pair; the peak rule of
+            :func:`dspfx.fitting.latency.render_latency`, or the onset rule of
+            :func:`~dspfx.fitting.latency.device_latency` against the input when the unit renders
+            silence) and remove it first (reported in the result).
         max_latency: largest latency searched, in samples (default: see
             :func:`dspfx.fitting.latency.estimate_latency`).
         restarts: number of runs; run 0 starts from the unit's current knobs, the others from

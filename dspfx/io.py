@@ -266,26 +266,23 @@ def read_audio(
     if p.stat().st_size == 0:
         raise ValueError(f"cannot read audio from {str(p)!r}: the file is empty (0 bytes)")
     try:
-        info = sf.info(p)
-    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
-    low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
-    if not low <= info.samplerate <= high:
-        raise ValueError(
-            f"cannot read audio from {str(p)!r}: its header says {info.samplerate} Hz, outside {low:g} .. {high:g} Hz "
-            "(a damaged header, or a file that is not audio)"
-        )
-    if info.channels > MAX_AUDIO_CHANNELS:
-        raise ValueError(f"cannot read audio from {str(p)!r}: {info.channels} channels, more than {MAX_AUDIO_CHANNELS}")
-    truncated = re.search(r"^data : (\d+) \(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
-    if truncated:
-        warnings.warn(
-            f"{str(p)!r} is truncated: its header declares {truncated.group(1)} bytes of audio, the file holds "
-            f"{truncated.group(2)}; reading the {info.frames} frames that are there",
-            TruncatedAudioWarning, stacklevel=2,
-        )
-    try:
-        data, file_sr = sf.read(p, dtype="float64", always_2d=True)
+        with sf.SoundFile(p) as f:
+            low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
+            if not low <= f.samplerate <= high:
+                raise ValueError(
+                    f"cannot read audio from {str(p)!r}: its header says {f.samplerate} Hz, outside {low:g} .. "
+                    f"{high:g} Hz (a damaged header, or a file that is not audio)"
+                )
+            if f.channels > MAX_AUDIO_CHANNELS:
+                raise ValueError(f"cannot read audio from {str(p)!r}: {f.channels} channels, more than {MAX_AUDIO_CHANNELS}")
+            truncated = re.search(r"^data : (\d+) \(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
+            if truncated:
+                warnings.warn(
+                    f"{str(p)!r} is truncated: its header declares {truncated.group(1)} bytes of audio, the file "
+                    f"holds {truncated.group(2)}; reading the {f.frames} frames that are there",
+                    TruncatedAudioWarning, stacklevel=2,
+                )
+            data, file_sr = f.read(dtype="float64", always_2d=True), f.samplerate
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:
         raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
     if data.shape[0] == 0:

@@ -34,6 +34,7 @@ import soundfile as sf
 import torch
 
 from dspfx.io import atomic_path, read_audio, read_safetensors, write_safetensors
+from dspfx.limits import DEFAULT_LIMITS, OPTION_LIMITS
 from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
 from dspfx.functional.conversions import hz_to_midi
 
@@ -451,9 +452,10 @@ class Dataset(torch.utils.data.Dataset):
             if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
                 raise ValueError(f"format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
             settings = manifest["settings"]
-            self.sample_rate: int = _bounded_int(settings["sample_rate"], "sample_rate", 1000, 384_000)
+            self.sample_rate: int = _bounded_int(settings["sample_rate"], "sample_rate",
+                                                 int(DEFAULT_LIMITS.min_sample_rate), int(DEFAULT_LIMITS.max_sample_rate))
             self.frame_rate: float = float(settings["frame_rate"])
-            self.hop: int = _bounded_int(settings["hop"], "hop", 1, 2**16)
+            self.hop: int = _bounded_int(settings["hop"], "hop", 1, int(OPTION_LIMITS["hop"]))
             self.window_samples: int = _bounded_int(settings["window_samples"], "window_samples", 1, 2**24)
             self.window_frames: int = _bounded_int(settings["window_frames"], "window_frames", 1, 2**20)
             entries = list(manifest["files"].values())

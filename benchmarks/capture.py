@@ -52,10 +52,6 @@ DEVICES = {
 MODELS = ("wavenet", "lstm", "graybox", "auto", "nam")
 
 
-def _esr(prediction: np.ndarray, target: np.ndarray) -> float:
-    return float(np.sum((prediction - target) ** 2) / max(np.sum(target**2), 1e-30))
-
-
 def _speed(render, sample_rate: int) -> float:
     x = torch.randn(1, 2 * sample_rate) * 0.1
     with torch.no_grad():
@@ -74,6 +70,7 @@ def nam_trainer(x: np.ndarray, y: np.ndarray, layout, latency: int, seconds: flo
     from nam.train.lightning_module import LightningModule
 
     from dspfx.amps.wavenet import wavenet_config
+    from dspfx.fitting.losses import esr as dspfx_esr  # the ESR dspfx.capture reports
 
     torch.manual_seed(seed)
     net = _init_wavenet(wavenet_config("standard"), float(layout.sample_rate))  # NAM's initial weights
@@ -100,7 +97,7 @@ def nam_trainer(x: np.ndarray, y: np.ndarray, layout, latency: int, seconds: flo
     with torch.no_grad():
         prediction = net(torch.from_numpy(x[: v1])[None], pad_start=True)[0].numpy()
     aligned = y[latency : v1 + latency] if latency else y[:v1]
-    esr = _esr(prediction[v0:v1][: len(aligned) - v0], aligned[v0:])
+    esr = float(dspfx_esr(torch.from_numpy(prediction[v0:v1][: len(aligned) - v0]), torch.from_numpy(aligned[v0:])))
     return {"heldout_esr": esr, "steps": steps["n"], "train_s": train_s,
             "realtime": _speed(lambda a: net(a, pad_start=True), layout.sample_rate)}
 

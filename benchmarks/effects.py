@@ -109,6 +109,7 @@ OVERRIDES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "static_nonlinearity": [("static_nonlinearity tanh", dict(curve="tanh"))],
     "distortion": [("distortion", dict(drive_db=18.0))],
     "gain": [("gain", dict(gain_db=4.5))],
+    "trim": [("trim", dict(scale=-0.8, dc=0.01))],
     "bitcrush": [("bitcrush", dict(bit_depth=6.0))],
     "compressor": [("compressor", dict(threshold_db=-24.0, ratio=4.0, attack_ms=5.0, release_ms=80.0))],
     "limiter": [("limiter", dict(threshold_db=-12.0, release_ms=60.0))],
@@ -232,6 +233,9 @@ def find_peer(name: str, unit: dspfx.Unit, n: int) -> Peer | None:
             "same job",
             lambda x: sig.fftconvolve(x, h, axes=-1)[:, :n],
         )
+    if name == "trim":
+        scale, dc = _knob(unit, "scale"), _knob(unit, "dc")
+        return "numpy scale * x + dc", "same job", lambda x: x * scale + dc
     if name == "static_nonlinearity" or name == "clipping":
         if getattr(unit, "curve", None) == "hard":
             return "numpy clip (same size)", "same size", lambda x: np.clip(x * 2.0, -1.0, 1.0)

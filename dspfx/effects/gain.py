@@ -61,6 +61,9 @@ class Trim(Unit):
         dc: -1 .. 1 (default 0), added.
 
     >>> dspfx.make("trim", scale=-1.0)             # a polarity flip
+
+    Reference: with ``dc = 0``, ``pedalboard.Gain`` (``20 log10 |scale|`` dB) followed by
+    ``pedalboard.Invert`` when ``scale < 0`` (renders agree to float32 precision; tested).
     """
 
     name = "trim"

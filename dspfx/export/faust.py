@@ -73,6 +73,14 @@ def _clipping(unit: Unit, path: str) -> str:
     return f"(max(0.0 - {t}) : min({t}))"
 
 
+def _clamped_cutoff(cutoff: str, sample_rate: float) -> str:
+    """A cutoff clamped into [2 Hz, Nyquist - 100 Hz], as dspfx's designs clamp it."""
+    from dspfx.functional.design import MIN_CUTOFF_HZ, NYQUIST_MARGIN_HZ
+
+    return (f"max({_number(MIN_CUTOFF_HZ)}, min({cutoff}, "
+            f"{_number(sample_rate / 2.0 - NYQUIST_MARGIN_HZ)}))")
+
+
 _BIQUAD_DESIGNS = {
     "lowpass": ("0.5 * (1.0 - c)", "1.0 - c", "0.5 * (1.0 - c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
     "highpass": ("0.5 * (1.0 + c)", "0.0 - (1.0 + c)", "0.5 * (1.0 + c)", "1.0 + alpha", "-2.0 * c", "1.0 - alpha"),
@@ -94,7 +102,7 @@ def _cookbook(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) 
     from Faust expressions of the cutoff, q and gain. Negations are written ``0.0 - x``: in
     Faust ``-(x)`` is the function ``_ - x``."""
     sr = _number(sample_rate)
-    head = (f"w0 = max(2.0, min({cutoff}, {sr} / 2.0 - 100.0)) * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); "
+    head = (f"w0 = {_clamped_cutoff(cutoff, sample_rate)} * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); "
             f"q_ = {q}; alpha = s / (q_ * 2.0);")
     if mode in ("peak", "lowshelf", "highshelf"):
         head += f" A = sqrt(pow(10.0, {gain_db} * 0.05));"
@@ -141,7 +149,7 @@ def _one_pole(unit: Unit, path: str) -> str:
 def _svf(unit: Unit, path: str) -> str:
     """The TPT state-variable filter (Simper): the same loop and per-mode mix as dspfx's."""
     sr = _number(unit.sample_rate)
-    fc = f"max(2.0, min({_slider(unit, 'cutoff_hz', path)}, {sr} / 2.0 - 100.0))"
+    fc = _clamped_cutoff(_slider(unit, "cutoff_hz", path), unit.sample_rate)
     head = f"t = tan(ma.PI / {sr} * {fc}); k0 = 1.0 / {_slider(unit, 'q', path)};"
     if unit.mode in ("peak", "lowshelf", "highshelf"):
         head += f" A = pow(10.0, {_slider(unit, 'gain_db', path)} / 40.0);"

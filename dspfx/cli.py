@@ -13,6 +13,9 @@
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
     dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
                                                         a bundled name, e.g. violin)
+    dspfx instruments [--json]
+
+(The DDSP commands, prepare to instruments, are defined in :mod:`dspfx.ddsp.commands`.)
 
 A CHAIN is a chain file: a JSON spec (``.json``) or a saved chain (``.safetensors``).
 """
@@ -25,6 +28,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from dspfx.ddsp.commands import add_commands
 
 __all__ = ["main"]
 
@@ -301,83 +306,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from dspfx.ddsp.data import prepare
-
-    summary = prepare(
-        args.audio_dir, args.data, sample_rate=args.sample_rate, frame_rate=args.frame_rate,
-        window_s=args.window_s, hop_s=args.hop_s, pitch_method=args.pitch_method,
-        progress=not args.quiet, skip_unreadable=args.skip_unreadable, overwrite=args.overwrite,
-    )
-    print(summary)
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from dspfx.ddsp.trainer import train
-
-    result = train(
-        args.data, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
-        grad_clip=args.grad_clip, preset=args.preset, checkpoint_every=args.checkpoint_every,
-        resume=not args.no_resume, progress=not args.quiet, device=args.device, reverb_s=args.reverb_s,
-        weights_lr=args.weights_lr, max_seconds=_seconds(args.minutes), seed=args.seed,
-    )
-    import torch
-
-    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float)) and k != "step")
-    print(f"rank {rank}: trained to step {result.step}, last loss {result.history[-1]:.4g}" if result.history
-          else f"rank {rank}: nothing to train (already at step {result.step})")
-    if result.world_size > 1:
-        print(f"rank {rank}: weights agree on all {result.world_size} ranks")
-    if rank == 0:
-        if metrics:
-            print(f"validation: {metrics}")
-        print(f"wrote {result.out_dir}/model.safetensors")
-    return 0
-
-
-def _cmd_transfer(args: argparse.Namespace) -> int:
-    from dspfx.io import read_audio, write_audio
-    from dspfx.ddsp.transfer import load_model, transfer
-
-    model = load_model(args.model)
-    audio, sample_rate = read_audio(args.input, mono=True)
-    stats = None
-    if args.stats:
-        from dspfx.ddsp.data import read_stats
-
-        stats = read_stats(args.stats)
-    octave: int | str = args.octave_shift if args.octave_shift == "auto" else int(args.octave_shift)
-    out = transfer(
-        model, audio.reshape(-1), sample_rate, threshold=args.threshold, octave_shift=octave,
-        quiet_db=args.quiet_db, autotune=args.autotune, pitch_shift_octaves=args.pitch_shift,
-        loudness_shift_db=args.loudness_shift, stats=stats, pitch_method=args.pitch_method,
-    )
-    write_audio(args.output, out.detach().reshape(1, -1), sample_rate)
-    print(f"wrote {args.output} ({out.numel() / sample_rate:.2f} s at {sample_rate} Hz)")
-    return 0
-
-
-def _bundled_names() -> str:
-    from dspfx.ddsp.transfer import bundled_models
-
-    return ", ".join(bundled_models()) or "none installed"
-
-
-def _bundled_help() -> str:
-    from dspfx.ddsp.transfer import bundled_models
-
-    models = bundled_models()
-    if not models:
-        return "No bundled models are installed."
-    lines = [f"Bundled models (use the name as MODEL): {', '.join(models)}."]
-    for name, info in models.items():
-        if info.get("instrument"):
-            lines.append(f"{name}: {info.get('preset', '?')} model of {info['instrument']}.")
-    return " ".join(lines)
-
-
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line and exit 2, like every other error (``--help`` shows the usage)."""
 
@@ -471,53 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("prepare", help="DDSP dataset: features and windows of a folder of audio")
-    p.add_argument("audio_dir", help="folder of wav/flac/ogg/mp3 files (searched recursively)")
-    p.add_argument("data", help="output folder (safetensors shards, manifest.json, stats.json); re-running resumes")
-    p.add_argument("--sample-rate", type=int, default=16000)
-    p.add_argument("--frame-rate", type=float, default=250.0)
-    p.add_argument("--window-s", type=float, default=4.0)
-    p.add_argument("--hop-s", type=float, default=1.0)
-    p.add_argument("--pitch-method", default="yin", choices=["yin", "pyin", "crepe"])
-    p.add_argument("--skip-unreadable", action="store_true", help="warn and skip files that cannot be read")
-    p.add_argument("--overwrite", action="store_true", help="start over when DATA holds other settings")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_prepare)
-
-    p = sub.add_parser("train", help="train a DDSP model on a prepared dataset (works under torchrun)")
-    p.add_argument("data", help="a folder made by `dspfx prepare`")
-    p.add_argument("--out", required=True, help="run folder: checkpoint, model.safetensors, metrics, samples")
-    p.add_argument("--steps", type=int, default=30000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (of the knobs, and of the weights unless --weights-lr)")
-    p.add_argument("--weights-lr", type=float, default=None, help="learning rate of the decoder weights and learned tensors")
-    p.add_argument("--decay", type=float, default=0.98, help="learning-rate factor per 10k steps")
-    p.add_argument("--grad-clip", type=float, default=3.0)
-    p.add_argument("--preset", default="tiny", choices=["tiny", "full"])
-    p.add_argument("--reverb-s", type=float, default=1.0)
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--no-resume", action="store_true", help="start from scratch even if RUN has a checkpoint")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: stop cleanly (validated, checkpointed) after this long")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("transfer", help="timbre transfer: play IN with a trained model's instrument",
-                       description="Timbre transfer: play IN with a trained model's instrument. " + _bundled_help())
-    p.add_argument("model", help="model.safetensors written by `dspfx train`, or a bundled model name "
-                                 f"({_bundled_names()})")
-    p.add_argument("input", help="monophonic audio, any rate and length")
-    p.add_argument("output", help="output audio file (written atomically, at IN's rate)")
-    p.add_argument("--threshold", type=float, default=1.0, help="note detection threshold")
-    p.add_argument("--octave-shift", default="auto", help="'auto' (toward the training register) or whole octaves")
-    p.add_argument("--quiet-db", type=float, default=20.0, help="how much quieter frames outside notes get")
-    p.add_argument("--autotune", type=float, default=0.0, help="0..1 pull toward the nearest semitone")
-    p.add_argument("--pitch-shift", type=float, default=0.0, help="octaves, -2..2")
-    p.add_argument("--loudness-shift", type=float, default=0.0, help="dB, -20..20")
-    p.add_argument("--stats", default=None, help="stats.json of the training set (default: the model's own)")
-    p.add_argument("--pitch-method", default="yin", choices=["yin", "pyin", "crepe"])
-    p.set_defaults(func=_cmd_transfer)
+    add_commands(sub)
     return parser
 
 

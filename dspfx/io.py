@@ -4,7 +4,8 @@ Sections:
 
 * shape helpers: :func:`as_batch`, :func:`check_finite` (used across the project);
 * atomic writes: :func:`atomic_path`, :func:`atomic_write` (any writer: audio, chain files, plots);
-* audio files (over ``soundfile``): :func:`read_audio`, :func:`write_audio`, :func:`resample`;
+* audio files (over ``soundfile``): :func:`read_audio`, :func:`open_audio`, :func:`write_audio`, :func:`resample` (from
+  :mod:`dspfx.resampling`);
 * chain files (safetensors + JSON spec, never pickle): :func:`save`, :func:`load`.
 
 Audio is ``(channels, samples)`` in files and ``(batch, channels, samples)`` inside the
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
-import math
 import os
 import re
 import tempfile
@@ -30,6 +30,7 @@ import soundfile as sf
 import torch
 
 from dspfx.checks import _audio_tensor, _check_not_transposed, as_batch, check_finite, check_sample_rate
+from dspfx.resampling import resample  # dspfx.io.resample, as before
 from dspfx.limits import DEFAULT_LIMITS, check_spec
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ __all__ = [
     "as_batch",
     "check_finite",
     "atomic_path",
+    "open_audio",
+    "output_format",
+    "check_peak",
     "atomic_write",
     "read_audio",
     "write_audio",
@@ -181,45 +185,58 @@ def _format_for(path: Path) -> str:
     return fmt
 
 
-def resample(audio: ArrayLike, orig_sr: int, target_sr: int) -> torch.Tensor:
-    """Resample audio along its last axis with a polyphase filter.
-
-    Uses :func:`scipy.signal.resample_poly` with the reduced ratio
-    ``up / down = target_sr / orig_sr`` (divided by their gcd; e.g. 44100 -> 48000 is
-    160 / 147) and scipy's default Kaiser-windowed (beta 5) FIR anti-aliasing filter. Computed
-    in float64 with numpy; **not differentiable** (the result carries no gradient).
-
-    Args:
-        audio: floating-point tensor or ndarray of any shape ``(..., samples)``.
-        orig_sr: its sample rate in Hz.
-        target_sr: wanted sample rate in Hz.
-
-    Returns:
-        Tensor ``(..., ceil(samples * up / down))`` on the input's device, with its dtype
-        (float32 for half-precision input); a copy even when the rates are equal.
-    """
-    from scipy.signal import resample_poly  # imported here: scipy.signal takes ~1 s to import
-
-    x = _audio_tensor(audio, "audio")
-    orig_sr = check_sample_rate(orig_sr, "orig_sr", integer=True)
-    target_sr = check_sample_rate(target_sr, "target_sr", integer=True)
-    if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"audio has shape {tuple(x.shape)}; expected (..., samples) with samples > 0")
-    if orig_sr == target_sr:
-        return x.detach().clone()
-    g = math.gcd(orig_sr, target_sr)
-    up, down = target_sr // g, orig_sr // g
-    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    y = resample_poly(x.detach().cpu().to(torch.float64).numpy(), up, down, axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(y)).to(device=x.device, dtype=dtype)
-
-
 #: Most channels an audio file may have (a header claiming more is damaged).
 MAX_AUDIO_CHANNELS = 64
 
 
 class TruncatedAudioWarning(UserWarning):
     """An audio file holds less than its header declares."""
+
+
+def open_audio(path: PathLike, *, stacklevel: int = 2) -> sf.SoundFile:
+    """Open an audio file for reading in blocks (``with open_audio(p) as f: f.read(n)``), with
+    the checks :func:`read_audio` makes before reading anything: the file exists, is not a
+    directory or empty, is audio, its header's rate is within 1000 .. 384000 Hz and it has at
+    most ``MAX_AUDIO_CHANNELS`` channels; a file shorter than its header warns
+    (:class:`TruncatedAudioWarning`).
+
+    Returns:
+        an open :class:`soundfile.SoundFile` (close it, or use it as a context manager).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_audio`.
+    """
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise FileNotFoundError(f"audio file not found: {str(p)!r}")
+    if p.is_dir():
+        raise ValueError(f"cannot read audio from {str(p)!r}: it is a directory, expected a file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"cannot read audio from {str(p)!r}: the file is empty (0 bytes)")
+    try:
+        f = sf.SoundFile(p)
+    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
+    try:
+        low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
+        if not low <= f.samplerate <= high:
+            raise ValueError(
+                f"cannot read audio from {str(p)!r}: its header says {f.samplerate} Hz, outside {low:g} .. "
+                f"{high:g} Hz (a damaged header, or a file that is not audio)"
+            )
+        if f.channels > MAX_AUDIO_CHANNELS:
+            raise ValueError(f"cannot read audio from {str(p)!r}: {f.channels} channels, more than {MAX_AUDIO_CHANNELS}")
+        truncated = re.search(r"^data : (\d+) \(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
+        if truncated:
+            warnings.warn(
+                f"{str(p)!r} is truncated: its header declares {truncated.group(1)} bytes of audio, the file "
+                f"holds {truncated.group(2)}; reading the {f.frames} frames that are there",
+                TruncatedAudioWarning, stacklevel=stacklevel,
+            )
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def read_audio(
@@ -259,32 +276,11 @@ def read_audio(
         raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
     target_sr = None if sample_rate is None else check_sample_rate(sample_rate, integer=True)
     p = Path(os.fspath(path))
-    if not p.exists():
-        raise FileNotFoundError(f"audio file not found: {str(p)!r}")
-    if p.is_dir():
-        raise ValueError(f"cannot read audio from {str(p)!r}: it is a directory, expected a file")
-    if p.stat().st_size == 0:
-        raise ValueError(f"cannot read audio from {str(p)!r}: the file is empty (0 bytes)")
-    try:
-        with sf.SoundFile(p) as f:
-            low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
-            if not low <= f.samplerate <= high:
-                raise ValueError(
-                    f"cannot read audio from {str(p)!r}: its header says {f.samplerate} Hz, outside {low:g} .. "
-                    f"{high:g} Hz (a damaged header, or a file that is not audio)"
-                )
-            if f.channels > MAX_AUDIO_CHANNELS:
-                raise ValueError(f"cannot read audio from {str(p)!r}: {f.channels} channels, more than {MAX_AUDIO_CHANNELS}")
-            truncated = re.search(r"^data : (\d+) \(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
-            if truncated:
-                warnings.warn(
-                    f"{str(p)!r} is truncated: its header declares {truncated.group(1)} bytes of audio, the file "
-                    f"holds {truncated.group(2)}; reading the {f.frames} frames that are there",
-                    TruncatedAudioWarning, stacklevel=2,
-                )
+    with open_audio(p, stacklevel=3) as f:
+        try:
             data, file_sr = f.read(dtype="float64", always_2d=True), f.samplerate
-    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
-        raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
+        except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"cannot read audio from {str(p)!r}: {exc}") from exc
     if data.shape[0] == 0:
         raise ValueError(f"cannot read audio from {str(p)!r}: it contains no samples")
     data = data.T  # (channels, samples)
@@ -297,6 +293,40 @@ def read_audio(
         audio = resample(audio, out_sr, target_sr)
         out_sr = target_sr
     return audio.to(dtype), out_sr
+
+
+def output_format(path: PathLike, subtype: str | None = None) -> tuple[str, str]:
+    """``(format, subtype)`` soundfile writes ``path`` with: the format from the extension;
+    the subtype given, else ``"FLOAT"`` for ``.wav`` and soundfile's default otherwise (Opus
+    for ``.opus``).
+
+    Raises:
+        ValueError: unknown extension, or a subtype the format cannot hold.
+    """
+    p = Path(os.fspath(path))
+    fmt = _format_for(p)
+    if subtype is None:
+        subtype = "FLOAT" if fmt == "WAV" else sf.default_subtype(fmt)
+        if fmt == "OGG" and p.suffix.lower() == ".opus":
+            subtype = "OPUS"
+    subtype = subtype.upper()
+    if not sf.check_format(fmt, subtype):
+        raise ValueError(
+            f"cannot write {str(p)!r}: subtype {subtype!r} is not available for {fmt}; "
+            f"expected one of {sorted(sf.available_subtypes(fmt))}"
+        )
+    return fmt, subtype
+
+
+def check_peak(path: PathLike, subtype: str, data: np.ndarray) -> None:
+    """Refuse samples beyond +-1 for a subtype that cannot hold them (integer PCM, lossy
+    codecs would clip or wrap around)."""
+    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    if subtype not in _FLOAT_SUBTYPES and peak > 1.0:
+        raise ValueError(
+            f"cannot write {str(os.fspath(path))!r} as {subtype}: audio peaks at {peak:.4g} > 1.0 and would "
+            f"clip or wrap around; scale it, clip it, or use subtype='FLOAT' (.wav)"
+        )
 
 
 def write_audio(
@@ -356,23 +386,8 @@ def write_audio(
     data = x.detach().cpu().numpy()
     check_finite(data, name="audio")
 
-    fmt = _format_for(p)
-    if subtype is None:
-        subtype = "FLOAT" if fmt == "WAV" else sf.default_subtype(fmt)
-        if fmt == "OGG" and p.suffix.lower() == ".opus":
-            subtype = "OPUS"
-    subtype = subtype.upper()
-    if not sf.check_format(fmt, subtype):
-        raise ValueError(
-            f"cannot write {str(p)!r}: subtype {subtype!r} is not available for {fmt}; "
-            f"expected one of {sorted(sf.available_subtypes(fmt))}"
-        )
-    peak = float(np.max(np.abs(data)))
-    if subtype not in _FLOAT_SUBTYPES and peak > 1.0:
-        raise ValueError(
-            f"cannot write {str(p)!r} as {subtype}: audio peaks at {peak:.4g} > 1.0 and would "
-            f"clip or wrap around; scale it, clip it, or use subtype='FLOAT' (.wav)"
-        )
+    fmt, subtype = output_format(p, subtype)
+    check_peak(p, subtype, data)
 
     def _write(tmp: Path) -> None:
         try:

@@ -40,7 +40,7 @@ from dspfx.functional.conversions import hz_to_midi, midi_to_hz
 
 __all__ = [
     "bundled_models", "resolve_model", "load_model", "transfer", "octave_shift_toward", "quantile_match",
-    "tuning_offset", "autotune_midi", "TransferFeatures",
+    "tuning_offset", "autotune_midi", "TransferFeatures", "adjust_features", "check_shifts",
 ]
 
 
@@ -180,6 +180,62 @@ class TransferFeatures(dict):
     ``octave_shift``), returned by :func:`transfer` with ``return_features=True``."""
 
 
+def check_shifts(octave_shift: Any, pitch_shift_octaves: float, loudness_shift_db: float) -> None:
+    """Refuse shifts outside their ranges (before any work): ``octave_shift`` ``"auto"`` or a
+    whole number within ``MAX_OCTAVE_SHIFT``, ``pitch_shift_octaves`` -2 .. 2,
+    ``loudness_shift_db`` -20 .. 20."""
+    if not -2 <= pitch_shift_octaves <= 2 or not -20 <= loudness_shift_db <= 20:
+        raise ValueError(
+            f"pitch_shift_octaves must be in -2..2 and loudness_shift_db in -20..20, got "
+            f"{pitch_shift_octaves}, {loudness_shift_db}"
+        )
+    if octave_shift == "auto":
+        return
+    if not isinstance(octave_shift, (int, np.integer)) or isinstance(octave_shift, bool):
+        raise ValueError(f"octave_shift must be 'auto' or an int, got {octave_shift!r}")
+    if abs(int(octave_shift)) > MAX_OCTAVE_SHIFT:
+        raise ValueError(
+            f"octave_shift {int(octave_shift)} is beyond +-{MAX_OCTAVE_SHIFT} octaves: it moves the voice outside any "
+            "instrument's range (the model would play near-silence); use 'auto' or a smaller shift"
+        )
+
+
+def adjust_features(
+    model: DDSPModel, f0_np: np.ndarray, conf_np: np.ndarray, loud_np: np.ndarray, *, threshold: float = 1.0,
+    octave_shift: int | str = "auto", quiet_db: float = 20.0, autotune: float = 0.0, pitch_shift_octaves: float = 0.0,
+    loudness_shift_db: float = 0.0, stats: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Steps 2-6 of the pipeline on whole-clip features (float64 frames): note detection, octave
+    shift, loudness quantile matching, auto-tune, manual shifts.
+
+    Returns:
+        ``(new_f0_hz, new_loudness_db, note_mask, octave_shift)``.
+    """
+    from dspfx.ddsp.features import detect_notes
+
+    check_shifts(octave_shift, pitch_shift_octaves, loudness_shift_db)
+    mask, ratio = detect_notes(loud_np, conf_np, threshold=threshold)
+    stats = stats if stats is not None else model.stats
+    new_f0, new_loud = f0_np.copy(), loud_np.copy()
+    shift = 0
+    if octave_shift == "auto":
+        if stats and stats.get("mean_pitch_midi") is not None:
+            shift = octave_shift_toward(f0_np, mask, stats["mean_pitch_midi"])
+    else:
+        shift = int(octave_shift)
+    new_f0 = new_f0 * 2.0**shift
+    if stats and stats.get("loudness_quantiles_db") is not None and mask.any():
+        new_loud = quantile_match(loud_np, mask, stats["loudness_quantiles_db"], stats.get("quantile_levels"))
+        new_loud[~mask] -= quiet_db * (1.0 - np.clip(ratio[~mask], 0.0, 1.0))
+    if autotune:
+        midi = hz_to_midi(np.maximum(new_f0, 1e-3))
+        tuned = autotune_midi(midi, tuning_offset(midi, conf_np, mask), float(autotune))
+        new_f0 = midi_to_hz(tuned)
+    new_f0 = new_f0 * 2.0**pitch_shift_octaves
+    new_loud = np.clip(new_loud + loudness_shift_db, -80.0, 0.0)
+    return new_f0, new_loud, mask, shift
+
+
 def transfer(
     model: DDSPModel,
     audio: Any,
@@ -218,10 +274,11 @@ def transfer(
         when asked).
     """
     from dspfx.io import resample
-    from dspfx.ddsp.features import detect_notes, loudness_db, pitch
+    from dspfx.ddsp.features import loudness_db, pitch
 
     if not isinstance(model, DDSPModel):
         raise TypeError(f"model must be a DDSPModel (DDSPModel.load(path)), got {type(model).__name__}")
+    check_shifts(octave_shift, pitch_shift_octaves, loudness_shift_db)
     x = torch.as_tensor(audio).detach().to(torch.float64).cpu()
     if x.ndim == 2:
         x = x.mean(0)
@@ -229,11 +286,6 @@ def transfer(
         raise ValueError(f"audio must be (samples,) or (channels, samples) with samples > 0, got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("audio holds NaN or Inf")
-    if not -2 <= pitch_shift_octaves <= 2 or not -20 <= loudness_shift_db <= 20:
-        raise ValueError(
-            f"pitch_shift_octaves must be in -2..2 and loudness_shift_db in -20..20, got "
-            f"{pitch_shift_octaves}, {loudness_shift_db}"
-        )
     n_in = x.numel()
     y = resample(x, int(sample_rate), model.sample_rate) if sample_rate != model.sample_rate else x
     hop = model.hop
@@ -242,32 +294,9 @@ def transfer(
     f0, conf = pitch(y, model.sample_rate, model.frame_rate, method=pitch_method)
     loud = loudness_db(y, model.sample_rate, model.frame_rate)
     f0_np, conf_np, loud_np = (t.numpy().astype(np.float64) for t in (f0, conf, loud))
-    mask, ratio = detect_notes(loud_np, conf_np, threshold=threshold)
-    stats = stats if stats is not None else model.stats
-    new_f0, new_loud = f0_np.copy(), loud_np.copy()
-    shift = 0
-    if octave_shift == "auto":
-        if stats and stats.get("mean_pitch_midi") is not None:
-            shift = octave_shift_toward(f0_np, mask, stats["mean_pitch_midi"])
-    elif isinstance(octave_shift, (int, np.integer)) and not isinstance(octave_shift, bool):
-        shift = int(octave_shift)
-        if abs(shift) > MAX_OCTAVE_SHIFT:
-            raise ValueError(
-                f"octave_shift {shift} is beyond +-{MAX_OCTAVE_SHIFT} octaves: it moves the voice outside any "
-                "instrument's range (the model would play near-silence); use 'auto' or a smaller shift"
-            )
-    else:
-        raise ValueError(f"octave_shift must be 'auto' or an int, got {octave_shift!r}")
-    new_f0 = new_f0 * 2.0**shift
-    if stats and stats.get("loudness_quantiles_db") is not None and mask.any():
-        new_loud = quantile_match(loud_np, mask, stats["loudness_quantiles_db"], stats.get("quantile_levels"))
-        new_loud[~mask] -= quiet_db * (1.0 - np.clip(ratio[~mask], 0.0, 1.0))
-    if autotune:
-        midi = hz_to_midi(np.maximum(new_f0, 1e-3))
-        tuned = autotune_midi(midi, tuning_offset(midi, conf_np, mask), float(autotune))
-        new_f0 = midi_to_hz(tuned)
-    new_f0 = new_f0 * 2.0**pitch_shift_octaves
-    new_loud = np.clip(new_loud + loudness_shift_db, -80.0, 0.0)
+    new_f0, new_loud, mask, shift = adjust_features(
+        model, f0_np, conf_np, loud_np, threshold=threshold, octave_shift=octave_shift, quiet_db=quiet_db,
+        autotune=autotune, pitch_shift_octaves=pitch_shift_octaves, loudness_shift_db=loudness_shift_db, stats=stats)
     ref = next(model.parameters())
     f0_t = torch.as_tensor(new_f0, dtype=ref.dtype, device=ref.device)[None]
     loud_t = torch.as_tensor(new_loud, dtype=ref.dtype, device=ref.device)[None]

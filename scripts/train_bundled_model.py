@@ -1,18 +1,25 @@
-"""Train the bundled "violin" DDSP model shipped in dspfx/models/.
+"""Train a bundled DDSP instrument (violin, flute, trumpet, tenor_sax) shipped in dspfx/models/.
 
-Makes its own data with the bowed-string instrument (:mod:`dspfx.ddsp.instrument`, no
-downloads), prepares it (:func:`dspfx.ddsp.data.prepare`), trains the "tiny" DDSP model with the
-project's trainer (:func:`dspfx.ddsp.trainer.train`) on CPU within a wall-time budget (the run
-is cut into chunks of ``--chunk`` steps; each chunk resumes from the run's checkpoint, so the
-run can also be interrupted and restarted), validates on held-out melodies and writes
-``dspfx/models/violin.safetensors`` and ``dspfx/models/violin.json`` (command, steps, data
-seconds, validation metrics).
+The data are real sampled instruments that no one here made: expressive MIDI phrases
+(:mod:`dspfx.ddsp.soundfont`: the whole playing range, legato and detached notes, CC11 swells,
+pitch-bend vibrato, rests) played by fluidsynth through Debian's musescore-general-soundfont.
+The script renders ``--seconds`` of training phrases (seed ``--seed``) and ``--valid-seconds``
+of held-out phrases (seed ``--valid-seed``) with that soundfont, and the same held-out phrases
+with another soundfont (``--other-soundfont``, timgm6mb) to show the model generalises to
+another recording of the instrument; prepares them (:func:`dspfx.ddsp.data.prepare`); trains
+the "tiny" DDSP model with the project's trainer (:func:`dspfx.ddsp.trainer.train`) on CPU
+within a wall-time budget (in chunks of ``--chunk`` steps, each resuming from the run's
+checkpoint, so an interrupted run restarts where it stopped); validates on both held-out sets
+and writes ``dspfx/models/<instrument>.safetensors`` and ``<instrument>.json`` (command, data,
+steps, minutes, playing range, validation figures).
 
-    OMP_NUM_THREADS=1 python scripts/train_bundled_model.py --work /tmp/violin-run
+    apt-get install fluidsynth musescore-general-soundfont timgm6mb-soundfont
+    OMP_NUM_THREADS=1 python scripts/train_bundled_model.py --instrument flute --work /tmp/flute-run
 
-Defaults: 240 s of training audio (seed 0) and 24 s of held-out validation audio (seed 7) at
-16 kHz, 1 s windows with a 0.5 s hop, batch 8, Adam 1e-3 decayed x0.98 every 10k steps (as
-ddsp_pytorch's rate), reverb 0.25 s, at most 3000 steps or 25 minutes.
+Defaults: 720 s of training music, 120 s held out, 16 kHz, 1 s windows with a 0.5 s hop,
+batch 8, Adam 1e-3 (decayed x0.98 every 10k steps, ddsp_pytorch's rate), reverb 0.25 s, at
+most 5000 steps or 25 minutes of training. Rendering the phrases takes about a minute,
+preparing them (f0 and loudness) two to three.
 """
 
 from __future__ import annotations
@@ -31,40 +38,43 @@ sys.path.insert(0, str(ROOT))
 
 from dspfx.ddsp.data import Dataset, prepare  # noqa: E402
 from dspfx.ddsp.model import DDSPModel  # noqa: E402
-from dspfx.ddsp.instrument import make_dataset  # noqa: E402
+from dspfx.ddsp.soundfont import INSTRUMENTS, find_soundfont, make_phrases  # noqa: E402
 from dspfx.ddsp.trainer import train, validate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="/tmp/dspfx-violin-run", help="folder for audio, datasets and the run")
-    p.add_argument("--seconds", type=float, default=240.0, help="training audio, seconds")
-    p.add_argument("--valid-seconds", type=float, default=24.0, help="held-out validation audio, seconds")
-    p.add_argument("--seed", type=int, default=0, help="training melodies' seed (validation uses --valid-seed)")
-    p.add_argument("--valid-seed", type=int, default=7)
+    p.add_argument("--instrument", required=True, choices=sorted(INSTRUMENTS))
+    p.add_argument("--work", default=None, help="folder for audio, datasets and the run (default /tmp/dspfx-<instrument>-run)")
+    p.add_argument("--soundfont", default="musescore", help="training soundfont (a name of dspfx.ddsp.soundfont.SOUNDFONTS or a file)")
+    p.add_argument("--other-soundfont", default="timgm6mb", help="second soundfont for the generalisation figures")
+    p.add_argument("--seconds", type=float, default=720.0, help="training music, seconds")
+    p.add_argument("--valid-seconds", type=float, default=120.0, help="held-out music, seconds")
+    p.add_argument("--seed", type=int, default=0, help="training phrases' seed (validation uses --valid-seed)")
+    p.add_argument("--valid-seed", type=int, default=1)
     p.add_argument("--window-s", type=float, default=1.0)
     p.add_argument("--hop-s", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=3000, help="most steps")
+    p.add_argument("--steps", type=int, default=5000, help="most steps")
     p.add_argument("--max-minutes", type=float, default=25.0, help="wall-time budget of the training loop")
     p.add_argument("--chunk", type=int, default=100, help="steps between checkpoints / budget checks")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--reverb-s", type=float, default=0.25)
     p.add_argument("--preset", default="tiny", choices=["tiny", "full"])
-    p.add_argument("--out", default=str(ROOT / "dspfx" / "models" / "violin.safetensors"))
+    p.add_argument("--out", default=None, help="model file (default dspfx/models/<instrument>.safetensors)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    work = Path(args.work)
+    inst = INSTRUMENTS[args.instrument]
+    work = Path(args.work or f"/tmp/dspfx-{inst.name}-run")
     t_start = time.perf_counter()
 
-    audio, valid_audio = work / "audio", work / "valid_audio"
-    if not audio.exists():
-        make_dataset(audio, args.seconds, seed=args.seed)
-    if not valid_audio.exists():
-        make_dataset(valid_audio, args.valid_seconds, seed=args.valid_seed, clip_s=args.valid_seconds)
-    data, valid = work / "data", work / "valid"
-    prepare(audio, data, window_s=args.window_s, hop_s=args.hop_s, progress=False)
-    prepare(valid_audio, valid, window_s=args.window_s, hop_s=args.window_s, progress=False)
+    sets = {"train": (args.soundfont, args.seconds, args.seed), "valid": (args.soundfont, args.valid_seconds, args.valid_seed),
+            "valid_other": (args.other_soundfont, args.valid_seconds, args.valid_seed)}
+    for name, (font, seconds, seed) in sets.items():
+        make_phrases(work / f"{name}_audio", inst.name, seconds, seed=seed, soundfont=font)
+        window, hop = (args.window_s, args.hop_s) if name == "train" else (args.window_s, args.window_s)
+        prepare(work / f"{name}_audio", work / name, window_s=window, hop_s=hop, progress=False)
+    data, valid = work / "train", work / "valid"
     valid_set = Dataset(valid)
     print(f"data ready in {time.perf_counter() - t_start:.0f} s: {len(Dataset(data))} training windows, "
           f"{len(valid_set)} validation windows", flush=True)
@@ -87,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     # last validation's (also after an interrupted run restarted with --max-minutes 0)
     model = DDSPModel.load(run / "model.safetensors")
     step = json.loads((run / "metrics.json").read_text())[-1]["step"]
-    batch = {k: torch.stack([valid_set[i][k] for i in range(len(valid_set))]) for k in
-             ("audio", "f0_hz", "confidence", "loudness_db")}
-    metrics = validate(model, batch)
-    out = Path(args.out)
+    figures = {}
+    for name in ("valid", "valid_other"):
+        ds = Dataset(work / name)
+        batch = {k: torch.stack([ds[i][k] for i in range(len(ds))]) for k in ("audio", "f0_hz", "confidence", "loudness_db")}
+        with torch.no_grad():
+            figures[name] = {k: round(v, 4) for k, v in validate(model, batch).items()}
+        figures[name]["windows"] = len(ds)
+    out = Path(args.out or ROOT / "dspfx" / "models" / f"{inst.name}.safetensors")
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
     info = {
@@ -103,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         "window_s": args.window_s,
         "lr": args.lr,
         "reverb_s": args.reverb_s,
+        "range_midi": [inst.low_midi, inst.high_midi],
+        "gm_program": inst.program,
+        "soundfont": find_soundfont(args.soundfont).resolve().name,
+        "other_soundfont": find_soundfont(args.other_soundfont).resolve().name,
         "train_seconds": args.seconds,
         "train_seed": args.seed,
         "valid_seconds": args.valid_seconds,
@@ -112,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_minutes": round(train_minutes, 1),
         "device": "cpu, 1 thread",
-        "validation": {k: round(v, 4) for k, v in metrics.items()},
-        "validation_windows": len(valid_set),
-        "instrument": "dspfx.ddsp.instrument (bowed string: Helmholtz sawtooth, bow noise, body modes)",
+        "validation": figures["valid"],
+        "validation_other_soundfont": figures["valid_other"],
+        "instrument": f"{inst.name}, General MIDI program {inst.program} of {find_soundfont(args.soundfont).resolve().name} "
+                      "played by fluidsynth (dspfx.ddsp.soundfont)",
     }
     out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))

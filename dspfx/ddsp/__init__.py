@@ -8,8 +8,11 @@
 - :mod:`~dspfx.ddsp.trainer`: training on a prepared dataset (through
   :func:`dspfx.fitting.optimise`, the same core as every other training job);
 - :mod:`~dspfx.ddsp.transfer`: timbre transfer and the bundled models;
-- :mod:`~dspfx.ddsp.instrument`: the bowed string made in code that the first bundled violin
-  was trained on.
+  :mod:`~dspfx.ddsp.transfer_file`: the same for a file of any length, in chunks;
+- :mod:`~dspfx.ddsp.soundfont`: expressive MIDI phrases played by sampled instruments through
+  fluidsynth, the bundled instruments' training data;
+- :mod:`~dspfx.ddsp.instrument`: a bowed string made in code (exact, analytic tests);
+- :mod:`~dspfx.ddsp.commands`: the ``dspfx`` commands prepare, train, transfer, instruments.
 
 Nothing here is imported by ``import dspfx``: the feature code compiles numba kernels and the
 data pipeline reads shards, and a user who renders a chain pays for neither. Submodules load
@@ -19,7 +22,7 @@ on first use (``dspfx.ddsp.features`` after ``import dspfx.ddsp`` works).
 import importlib
 from typing import Any
 
-_SUBMODULES = ("features", "data", "model", "trainer", "transfer", "instrument")
+_SUBMODULES = ("features", "data", "model", "trainer", "transfer", "transfer_file", "soundfont", "instrument", "commands")
 
 __all__ = list(_SUBMODULES)
 

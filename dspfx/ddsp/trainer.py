@@ -150,6 +150,7 @@ def train(
     weights_lr: float | None = None,
     max_seconds: float | None = None,
     keep_best: bool = True,
+    harmonic_prior: bool = True,
 ) -> TrainResult:
     """Train a DDSP model on a dataset (see the module docstring for the recipe and the files).
 
@@ -180,6 +181,8 @@ def train(
         max_seconds: wall-clock budget of this call (``dspfx train --minutes``); the run stops
             cleanly, validated and checkpointed.
         keep_best: end at the state with the lowest validation spectral loss (else the last).
+        harmonic_prior: start a new model's harmonic distribution at a sawtooth spectrum
+            (:meth:`dspfx.ddsp.model.Decoder.harmonic_prior`); a given ``model`` is left as is.
 
     Returns:
         :class:`TrainResult`.
@@ -214,6 +217,8 @@ def train(
     if model is None:
         torch.manual_seed(seed)
         model = DDSPModel(sample_rate or 16000, frame_rate or 250.0, preset=preset, reverb_s=reverb_s, stats=stats)
+        if harmonic_prior:
+            model.decoder.harmonic_prior()
     elif stats is not None and model.stats is None:
         model.stats = stats
     if sample_rate is not None and sample_rate != model.sample_rate:

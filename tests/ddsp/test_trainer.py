@@ -39,12 +39,7 @@ def _model() -> DDSPModel:
 def sawtooth_like(model: DDSPModel) -> DDSPModel:
     """Bias an untrained decoder toward a 1/k harmonic spectrum (the default f0 tracker, like
     YIN generally, can lock onto a subharmonic of a flat 60-harmonic spectrum)."""
-    k = torch.arange(1, model.decoder.n_harmonics + 1, dtype=torch.float64)
-    p = (0.5 / k) ** (1 / math.log(10))
-    rows = slice(1, 1 + model.decoder.n_harmonics)
-    with torch.no_grad():
-        model.decoder.dense_out.weight[rows] *= 0.1
-        model.decoder.dense_out.bias[rows] = torch.log(p / (1 - p)).float()
+    model.decoder.harmonic_prior()
     return model
 
 

@@ -230,19 +230,21 @@ def notes_to_frames(notes: list[MidiNote], frame_rate: float = 250.0, *, seconds
     t = np.arange(n) / frame_rate
     midi = np.full(n, float(notes[0].pitch))
     loud = np.full(n, SILENCE_DB)
-    for k, note in enumerate(notes):
+
+    def frame(seconds_: float) -> int:  # first frame at or after a time
+        return int(min(n, max(0, np.ceil(seconds_ * frame_rate - 1e-9))))
+
+    for k, note in enumerate(notes):  # each note touches only its own frames: O(frames + notes)
         nxt = notes[k + 1].start_s if k + 1 < len(notes) else np.inf
         joined_next = nxt - note.end_s < 1e-6
-        end = note.end_s if joined_next else min(note.end_s + release_s, nxt)
-        inside = (t >= note.start_s) & (t < end)
-        midi[t >= note.start_s] = note.pitch
-        up = np.clip((t - note.start_s) / attack_s, 0.0, 1.0) if attack_s > 0 else 1.0
-        down = 1.0 if joined_next else np.clip(1.0 - (t - note.end_s) / release_s, 0.0, 1.0)
-        gain = np.minimum(up, down)
         joined_prev = k > 0 and note.start_s - notes[k - 1].end_s < 1e-6
-        if joined_prev:
-            gain = np.where(t >= note.start_s, down, gain)
-        level = SILENCE_DB + (levels[k] - SILENCE_DB) * gain
-        loud[inside] = np.maximum(loud[inside], level[inside] if np.ndim(level) else level)
+        end = note.end_s if joined_next else min(note.end_s + release_s, nxt)
+        a, b = frame(note.start_s), frame(end)
+        midi[a: frame(nxt) if np.isfinite(nxt) else n] = note.pitch
+        tt = t[a:b]
+        up = np.ones_like(tt) if joined_prev or attack_s <= 0 else np.clip((tt - note.start_s) / attack_s, 0.0, 1.0)
+        down = np.ones_like(tt) if joined_next else np.clip(1.0 - (tt - note.end_s) / release_s, 0.0, 1.0)
+        level = SILENCE_DB + (levels[k] - SILENCE_DB) * np.minimum(up, down)
+        loud[a:b] = np.maximum(loud[a:b], level)
     f0 = 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
     return f0, loud

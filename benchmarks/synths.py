@@ -183,6 +183,11 @@ def synth_cases(
             {"f0_hz": (voice_f0, True), "amplitude": (amp, True), "gate": (gate, False), "cutoff_hz": (cutoff, True)},
         ),
         (
+            "subtractive (the unit: 2 saws -> svf with filter envelope and key tracking -> adsr)",
+            dspfx.make("subtractive", sample_rate=sample_rate),
+            {"f0_hz": (voice_f0, True), "amplitude": (amp, True), "gate": (gate, False), "cutoff_hz": (cutoff, True)},
+        ),
+        (
             "subtractive voice (oscillator saw x adsr -> ladder)",
             SubtractiveVoice(sample_rate, "ladder"),
             {"f0_hz": (voice_f0, True), "amplitude": (amp, True), "gate": (gate, False), "cutoff_hz": (cutoff, True)},

@@ -1,6 +1,9 @@
-"""Subtractive synth sources: a band-limited saw / square / triangle oscillator and an ADSR envelope.
+"""Subtractive synthesis: a band-limited saw / square / triangle oscillator, an ADSR envelope, and
+the voice that composes them (:class:`SubtractiveVoice`, unit ``subtractive``: two detuned
+oscillators -> a resonant low-pass whose cutoff follows its own envelope and the key -> an
+amplifier envelope, the shape of torchsynth's Voice).
 
-Combine them by multiplying the renders, then filter with the effects' filters::
+Or combine the parts by hand, multiplying the renders, then filtering with the effects' filters::
 
     osc = dspfx.make("oscillator", waveform="saw", f0_hz=110.0)
     env = dspfx.make("adsr", attack_s=0.01, decay_s=0.2, sustain=0.6, release_s=0.3)
@@ -21,7 +24,7 @@ from dspfx.functional.control import control_frames, control_hop, upsample_contr
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit
 
-__all__ = ["Oscillator", "ADSR"]
+__all__ = ["Oscillator", "ADSR", "SubtractiveVoice"]
 
 
 def _frames(controls: Mapping[str, Any]) -> int:
@@ -32,6 +35,20 @@ def _frames(controls: Mapping[str, Any]) -> int:
     return frames
 
 
+
+
+def _gate(controls: Mapping[str, Any], batch: int, n: int, device: Any, owner: str) -> Tensor:
+    """The ``gate`` control as ``(batch, n)`` booleans (on where the causally upsampled value is
+    >= 0.5; always on when not given); values outside [0, 1] are an error."""
+    if "gate" not in controls:
+        return torch.ones(batch, n, dtype=torch.bool, device=device)
+    g, previous = control_frames(controls["gate"], batch, name=f"{owner}.gate", device=device)
+    with torch.no_grad():
+        lo, hi = float(g.min()), float(g.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{owner}.gate must hold 0/1 values (key up/down), got values in {lo:g} .. {hi:g}")
+    prev = None if previous is None else previous.detach()
+    return upsample_control(g.detach(), n, mode="causal", previous=prev)[..., 0].expand(batch, n) >= 0.5
 
 
 @register
@@ -155,16 +172,7 @@ class ADSR(Unit):
     def process(self, x: Tensor | None, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
         batch = state[0].shape[0]
         n = controls["attack_s"].shape[-1]
-        if "gate" in controls:
-            g, previous = control_frames(controls["gate"], batch, name="adsr.gate", device=self.device)
-            with torch.no_grad():
-                lo, hi = float(g.min()), float(g.max())
-            if lo < 0 or hi > 1:
-                raise ValueError(f"adsr.gate must hold 0/1 values (key up/down), got values in {lo:g} .. {hi:g}")
-            prev = None if previous is None else previous.detach()
-            gate = upsample_control(g.detach(), n, mode="causal", previous=prev)[..., 0].expand(batch, n) >= 0.5
-        else:
-            gate = torch.ones(batch, n, dtype=torch.bool, device=self.device)
+        gate = _gate(controls, batch, n, self.device, "adsr")
         sr = self.sample_rate
         env, new_state = adsr_envelope(
             gate,
@@ -175,3 +183,102 @@ class ADSR(Unit):
             state,
         )
         return env.unsqueeze(1), new_state
+
+
+@register
+class SubtractiveVoice(Unit):
+    """A subtractive synth voice: two oscillators -> resonant low-pass -> amplifier envelope.
+
+    Per sample::
+
+        src    = osc(f0) + osc2_mix * osc(f0 * 2 ** (detune_cents / 1200))     (band-limited, :class:`Oscillator`)
+        cutoff = cutoff_hz * 2 ** (filter_env_octaves * filter_env) * (f0 / 261.63) ** key_tracking
+        y      = amplitude * amp_env * svf_lowpass(src, cutoff, resonance)      (TPT svf, cutoff clamped)
+
+    where ``filter_env`` and ``amp_env`` are ADSR envelopes (:class:`ADSR`'s segments) of the
+    same ``gate``: the filter opens by ``filter_env_octaves`` at each note-on and settles at its
+    sustain; the cutoff follows the key (1: the same harmonic at every pitch, 0: a fixed
+    cutoff, middle C the reference). The shape of torchsynth's Voice (Turian et al. 2021) and of
+    most analog monosynths.
+
+    Knobs (all may vary in time): ``f0_hz`` (20 .. 20000, 220), ``amplitude`` (0 .. 1, 0.5),
+    ``detune_cents`` (0 .. 100, 7), ``osc2_mix`` (0 .. 1, 0.5), ``cutoff_hz`` (20 .. 20000,
+    800), ``resonance`` (q, 0.5 .. 20, 1), ``filter_env_octaves`` (0 .. 8, 3), ``key_tracking``
+    (0 .. 1, 0.5), ``filter_attack_s`` / ``filter_decay_s`` / ``filter_sustain`` /
+    ``filter_release_s`` (0.005, 0.3, 0.2, 0.3) and ``attack_s`` / ``decay_s`` / ``sustain`` /
+    ``release_s`` (0.01, 0.2, 0.7, 0.3). Extra control ``gate`` (0/1 frames, as :class:`ADSR`;
+    always on when not given). Options: ``waveform`` ("saw", "square", "triangle"), ``hop``
+    (192). State (phases, envelopes, filter) is carried across blocks (:class:`dspfx.Stream`).
+
+    >>> voice = dspfx.make("subtractive", sample_rate=16000, cutoff_hz=600.0, filter_env_octaves=4.0)
+    >>> y = voice(f0_hz=f0_frames, gate=gate_frames)     # (batch, frames) each -> (batch, 1, frames * hop)
+    """
+
+    name = "subtractive"
+    category = "synth"
+    is_synth = True
+    extra_controls = ("gate",)
+    f0_hz = Knob(220.0, 20.0, 20000.0, scale="log", unit="Hz", doc="fundamental frequency")
+    amplitude = Knob(0.5, 0.0, 1.0, doc="output level")
+    detune_cents = Knob(7.0, 0.0, 100.0, unit="cents", doc="second oscillator's detune")
+    osc2_mix = Knob(0.5, 0.0, 1.0, doc="second oscillator's level")
+    cutoff_hz = Knob(800.0, 20.0, 20000.0, scale="log", unit="Hz", doc="filter cutoff (envelope closed, at middle C)")
+    resonance = Knob(1.0, 0.5, 20.0, scale="log", doc="filter q")
+    filter_env_octaves = Knob(3.0, 0.0, 8.0, unit="oct", doc="how far the envelope opens the filter")
+    key_tracking = Knob(0.5, 0.0, 1.0, doc="cutoff follows the pitch (1: fully)")
+    filter_attack_s = Knob(0.005, 0.001, 10.0, scale="log", unit="s", doc="filter envelope attack")
+    filter_decay_s = Knob(0.3, 0.001, 10.0, scale="log", unit="s", doc="filter envelope decay")
+    filter_sustain = Knob(0.2, 0.0, 1.0, doc="filter envelope sustain")
+    filter_release_s = Knob(0.3, 0.001, 10.0, scale="log", unit="s", doc="filter envelope release")
+    attack_s = Knob(0.01, 0.001, 10.0, scale="log", unit="s", doc="amplifier attack")
+    decay_s = Knob(0.2, 0.001, 10.0, scale="log", unit="s", doc="amplifier decay")
+    sustain = Knob(0.7, 0.0, 1.0, doc="amplifier sustain")
+    release_s = Knob(0.3, 0.001, 10.0, scale="log", unit="s", doc="amplifier release")
+
+    def __init__(self, sample_rate: float = 48000, waveform: str = "saw", hop: int = 192, **knobs: Any) -> None:
+        if waveform not in WAVEFORMS:
+            raise ValueError(f"subtractive: waveform must be one of {WAVEFORMS}, got {waveform!r}")
+        self.waveform = waveform
+        self.hop = control_hop(sample_rate, hop, "subtractive")
+        super().__init__(sample_rate, **knobs)
+
+    def init_state(self, batch: int, channels: int) -> dict[str, Any]:
+        def env() -> tuple[Tensor, Tensor, Tensor]:
+            return (torch.zeros(batch, dtype=torch.float64, device=self.device),
+                    torch.zeros(batch, dtype=torch.float64, device=self.device),
+                    torch.zeros(batch, dtype=self.dtype, device=self.device))
+
+        return {"phase": torch.zeros(batch, 2, 1, dtype=torch.float64, device=self.device), "filter_env": env(),
+                "amp_env": env(), "svf": torch.zeros(batch, 1, 2, dtype=self.dtype, device=self.device)}
+
+    def default_length(self, controls: Mapping[str, Any]) -> int:
+        return _frames(controls) * self.hop
+
+    def process(self, x: Tensor | None, controls: dict[str, Tensor], state: Any) -> tuple[Tensor, Any]:
+        from dspfx.functional.svf import svf_coefficients, svf_filter
+
+        batch = state["phase"].shape[0]
+        n = int(controls["n_samples"])
+        c = {k: controls[k].expand(batch, 1, n) for k in self.knob_specs}
+        gate = _gate(controls, batch, n, self.device, "subtractive")
+        sr = self.sample_rate
+        f0 = c["f0_hz"]
+        ratio = torch.cat([torch.ones_like(f0), 2.0 ** (c["detune_cents"] / 1200.0)], dim=1)  # (batch, 2, n)
+        dt = (f0 * ratio / sr).clamp(max=0.49)
+        phase, final_phase = accumulate_phase(dt, state["phase"])
+        osc = oscillator(self.waveform, phase, dt, 0.5, 32)
+        src = osc[:, :1] + c["osc2_mix"] * osc[:, 1:]
+
+        def envelope(prefix: str, st: Any) -> tuple[Tensor, Any]:
+            keys = [f"{prefix}attack_s", f"{prefix}decay_s", f"{prefix}sustain", f"{prefix}release_s"]
+            a, d, s_, r = (c[k][:, 0] for k in keys)
+            return adsr_envelope(gate, a * sr, d * sr, s_, r * sr, st)
+
+        fenv, filter_state = envelope("filter_", state["filter_env"])
+        aenv, amp_state = envelope("", state["amp_env"])
+        cutoff = c["cutoff_hz"] * 2.0 ** (c["filter_env_octaves"] * fenv.unsqueeze(1).to(f0.dtype)) * (
+            f0 / 261.63) ** c["key_tracking"]
+        coeffs = svf_coefficients("lowpass", cutoff, c["resonance"], 0.0, sr)
+        y, svf_state = svf_filter(src, *coeffs, state=state["svf"])
+        y = c["amplitude"] * aenv.unsqueeze(1).to(y.dtype) * y
+        return y, {"phase": final_phase, "filter_env": filter_state, "amp_env": amp_state, "svf": svf_state}

@@ -177,3 +177,96 @@ def test_additive_saw_compiled_bank_equals_the_series_with_gradients():
         assert (oscillator_additive("saw", phase, dt, n_harmonics=40) - ref).abs().max() < 1e-12
     finally:
         oscillators._COMPILED_BANK = True
+
+
+# -- the voice --------------------------------------------------------------------------------------
+def _voice_by_hand(sr, n, gate, f0, k):
+    """The voice composed from its parts: two oscillators, svf low-pass, two ADSR renders."""
+    from dspfx.functional.svf import svf_coefficients, svf_filter
+
+    osc1 = Oscillator(sample_rate=sr, f0_hz=f0).double()(n_samples=n)
+    osc2 = Oscillator(sample_rate=sr, f0_hz=f0 * 2 ** (k["detune_cents"] / 1200)).double()(n_samples=n)
+    fenv = ADSR(sample_rate=sr, attack_s=k["filter_attack_s"], decay_s=k["filter_decay_s"],
+                sustain=k["filter_sustain"], release_s=k["filter_release_s"]).double()(n_samples=n, gate=gate)
+    aenv = ADSR(sample_rate=sr, attack_s=k["attack_s"], decay_s=k["decay_s"], sustain=k["sustain"],
+                release_s=k["release_s"]).double()(n_samples=n, gate=gate)
+    cutoff = k["cutoff_hz"] * 2 ** (k["filter_env_octaves"] * fenv) * (f0 / 261.63) ** k["key_tracking"]
+    y, _ = svf_filter(osc1 + k["osc2_mix"] * osc2, *svf_coefficients("lowpass", cutoff, k["resonance"], 0.0, sr))
+    return k["amplitude"] * aenv * y
+
+
+def test_voice_is_its_parts_composed():
+    sr, n = 16000, 4000
+    k = dict(detune_cents=11.0, osc2_mix=0.4, cutoff_hz=500.0, resonance=3.0, filter_env_octaves=2.5,
+             key_tracking=0.7, filter_attack_s=0.01, filter_decay_s=0.05, filter_sustain=0.3, filter_release_s=0.04,
+             attack_s=0.005, decay_s=0.08, sustain=0.6, release_s=0.05, amplitude=0.8)
+    gate = torch.zeros(1, n, dtype=D)
+    gate[:, 200:2600] = 1
+    voice = dspfx.make("subtractive", sample_rate=sr, f0_hz=196.0, **k).double()
+    with torch.no_grad():
+        y = voice(n_samples=n, gate=gate)
+        ref = _voice_by_hand(sr, n, gate, 196.0, k)
+    assert float((y - ref).abs().max()) < 1e-9
+    # silent before the gate and once the release is over; sounding while it is on
+    assert float(y[..., :200].abs().max()) == 0.0
+    assert float(y[..., 2600 + int(0.05 * sr) + 2:].abs().max()) < 1e-9
+    assert float(y[..., 1000:2000].abs().max()) > 0.1
+
+
+def _centroid_harmonic(y, f0, sr):
+    p = np.abs(np.fft.rfft(y * np.hanning(y.size))) ** 2
+    f = np.fft.rfftfreq(y.size, 1 / sr)
+    return float((p * f).sum() / p.sum() / f0)
+
+
+def test_key_tracking_keeps_the_timbre_across_octaves():
+    sr, n = 32000, 16000
+    ratios = {}
+    for tracking in (0.0, 1.0):
+        cents = []
+        for f0 in (110.0, 440.0):
+            v = dspfx.make("subtractive", sample_rate=sr, f0_hz=f0, cutoff_hz=600.0, filter_env_octaves=0.0,
+                           key_tracking=tracking, osc2_mix=0.0, resonance=0.7)
+            with torch.no_grad():
+                cents.append(_centroid_harmonic(v(n_samples=n)[0, 0, 4000:].numpy(), f0, sr))
+        ratios[tracking] = cents[0] / cents[1]
+    assert abs(ratios[1.0] - 1.0) < 0.15  # the same harmonic centroid two octaves apart
+    assert ratios[0.0] > 1.3  # a fixed cutoff: the low note keeps more of its harmonics
+
+
+def test_voice_streams_and_gradchecks():
+    voice = dspfx.make("subtractive", sample_rate=8000, hop=8).double()
+    g = torch.zeros(1, 120, dtype=D)
+    g[:, 5:80] = 1
+    f0 = torch.linspace(180.0, 260.0, 120, dtype=D)[None]
+    with torch.no_grad():
+        y = voice(f0_hz=f0, gate=g)
+        stream = dspfx.Stream(voice)
+        out = torch.cat([stream(f0_hz=f0[:, i: i + 13], gate=g[:, i: i + 13]) for i in range(0, 120, 13)], dim=-1)
+    assert float((out - y).abs().max()) < 1e-9
+    small = dspfx.make("subtractive", sample_rate=2000, hop=1).double()
+    gate = torch.ones(1, 30, dtype=D)
+    knobs = [torch.tensor([v], dtype=D, requires_grad=True) for v in (300.0, 2.0, 9.0, 0.6)]
+    names = ("cutoff_hz", "filter_env_octaves", "detune_cents", "key_tracking")
+    assert torch.autograd.gradcheck(
+        lambda *kv: small(n_samples=30, f0_hz=150.0, gate=gate, **dict(zip(names, kv))), tuple(knobs))
+
+
+def test_a_fit_recovers_the_filter_of_a_target_note():
+    sr, n = 16000, 8000
+    gate = torch.zeros(1, n)
+    gate[:, :6000] = 1
+    target = dspfx.make("subtractive", sample_rate=sr, f0_hz=220.0, cutoff_hz=1500.0, filter_env_octaves=1.5)
+    with torch.no_grad():
+        y = target(n_samples=n, gate=gate)
+    voice = dspfx.make("subtractive", sample_rate=sr, f0_hz=220.0)
+    for name in voice.knob_specs:
+        if name not in ("cutoff_hz", "filter_env_octaves"):
+            voice.freeze(name)
+    from dspfx.fitting.loop import optimise
+    from dspfx.fitting.losses import MRSTFTLoss
+
+    loss = MRSTFTLoss(sample_rate=sr)
+    optimise(voice, lambda step: loss(voice(n_samples=n, gate=gate), y), steps=150, lr=0.05, progress=False)
+    assert float(voice.knob_value("cutoff_hz").detach()) == pytest.approx(1500.0, rel=0.15)
+    assert float(voice.knob_value("filter_env_octaves").detach()) == pytest.approx(1.5, abs=0.4)

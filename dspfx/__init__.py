@@ -48,4 +48,13 @@ __all__ = [
     "compare",
     "from_pedalboard",
     "to_pedalboard",
+    "play",
 ]
+
+
+def play(notes_or_midi, instrument, **kwargs):  # type: ignore[no-untyped-def]
+    """:func:`dspfx.ddsp.play.play`: notes or a MIDI file played by a DDSP instrument (loaded
+    on first use, so ``import dspfx`` stays light). Returns ``(audio, sample_rate)``."""
+    from dspfx.ddsp.play import play as _play
+
+    return _play(notes_or_midi, instrument, **kwargs)

@@ -12,7 +12,9 @@
 - :mod:`~dspfx.ddsp.soundfont`: expressive MIDI phrases played by sampled instruments through
   fluidsynth, the bundled instruments' training data;
 - :mod:`~dspfx.ddsp.instrument`: a bowed string made in code (exact, analytic tests);
-- :mod:`~dspfx.ddsp.commands`: the ``dspfx`` commands prepare, train, transfer, instruments.
+- :mod:`~dspfx.ddsp.midi`, :mod:`~dspfx.ddsp.expression`, :mod:`~dspfx.ddsp.play`: MIDI input,
+  MIDI-DDSP's note-level controls measured from audio, and notes played by an instrument;
+- :mod:`~dspfx.ddsp.commands`: the ``dspfx`` commands prepare, train, transfer, instruments, play.
 
 Nothing here is imported by ``import dspfx``: the feature code compiles numba kernels and the
 data pipeline reads shards, and a user who renders a chain pays for neither. Submodules load
@@ -22,7 +24,7 @@ on first use (``dspfx.ddsp.features`` after ``import dspfx.ddsp`` works).
 import importlib
 from typing import Any
 
-_SUBMODULES = ("features", "data", "model", "trainer", "transfer", "transfer_file", "soundfont", "instrument", "commands")
+_SUBMODULES = ("features", "data", "model", "trainer", "transfer", "transfer_file", "soundfont", "instrument", "commands", "midi", "expression", "play")
 
 __all__ = list(_SUBMODULES)
 

@@ -1,10 +1,13 @@
-"""The DDSP instrument commands of ``dspfx``: prepare, train, transfer, instruments.
+"""The DDSP instrument commands of ``dspfx``: prepare, train, transfer, instruments, play,
+train-midi.
 
     dspfx prepare AUDIO_DIR DATA [--sample-rate 16000] [--frame-rate 250]
     dspfx train DATA --out RUN [--steps N] [--preset tiny|full] [--minutes M] ...   (torchrun works too)
     dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
                                                         a bundled name, e.g. violin)
-    dspfx instruments [--json]
+    dspfx instruments [--json | --markdown]
+    dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] ...
+    dspfx train-midi DATA --out RUN [--minutes M]
 
 Registered on the main parser by :func:`add_commands`; nothing heavy is imported until a command
 runs (the parser of ``dspfx units`` pays for no feature code).
@@ -13,6 +16,7 @@ runs (the parser of ``dspfx units`` pays for no feature code).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_commands"]
@@ -85,6 +89,57 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_play(args: argparse.Namespace) -> int:
+    from dspfx.ddsp.play import play
+    from dspfx.io import output_format, write_audio
+
+    output_format(args.output)  # a format soundfile writes, checked before the work
+    if not Path(args.output).resolve().parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(Path(args.output).resolve().parent)!r} does not exist")
+    controls = {name: value for name, value in (
+        ("volume", args.volume), ("volume_fluctuation", args.volume_fluctuation),
+        ("volume_peak_position", args.peak_position), ("vibrato", args.vibrato)) if value is not None}
+    expression: Any = "auto"
+    if args.expression:
+        from dspfx.ddsp.generators import ExpressionGenerator
+
+        expression = None if args.expression == "none" else ExpressionGenerator.load(args.expression)
+    audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression)
+    write_audio(args.output, audio.reshape(1, -1), rate)
+    print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
+    return 0
+
+
+def _cmd_train_midi(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from dspfx.ddsp.generators import train_expression, training_pairs
+    from dspfx.cli import _output_folder
+    from dspfx.io import atomic_path
+
+    out = _output_folder(args.out)
+    pairs = training_pairs(args.data)
+    if len(pairs) < 2:
+        raise ValueError(f"{args.data!r} holds {len(pairs)} usable MIDI/audio pair; need at least 2 (one held out)")
+    order = np.random.default_rng(args.seed).permutation(len(pairs))
+    n_valid = max(1, int(round(args.valid_fraction * len(pairs))))
+    valid, train = [pairs[i] for i in order[:n_valid]], [pairs[i] for i in order[n_valid:]]
+    result = train_expression(train, valid, steps=args.steps, max_seconds=_seconds(args.minutes), seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    result.generator.save(out / "expression.safetensors")
+    info = {"pairs": len(pairs), "held_out": n_valid, "steps": result.steps, "seconds": round(result.seconds, 1),
+            "held_out_pearson_r": {k: round(v, 3) for k, v in result.pearson_r.items()},
+            "held_out_mse": round(result.mse, 4), "mean_baseline_mse": round(result.mean_baseline_mse, 4)}
+    with atomic_path(out / "expression.json") as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s on {len(train)} phrases; held-out r: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in result.pearson_r.items()))
+    print(f"wrote {out / 'expression.safetensors'} (dspfx play INSTRUMENT IN.mid OUT.wav --expression it)")
+    return 0
+
+
 def _bundled_names() -> str:
     from dspfx.ddsp.transfer import bundled_models
 
@@ -131,16 +186,40 @@ def instrument_rows() -> list[dict[str, Any]]:
             "source": info.get("instrument"),
             "loudness_l1_db": valid.get("loudness_l1_db"),
             "f0_l1_semitones": valid.get("f0_l1_semitones"),
+            "f0_outlier_ratio": valid.get("f0_outlier_ratio"),
             "spectral_loss": valid.get("mrstft"),
+            "other_soundfont_loudness_l1_db": other.get("loudness_l1_db"),
+            "other_soundfont_f0_l1_semitones": other.get("f0_l1_semitones"),
             "other_soundfont_spectral_loss": other.get("mrstft"),
         })
     return rows
+
+
+def instruments_markdown() -> str:
+    """The README's table of the bundled instruments (``dspfx instruments --markdown``)."""
+
+    def fmt(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = ["| instrument | range | steps | minutes | loudness L1 dB | f0 L1 st | f0 outliers | spectral loss "
+             "| other soundfont: loudness L1 dB | f0 L1 st | spectral loss |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in instrument_rows():
+        lines.append(
+            f"| `{r['name']}` | {r['range'] or '-'} | {fmt(r['steps'], 'd')} | {fmt(r['train_minutes'], '.1f')} | "
+            f"{fmt(r['loudness_l1_db'], '.2f')} | {fmt(r['f0_l1_semitones'], '.3f')} | {fmt(r['f0_outlier_ratio'], '.4f')} | "
+            f"{fmt(r['spectral_loss'], '.2f')} | {fmt(r['other_soundfont_loudness_l1_db'], '.2f')} | "
+            f"{fmt(r['other_soundfont_f0_l1_semitones'], '.3f')} | {fmt(r['other_soundfont_spectral_loss'], '.2f')} |")
+    return "\n".join(lines)
 
 
 def _cmd_instruments(args: argparse.Namespace) -> int:
     import json
 
     rows = instrument_rows()
+    if args.markdown:
+        print(instruments_markdown())
+        return 0
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -215,5 +294,34 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_transfer)
 
     p = sub.add_parser("instruments", help="list the bundled instruments: playing range and validation figures")
-    p.add_argument("--json", action="store_true", help="machine-readable listing")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="machine-readable listing")
+    g.add_argument("--markdown", action="store_true", help="the README's table")
     p.set_defaults(func=_cmd_instruments)
+
+    p = sub.add_parser("play", help="play a MIDI file's melody with an instrument",
+                       description="Play one track of a MIDI file (monophonic; in a chord or an overlap the later "
+                                   "note wins) with a bundled instrument or a trained model. " + _bundled_help())
+    p.add_argument("instrument", help=f"a bundled instrument ({_bundled_names()}) or a model file")
+    p.add_argument("midi", help="a Standard MIDI File (.mid)")
+    p.add_argument("output", help="output audio file (written atomically, at the instrument's rate)")
+    p.add_argument("--track", type=int, default=None, help="track index (default: the first melodic track)")
+    p.add_argument("--volume", type=float, default=None, help="mean loudness of every note, dB (-80..0; default: from velocity)")
+    p.add_argument("--volume-fluctuation", type=float, default=None, help="loudness swell within a note, dB std (default 0)")
+    p.add_argument("--peak-position", type=float, default=None, help="where a note's swell peaks, 0..1 (default 0.3)")
+    p.add_argument("--vibrato", type=float, default=None, help="vibrato extent, semitones (default 0.15)")
+    p.add_argument("--expression", default=None,
+                   help="an expression generator file (dspfx train-midi), or 'none' for the plain defaults "
+                        "(default: a bundled instrument's own)")
+    p.set_defaults(func=_cmd_play)
+
+    p = sub.add_parser("train-midi", help="train an expression generator on MIDI/audio pairs",
+                       description="Train the expression generator (notes in context -> note controls) on a folder of "
+                                   "aligned pairs, NNNN.mid beside NNNN.wav (as scripts/make_instrument_data.py writes).")
+    p.add_argument("data", help="folder of MIDI/audio pairs")
+    p.add_argument("--out", required=True, help="run folder: expression.safetensors and expression.json")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--valid-fraction", type=float, default=0.15, help="share of the pairs held out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_midi)

@@ -207,7 +207,7 @@ def velocity_db(velocity: Any, top_db: float = -16.0, range_db: float = 30.0) ->
 
 
 def notes_to_frames(notes: list[MidiNote], frame_rate: float = 250.0, *, seconds: float | None = None,
-                    attack_s: float = 0.03, release_s: float = 0.06, loudness_db: Any = None,
+                    attack_s: float = 0.015, release_s: float = 0.06, loudness_db: Any = None,
                     tail_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Frame features of a monophonic line: ``(f0_hz, loudness_db)``, each ``(frames,)``.
 

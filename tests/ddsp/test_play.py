@@ -1,0 +1,135 @@
+"""Tests of dspfx.ddsp.play and `dspfx play`: notes with note-level controls through an
+instrument; requested controls come back out of the render (MIDI-DDSP's control effect)."""
+
+from __future__ import annotations
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+import dspfx
+from dspfx.cli import main
+from dspfx.ddsp.expression import note_controls
+from dspfx.ddsp.midi import MidiNote, MidiWarning, velocity_db
+from dspfx.ddsp.play import note_frames, play
+
+FR = 250.0
+
+
+def _line(n=6, length=0.8, gap=0.1, low=67):
+    rng = np.random.default_rng(4)
+    pitches = low + rng.integers(0, 12, n)
+    return [MidiNote(0.2 + k * (length + gap), 0.2 + k * (length + gap) + length, int(p), 90) for k, p in enumerate(pitches)]
+
+
+def test_note_frames_follow_the_controls():
+    notes = _line(3, length=1.0)
+    f0, loud = note_frames(notes, {"volume": [-30.0, -20.0, -25.0], "volume_fluctuation": [0.0, 4.0, 0.0],
+                                   "volume_peak_position": 0.8, "vibrato": [0.0, 0.0, 0.4]})
+    t = np.arange(f0.size) / FR
+    inner = [(t > n.start_s + 0.05) & (t < n.end_s - 0.01) for n in notes]
+    assert np.allclose(loud[inner[0]], -30.0)
+    assert loud[inner[1]].mean() == pytest.approx(-20.0, abs=0.6) and loud[inner[1]].std() == pytest.approx(4.0, abs=0.6)
+    peak_at = (t[inner[1]][np.argmax(loud[inner[1]])] - notes[1].start_s) / notes[1].duration_s
+    assert peak_at == pytest.approx(0.8, abs=0.03)
+    cents = 1200 * np.log2(f0 / (440 * 2 ** ((notes[2].pitch - 69) / 12)))
+    late = inner[2] & (t > notes[2].start_s + 0.5)
+    assert np.abs(cents[late]).max() == pytest.approx(40.0, abs=1.0)
+    early = inner[2] & (t < notes[2].start_s + 0.25)
+    assert np.abs(cents[early]).max() < 1e-6  # the onset delay
+    assert np.allclose(1200 * np.log2(f0[inner[0]] / (440 * 2 ** ((notes[0].pitch - 69) / 12))), 0.0)
+    # defaults: the velocity's level, a little vibrato on long notes
+    f0d, loudd = note_frames(notes)
+    assert np.allclose(loudd[inner[0]], velocity_db(90))
+
+
+def test_bad_controls_are_named():
+    notes = _line(2)
+    with pytest.raises(ValueError, match="measured, not yet playable"):
+        note_frames(notes, {"brightness": 3.0})
+    with pytest.raises(ValueError, match="one per note \\(2\\)"):
+        note_frames(notes, {"vibrato": [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="out of range"):
+        note_frames(notes, {"volume_peak_position": 1.5})
+
+
+@pytest.fixture(scope="module")
+def violin():
+    from dspfx.ddsp.transfer import load_model
+
+    return load_model("violin")
+
+
+@pytest.mark.parametrize("control, values", [("volume", [-40.0, -34.0, -28.0, -22.0, -16.0, -10.0]),
+                                             ("vibrato", [0.0, 0.1, 0.2, 0.3, 0.45, 0.6])])
+def test_requested_controls_come_back_out_of_the_render(violin, control, values):
+    notes = _line(6, length=1.0, gap=0.15)
+    audio, rate = play(notes, violin, controls={control: values}, playing_range=(55, 93))
+    measured = note_controls(audio.numpy(), rate, notes)[:, ["volume", "vibrato"].index(control) * 3]
+    r = np.corrcoef(values, measured)[0, 1]
+    assert r > 0.9, (values, measured)
+    assert measured[-1] > measured[0]
+
+
+def test_notes_out_of_range_move_by_octaves(violin):
+    notes = [MidiNote(0.1, 0.6, 40, 90), MidiNote(0.6, 1.1, 62, 90)]
+    with pytest.warns(MidiWarning, match="1 of 2 notes"):
+        audio, rate = play(notes, violin, playing_range=(55, 93))
+    assert audio.shape == (int(np.ceil(1.6 * FR)) * violin.hop,) and rate == violin.sample_rate
+
+
+def _midi(path, notes, drums=False):
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    ch = 9 if drums else 0
+    now = 0
+    for start, end, pitch in notes:  # seconds at 120 bpm: 960 ticks a second
+        track.append(mido.Message("note_on", note=pitch, velocity=96, channel=ch, time=int(start * 960) - now))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, channel=ch, time=int((end - start) * 960)))
+        now = int(end * 960)
+    mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def test_cli_play_end_to_end_and_bad_midi(tmp_path, capsys):
+    src = _midi(tmp_path / "tune.mid", [(0.0, 0.5, 69), (0.5, 1.0, 72), (1.25, 2.0, 76)])
+    out = tmp_path / "tune.wav"
+    assert main(["play", "flute", str(src), str(out), "--vibrato", "0.3", "--volume", "-20"]) == 0
+    y, rate = sf.read(str(out), dtype="float32")
+    assert rate == 16000 and y.size == 2.5 * rate and np.sqrt(np.mean(y**2)) > 1e-3
+    assert "wrote" in capsys.readouterr().out
+    a, sr = dspfx.play(src, "flute", controls={"vibrato": 0.3, "volume": -20.0})
+    assert np.allclose(a.numpy(), y, atol=1e-6)
+    for bad, match in ((_midi(tmp_path / "drums.mid", [(0.0, 0.5, 36)], drums=True), "only drums"),
+                       (tmp_path / "missing.mid", "not found")):
+        assert main(["play", "flute", str(bad), str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err
+    (tmp_path / "junk.mid").write_bytes(b"MThd" + bytes(40))
+    assert main(["play", "flute", str(tmp_path / "junk.mid"), str(tmp_path / "x.wav")]) == 2
+    assert "cannot read MIDI" in capsys.readouterr().err
+    assert main(["play", "flute", str(src), str(tmp_path / "x.wav"), "--peak-position", "2"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_the_same_notes_play_the_subtractive_voice(tmp_path, capsys):
+    from dspfx.ddsp.features import pitch
+
+    src = _midi(tmp_path / "tune.mid", [(0.0, 0.5, 57), (0.5, 1.0, 64), (1.25, 2.0, 69)])
+    assert main(["play", "subtractive", str(src), str(tmp_path / "synth.wav"), "--vibrato", "0"]) == 0
+    y, rate = sf.read(str(tmp_path / "synth.wav"), dtype="float32")
+    assert rate == 48000 and np.abs(y).max() <= 1.0
+    f0, conf = pitch(y, rate, FR)
+    f0, conf = f0.numpy(), conf.numpy()
+    for start, end, note in ((0.0, 0.5, 57), (0.5, 1.0, 64), (1.25, 2.0, 69)):
+        sel = slice(int((start + 0.1) * FR), int((end - 0.05) * FR))
+        ok = conf[sel] > 0.5
+        assert ok.mean() > 0.8
+        assert abs(12 * np.log2(np.median(f0[sel][ok]) / (440 * 2 ** ((note - 69) / 12)))) < 0.2
+    assert np.abs(y[int(2.0 * rate) + int(0.35 * rate):]).max() < 1e-6  # silent once released
+    quiet, _ = dspfx.play(src, "subtractive", controls={"volume": -40.0})
+    loud, _ = dspfx.play(src, "subtractive", controls={"volume": -20.0})
+    assert float(loud.square().mean() / quiet.square().mean()) == pytest.approx(100.0, rel=0.05)

@@ -38,6 +38,7 @@ def units():
         "biquad (peak)": dspfx.make("biquad", mode="peak", cutoff_hz=1200.0, gain_db=6.0),
         "svf (lowpass)": dspfx.make("svf", mode="lowpass", cutoff_hz=1200.0, q=2.0),
         "one_pole": dspfx.make("one_pole", cutoff_hz=3000.0),
+        "ladder (lpf24, table)": dspfx.make("ladder", mode="lpf24", cutoff_hz=1200.0, resonance=0.5, drive=4.0),
         "parametric_eq (3 peaks)": dspfx.make("parametric_eq", n_peaks=3, peak1_gain_db=4.0),
         "delay": dspfx.make("delay", delay_ms=250.0, feedback=0.5, mix=0.5),
         "chain (drive, eq, level)": dspfx.Chain(drive=dspfx.make("distortion", drive_db=18.0),
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None, help="units whose label starts with one of these")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from dspfx.export.faust import URI_PREFIX, export_plugin
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         sf.write(folder / "long.wav", x, SR, subtype="FLOAT")
         sf.write(folder / "short.wav", x[: SR // 10], SR, subtype="FLOAT")
         for i, (label, unit) in enumerate(units().items()):
+            if args.only and not any(label.startswith(prefix) for prefix in args.only):
+                continue
             name = f"bench_{i}"
             export_plugin(unit, folder / "bundles", name=name)
             uri = f"{URI_PREFIX}/{name}"

@@ -10,8 +10,8 @@ lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``. The plugin compu
 precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
-``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``, ``delay``
-(whole samples, undamped), and the containers ``chain``,
+``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
+``ladder`` (every mode, table or tanh saturation), ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -19,6 +19,7 @@ Exactness against dspfx's render, through the built plugin, is tested in tests/e
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -169,6 +170,34 @@ def _svf(unit: Unit, path: str) -> str:
             "with { v1 = (s1 + g * (x - s2)) / (1.0 + g * (g + k)); v2 = s2 + g * v1; }; })")
 
 
+def _ladder(unit: Unit, path: str) -> str:
+    """The transistor ladder (:mod:`dspfx.functional.ladder`): JUCE's recursion with five states,
+    the saturation in the feedback, the mode's taps times 1.2; ``saturation="table"`` reads the
+    128-point tanh table (Faust ``rdtable``, values written with 17 digits) with dspfx's index
+    ``(v + 5) * 12.7`` and linear interpolation, clamped to its ends; ``"tanh"`` uses ``ma.tanh``."""
+    from dspfx.functional.ladder import LADDER_MODES, LADDER_OUTPUT_GAIN, ladder_tanh_table
+
+    taps, comp = LADDER_MODES[unit.mode]
+    a0, a1_, a2, a3, a4 = (_number(t * LADDER_OUTPUT_GAIN) for t in taps)
+    fc, res, drive = (_slider(unit, key, path) for key in ("cutoff_hz", "resonance", "drive"))
+    if unit.saturation == "table":
+        values = ", ".join(repr(float(v)) for v in ladder_tanh_table())
+        sat = (f"sat(v) = select2(v <= -5.0, select2(v >= 5.0, select2(i >= 127, lo + f * (hi - lo), tb(127)), "
+               f"tb(127)), tb(0)) with {{ pos = (v + 5.0) * 12.7; i = int(max(0.0, min(pos, 127.0))); "
+               f"f = pos - float(i); tb(j) = rdtable(waveform{{{values}}}, j); lo = tb(i); hi = tb(min(i + 1, 127)); }};")
+    else:
+        sat = "sat(v) = ma.tanh(v);"
+    return (f"(core ~ (_, _, _, _, _) : (!, !, !, !, !, _) with {{ {sat} "
+            f"a1 = exp({fc} * ({_number(-2.0 * math.pi / unit.sample_rate)})); r = 0.1 + 0.9 * {res}; dr = {drive}; "
+            "gain(dd) = pow(dd, -2.642) * 0.6103 + 0.3903; d2 = 0.04 * dr + 0.96; g1 = gain(dr); g2 = gain(d2); "
+            "gg = 1.0 - a1; b0 = gg * (10.0 / 13.0); b1 = gg * (3.0 / 13.0); "
+            "core(s0, s1, s2, s3, s4, x) = a, b, c, d, e, "
+            f"{a0} * a + {a1_} * b + {a2} * c + {a3} * d + {a4} * e "
+            f"with {{ dx = g1 * sat(dr * x); a = dx - 4.0 * r * (g2 * sat(d2 * s4) - {_number(comp)} * dx); "
+            "b = b1 * s0 + a1 * s1 + b0 * a; c = b1 * s1 + a1 * s2 + b0 * b; "
+            "d = b1 * s2 + a1 * s3 + b0 * c; e = b1 * s3 + a1 * s4 + b0 * d; }; })")
+
+
 def _delay(unit: Unit, path: str) -> str:
     """The whole-sample feedback echo (``interpolation="none"``, undamped):
     ``buf = x + g * buf[n - D]``, ``y = (1 - mix) x + mix buf[n - D]``, ``D = floor(delay_ms *
@@ -209,7 +238,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
-    "parametric_eq": _parametric_eq,
+    "parametric_eq": _parametric_eq, "ladder": _ladder,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -48,13 +48,24 @@ def _eq() -> dspfx.Unit:
     return dspfx.Chain(eq=eq, bank=dspfx.DryWet(wet=bank, mix=0.7))
 
 
+def _ladders() -> dspfx.Unit:
+    """Every ladder mode, with JUCE's saturation table and with the exact tanh, side by side."""
+    from dspfx.functional.ladder import LADDER_MODES
+
+    branches = {f"{sat}_{mode}": dspfx.make("ladder", mode=mode, saturation=sat, cutoff_hz=400.0 * (i + 1),
+                                            resonance=0.15 * i, drive=1.0 + 1.5 * i)
+                for i, mode in enumerate(LADDER_MODES) for sat in ("table", "tanh")}
+    return dspfx.Parallel(gains=True, **branches)
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
     low-pass: float32 renders of a 30 Hz low-pass differ by ESR 6e-4, and an EQ that cuts
     everything leaves only rounding; a DC offset within 0.05 and a
     clip threshold above -20 dB: a near-constant signal clipped, then high-passed, leaves a
-    residue of float32 rounding as large as the output itself)."""
+    residue of float32 rounding as large as the output itself; a ladder short of self-oscillation,
+    resonance <= 0.9 and drive <= 10, where its loop is chaotic and any rounding grows))."""
     rng = np.random.default_rng(seed)
     values = {}
     for path, knob in unit.knob_table().items():
@@ -77,6 +88,10 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             low, high = 1.0, 200.0  # within the 12000-sample render
         elif path.endswith("feedback"):
             high = 0.9
+        elif path.endswith("resonance"):  # short of self-oscillation, where the loop is chaotic
+            high = 0.9
+        elif path.endswith(".drive"):
+            high = 10.0
         u = rng.uniform()
         values[path] = float(np.exp(np.log(low) + u * (np.log(high) - np.log(low)))) if knob.scale == "log" else float(
             low + u * (high - low))
@@ -84,7 +99,7 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq], ids=["serial", "eq"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders], ids=["serial", "eq", "ladders"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")

@@ -11,7 +11,7 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
-``ladder`` (every mode, table or tanh saturation), ``delay`` (whole samples, undamped), and the containers ``chain``,
+``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -188,7 +188,7 @@ def _ladder(unit: Unit, path: str) -> str:
     else:
         sat = "sat(v) = ma.tanh(v);"
     return (f"(core ~ (_, _, _, _, _) : (!, !, !, !, !, _) with {{ {sat} "
-            f"a1 = exp({fc} * ({_number(-2.0 * math.pi / unit.sample_rate)})); r = 0.1 + 0.9 * {res}; dr = {drive}; "
+            f"a1 = exp({fc} * ({-2.0 * math.pi / unit.sample_rate!r})); r = 0.1 + 0.9 * {res}; dr = {drive}; "
             "gain(dd) = pow(dd, -2.642) * 0.6103 + 0.3903; d2 = 0.04 * dr + 0.96; g1 = gain(dr); g2 = gain(d2); "
             "gg = 1.0 - a1; b0 = gg * (10.0 / 13.0); b1 = gg * (3.0 / 13.0); "
             "core(s0, s1, s2, s3, s4, x) = a, b, c, d, e, "
@@ -196,6 +196,42 @@ def _ladder(unit: Unit, path: str) -> str:
             f"with {{ dx = g1 * sat(dr * x); a = dx - 4.0 * r * (g2 * sat(d2 * s4) - {_number(comp)} * dx); "
             "b = b1 * s0 + a1 * s1 + b0 * a; c = b1 * s1 + a1 * s2 + b0 * b; "
             "d = b1 * s2 + a1 * s3 + b0 * c; e = b1 * s3 + a1 * s4 + b0 * d; }; })")
+
+
+def _tonestack(unit: Unit, path: str) -> str:
+    """The tone stack (:mod:`dspfx.functional.tonestack`): pot tapers, the section resistances,
+    Yeh & Smith's third-order analog coefficients and their bilinear transform, computed from
+    the pot ports in the plugin as dspfx computes them; the IIR runs in Faust's direct form."""
+    from dspfx.functional.tonestack import _BILINEAR3, LOG_TAPER_BASE, _bilinear_constant
+
+    c = unit.components
+    knobs = {key: _slider(unit, key, path) for key in ("treble", "mid", "bass")}
+
+    def taper(x: str, kind: str) -> str:
+        return x if kind == "linear" else f"((exp({x} * {math.log(LOG_TAPER_BASE)!r}) - 1.0) / {_number(LOG_TAPER_BASE - 1.0)})"
+
+    t, m, b = taper(knobs["treble"], c.treble_taper), taper(knobs["mid"], c.mid_taper), taper(knobs["bass"], c.bass_taper)
+    mid_upper = f"(1.0 - {m}) * {_number(c.r3_mid)}" if c.mid_wiring == "pot" else "0.0"
+    k = _bilinear_constant(unit.sample_rate, unit.warp_hz)
+    head = (f"rtu = (1.0 - {t}) * {_number(c.r1_treble)}; rtl = {t} * {_number(c.r1_treble)}; "
+            f"rb = {b} * {_number(c.r2_bass)}; rmu = {mid_upper}; rml = {m} * {_number(c.r3_mid)}; "
+            f"r4 = {_number(c.r4_slope)}; c1 = {_number(c.c1_treble)}; c2 = {_number(c.c2_bass)}; c3 = {_number(c.c3_mid)}; "
+            "low = rb + rmu; below = low + rml; tre = rtl + rtu; "
+            "sb1 = c1 * (rtl + below) + c2 * below + c3 * rml; "
+            "sb2 = c1 * c2 * (r4 * (rtl + below) + tre * below) + c1 * c3 * (r4 * (rtl + below) + rml * (low + tre)) "
+            "+ c2 * c3 * rml * low; "
+            "sb3 = c1 * c2 * c3 * low * (r4 * (rml + rtl) + rml * tre); "
+            "sa1 = c1 * (tre + below) + c2 * (r4 + below) + c3 * (r4 + rml); "
+            "sa2 = sb2 + (c1 * c2 + c1 * c3) * r4 * rtu + c2 * c3 * r4 * low; "
+            "sa3 = c1 * c2 * c3 * low * (r4 * (rml + tre) + rml * tre); ")
+    analog_b, analog_a = ("0.0", "sb1", "sb2", "sb3"), ("1.0", "sa1", "sa2", "sa3")
+
+    def z(coeffs: tuple[str, ...], j: int) -> str:  # the coefficient of z^-j after the bilinear transform
+        return " + ".join(f"{coeffs[i]} * {float(_BILINEAR3[i][j] * k**i)!r}" for i in range(4))
+
+    head += "".join(f"zb{j} = {z(analog_b, j)}; za{j} = {z(analog_a, j)}; " for j in range(4))
+    return (f"(fi.iir((zb0 / za0, zb1 / za0, zb2 / za0, zb3 / za0), (za1 / za0, za2 / za0, za3 / za0)) "
+            f"with {{ {head}}})")
 
 
 def _delay(unit: Unit, path: str) -> str:
@@ -238,7 +274,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
-    "parametric_eq": _parametric_eq, "ladder": _ladder,
+    "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

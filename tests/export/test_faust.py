@@ -58,6 +58,13 @@ def _ladders() -> dspfx.Unit:
     return dspfx.Parallel(gains=True, **branches)
 
 
+def _tonestacks() -> dspfx.Unit:
+    """Every tone-stack model (Bassman, JCM800, blackface), one with a warped bilinear transform."""
+    return dspfx.Parallel(gains=True, bassman=dspfx.make("tonestack", model="bassman", treble=0.8, bass=0.3),
+                          jcm800=dspfx.make("tonestack", model="jcm800", mid=0.2),
+                          blackface=dspfx.make("tonestack", model="blackface", warp_hz=1000.0, treble=0.3))
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -99,7 +106,7 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders], ids=["serial", "eq", "ladders"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks], ids=["serial", "eq", "ladders", "tonestacks"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")

@@ -11,7 +11,7 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
-``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``delay`` (whole samples, undamped), and the containers ``chain``,
+``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -198,6 +198,12 @@ def _ladder(unit: Unit, path: str) -> str:
             "d = b1 * s2 + a1 * s3 + b0 * c; e = b1 * s3 + a1 * s4 + b0 * d; }; })")
 
 
+def _bitcrush(unit: Unit, path: str) -> str:
+    """``round_half_even(x * s) * (1 / s)``, ``s = 2 ** bit_depth``: C's ``rint`` rounds half to
+    even, and the operation order is dspfx's (and pedalboard's)."""
+    return f"(\\(x).(rint(x * s) * (1.0 / s)) with {{ s = pow(2.0, {_slider(unit, 'bit_depth', path)}); }})"
+
+
 def _tonestack(unit: Unit, path: str) -> str:
     """The tone stack (:mod:`dspfx.functional.tonestack`): pot tapers, the section resistances,
     Yeh & Smith's third-order analog coefficients and their bilinear transform, computed from
@@ -274,7 +280,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
-    "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack,
+    "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack, "bitcrush": _bitcrush,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -65,6 +65,12 @@ def _tonestacks() -> dspfx.Unit:
                           blackface=dspfx.make("tonestack", model="blackface", warp_hz=1000.0, treble=0.3))
 
 
+def _crush() -> dspfx.Unit:
+    """The bit crusher first (on the input itself: upstream rounding could move a sample across
+    a quantisation step), then a drive."""
+    return dspfx.Chain(crush=dspfx.make("bitcrush", bit_depth=6.0), drive=dspfx.make("distortion", drive_db=6.0))
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -99,6 +105,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             high = 0.9
         elif path.endswith(".drive"):
             high = 10.0
+        elif path.endswith("bit_depth"):  # below 2 bits the noise input mostly rounds to 0
+            low, high = 2.0, 16.0
         u = rng.uniform()
         values[path] = float(np.exp(np.log(low) + u * (np.log(high) - np.log(low)))) if knob.scale == "log" else float(
             low + u * (high - low))
@@ -106,7 +114,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks], ids=["serial", "eq", "ladders", "tonestacks"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush],
+                         ids=["serial", "eq", "ladders", "tonestacks", "crush"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")

@@ -40,6 +40,7 @@ def units():
         "one_pole": dspfx.make("one_pole", cutoff_hz=3000.0),
         "ladder (lpf24, table)": dspfx.make("ladder", mode="lpf24", cutoff_hz=1200.0, resonance=0.5, drive=4.0),
         "tonestack (bassman)": dspfx.make("tonestack", model="bassman"),
+        "compressor": dspfx.make("compressor", threshold_db=-20.0, ratio=4.0),
         "parametric_eq (3 peaks)": dspfx.make("parametric_eq", n_peaks=3, peak1_gain_db=4.0),
         "delay": dspfx.make("delay", delay_ms=250.0, feedback=0.5, mix=0.5),
         "chain (drive, eq, level)": dspfx.Chain(drive=dspfx.make("distortion", drive_db=18.0),

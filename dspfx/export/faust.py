@@ -11,7 +11,8 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
-``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``delay`` (whole samples, undamped), and the containers ``chain``,
+``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``compressor`` and ``expander`` (both detectors; no
+sidechain), ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -23,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -204,6 +206,29 @@ def _bitcrush(unit: Unit, path: str) -> str:
     return f"(\\(x).(rint(x * s) * (1.0 / s)) with {{ s = pow(2.0, {_slider(unit, 'bit_depth', path)}); }})"
 
 
+def _dynamics(unit: Unit, path: str, below: bool) -> str:
+    """Compressor (``below=False``) or expander: JUCE's ballistics on ``|x|`` (peak) or ``x^2``
+    (rms), the level in dB floored at the smallest normal double, the quadratic soft knee, the
+    gain ``exp((slope * k(u) + makeup) * ln 10 / 20)``, in :mod:`dspfx.functional.dynamics`'s
+    operation order."""
+    sr = unit.sample_rate
+    t, ratio, att, rel, w = (_slider(unit, key, path) for key in ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db"))
+    makeup = _slider(unit, "makeup_db", path) if "makeup_db" in unit.knob_specs else "0.0"
+    power = unit.detector == "rms"
+    coefficient = f"select2(ms < 0.001, exp({-2.0 * math.pi * 1000.0 / sr!r} / ms), 0.0)"
+    u = f"({t}) - l" if below else f"l - ({t})"
+    slope = f"1.0 - {ratio}" if below else f"1.0 / {ratio} - 1.0"
+    return (f"((_ <: (_, (det : (follow ~ _) : lvl : gain)) : *) "
+            f"with {{ coef(ms) = {coefficient}; ca = coef({att}); cr = coef({rel}); "
+            f"det(x) = {'x * x' if power else 'abs(x)'}; "
+            "follow(prev, d) = d + select2(d > prev, cr, ca) * (prev - d); "
+            f"lvl(e) = log(max(e, {sys.float_info.min!r})) * {(10.0 if power else 20.0) / math.log(10.0)!r}; "
+            f"u(l) = {u}; ww = {w}; half = 0.5 * ww; wsafe = select2(ww > 0.0, 1.0, ww); "
+            "kn(l) = select2(ww > 0.0, max(u(l), 0.0), select2(u(l) <= 0.0 - half, select2(u(l) >= half, "
+            "(u(l) + half) * (u(l) + half) / (2.0 * wsafe), u(l)), 0.0)); "
+            f"slope = {slope}; gain(l) = exp((slope * kn(l) + {makeup}) * {math.log(10.0) / 20.0!r}); }})")
+
+
 def _tonestack(unit: Unit, path: str) -> str:
     """The tone stack (:mod:`dspfx.functional.tonestack`): pot tapers, the section resistances,
     Yeh & Smith's third-order analog coefficients and their bilinear transform, computed from
@@ -281,6 +306,8 @@ FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
     "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack, "bitcrush": _bitcrush,
+    "compressor": lambda unit, path: _dynamics(unit, path, below=False),
+    "expander": lambda unit, path: _dynamics(unit, path, below=True),
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -71,6 +71,16 @@ def _crush() -> dspfx.Unit:
     return dspfx.Chain(crush=dspfx.make("bitcrush", bit_depth=6.0), drive=dspfx.make("distortion", drive_db=6.0))
 
 
+def _dynamics() -> dspfx.Unit:
+    """Compressors and expanders, peak and rms detectors, hard and soft knees, in series."""
+    return dspfx.Chain(
+        comp=dspfx.make("compressor", threshold_db=-20.0, ratio=4.0, attack_ms=2.0, release_ms=50.0),
+        comp_rms=dspfx.make("compressor", detector="rms", threshold_db=-25.0, ratio=3.0, knee_db=6.0, makeup_db=4.0),
+        exp=dspfx.make("expander", threshold_db=-30.0, ratio=2.0, knee_db=0.0),
+        exp_rms=dspfx.make("expander", detector="rms", threshold_db=-35.0, ratio=3.0, knee_db=8.0),
+    )
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -114,8 +124,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush],
-                         ids=["serial", "eq", "ladders", "tonestacks", "crush"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics],
+                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")

@@ -72,12 +72,15 @@ def _crush() -> dspfx.Unit:
 
 
 def _dynamics() -> dspfx.Unit:
-    """Compressors and expanders, peak and rms detectors, hard and soft knees, in series."""
-    return dspfx.Chain(
+    """Compressors and expanders (peak and rms detectors, hard and soft knees), a noise gate and a
+    limiter, side by side (in series, random settings of the expanders would silence the rest)."""
+    return dspfx.Parallel(
         comp=dspfx.make("compressor", threshold_db=-20.0, ratio=4.0, attack_ms=2.0, release_ms=50.0),
         comp_rms=dspfx.make("compressor", detector="rms", threshold_db=-25.0, ratio=3.0, knee_db=6.0, makeup_db=4.0),
         exp=dspfx.make("expander", threshold_db=-30.0, ratio=2.0, knee_db=0.0),
         exp_rms=dspfx.make("expander", detector="rms", threshold_db=-35.0, ratio=3.0, knee_db=8.0),
+        gate=dspfx.make("noise_gate", threshold_db=-30.0, ratio=5.0),
+        limit=dspfx.make("limiter", threshold_db=-6.0, release_ms=50.0),
     )
 
 
@@ -115,6 +118,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             high = 0.9
         elif path.endswith(".drive"):
             high = 10.0
+        elif path.endswith("ratio"):  # an expander at 100:1 turns noise into near-silence
+            high = 8.0
         elif path.endswith("bit_depth"):  # below 2 bits the noise input mostly rounds to 0
             low, high = 2.0, 16.0
         u = rng.uniform()

@@ -12,7 +12,8 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
 ``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``compressor``, ``expander`` (both detectors),
-``noise_gate`` and ``limiter`` (no sidechain), ``delay`` (whole samples, undamped), and the containers ``chain``,
+``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
+impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
@@ -29,6 +30,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dspfx.unit import Unit
 
@@ -278,6 +280,50 @@ def _limiter(unit: Unit, path: str) -> str:
     return f"({first} : {second} : *(exp({out_db} * {_LN10_20!r})) : max(-1.0) : min(1.0))"
 
 
+#: Longest impulse response written as a direct-form FIR: one multiply-add per tap and sample in
+#: the plugin, and the Faust compiler's time grows with the square of the taps (1536 taps in one
+#: program build in about 25 s with g++; 2048 taps alone take Faust 2.54 over 2 minutes).
+MAX_FIR_TAPS = 1024
+
+
+def _fir(unit: Unit, h: Any) -> str:
+    """A baked impulse response (first channel) as Faust's direct-form ``fi.fir``; its cost is
+    one multiply-add per tap and sample (a partitioned FFT convolution is far cheaper for long
+    responses, which is why longer ones are refused)."""
+    taps = h.detach().cpu().double().reshape(-1, h.shape[-1])[0].tolist()
+    if getattr(h, "ndim", 1) > 1 and h.shape[0] > 1:
+        raise TypeError(f"{unit.label}: a {h.shape[0]}-channel impulse response; the plugins are mono")
+    if len(taps) > MAX_FIR_TAPS:
+        raise TypeError(f"{unit.label}: {len(taps)} taps; a plugin writes at most {MAX_FIR_TAPS} as a direct FIR "
+                        "(trim the response, e.g. Cabinet.to_ir(n_taps))")
+    return f"fi.fir(({', '.join(repr(float(v)) for v in taps)}))"
+
+
+def _convolution(unit: Unit, path: str) -> str:
+    """The (normalised) impulse response as a direct FIR, and the dry/wet mix."""
+    from dspfx.functional.convolution import normalize_impulse_response
+
+    h = unit.impulse_response
+    h = normalize_impulse_response(h) if unit.normalize else h
+    mix = _slider(unit, "mix", path)
+    return f"(_ <: (_, {_fir(unit, h)}) : \\(d, w).((1.0 - {mix}) * d + {mix} * w))"
+
+
+def _cabinet(unit: Unit, path: str) -> str:
+    """Parametric: the five cookbook biquads of :data:`dspfx.amps.cabinet.CABINET_SECTIONS`; IR
+    mode: the (normalised) response as a direct FIR."""
+    from dspfx.amps.cabinet import CABINET_SECTIONS
+
+    if unit.mode == "ir":
+        return _fir(unit, unit.effective_impulse_response())
+    stages = []
+    for name, mode in CABINET_SECTIONS:
+        gain = _slider(unit, f"{name}_gain_db", path) if f"{name}_gain_db" in unit.knob_specs else "0.0"
+        stages.append(_cookbook(mode, _slider(unit, f"{name}_hz", path), _slider(unit, f"{name}_q", path), gain,
+                                unit.sample_rate))
+    return "(" + " : ".join(stages) + ")"
+
+
 def _tonestack(unit: Unit, path: str) -> str:
     """The tone stack (:mod:`dspfx.functional.tonestack`): pot tapers, the section resistances,
     Yeh & Smith's third-order analog coefficients and their bilinear transform, computed from
@@ -357,7 +403,7 @@ FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack, "bitcrush": _bitcrush,
     "compressor": lambda unit, path: _dynamics(unit, path, below=False),
     "expander": lambda unit, path: _dynamics(unit, path, below=True),
-    "noise_gate": _noise_gate, "limiter": _limiter,
+    "noise_gate": _noise_gate, "limiter": _limiter, "convolution": _convolution, "cabinet": _cabinet,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

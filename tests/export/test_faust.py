@@ -84,6 +84,16 @@ def _dynamics() -> dspfx.Unit:
     )
 
 
+def _cabinets() -> dspfx.Unit:
+    """A parametric cabinet, an IR cabinet (its own response, 1024 taps) and a convolution with a
+    decaying noise response (normalised like pedalboard's), in series."""
+    ir = torch.randn(512, generator=torch.Generator().manual_seed(3)) * torch.exp(-torch.arange(512) / 80.0)
+    parametric = dspfx.make("cabinet", sample_rate=SR)
+    return dspfx.Chain(cab=parametric, cab_ir=dspfx.make("cabinet", mode="ir", sample_rate=SR,
+                                                         impulse_response=parametric.to_ir(1024).detach()),
+                       room=dspfx.make("convolution", sample_rate=SR, impulse_response=ir, normalize=True, mix=0.6))
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -122,6 +132,7 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             high = 8.0
         elif path.endswith("bit_depth"):  # below 2 bits the noise input mostly rounds to 0
             low, high = 2.0, 16.0
+        low, high = max(low, knob.minimum), min(high, knob.maximum)  # the rules narrow, never widen
         u = rng.uniform()
         values[path] = float(np.exp(np.log(low) + u * (np.log(high) - np.log(low)))) if knob.scale == "log" else float(
             low + u * (high - low))
@@ -129,8 +140,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics],
-                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets],
+                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")
@@ -167,6 +178,9 @@ def test_what_cannot_be_exported_is_named(tmp_path):
         faust_code(dspfx.make("clipping", curve="soft"))
     with pytest.raises(ValueError, match="identifier"):
         faust_code(dspfx.make("gain"), name="my plugin")
+    long_ir = dspfx.make("cabinet", mode="ir", impulse_response=torch.randn(2048) * 0.01)
+    with pytest.raises(TypeError, match="2048 taps; a plugin writes at most 1024"):
+        faust_code(long_ir)
     with pytest.raises(ValueError, match="format"):
         export_plugin(dspfx.make("gain"), tmp_path, format="vst3")
     assert "gain" in FAUST_UNITS and export_plugin(dspfx.make("gain"), tmp_path, format="faust").suffix == ".dsp"

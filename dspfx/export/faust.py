@@ -11,7 +11,8 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
-``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``compressor``, ``expander`` (both detectors),
+``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``static_nonlinearity`` (every curve, its learned
+parameters baked in), ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
 impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples, undamped), and the containers ``chain``,
 ``parallel`` and ``dry_wet``. Another unit raises a one-line TypeError naming it; the neural
@@ -200,6 +201,33 @@ def _ladder(unit: Unit, path: str) -> str:
             f"with {{ dx = g1 * sat(dr * x); a = dx - 4.0 * r * (g2 * sat(d2 * s4) - {_number(comp)} * dx); "
             "b = b1 * s0 + a1 * s1 + b0 * a; c = b1 * s1 + a1 * s2 + b0 * b; "
             "d = b1 * s2 + a1 * s3 + b0 * c; e = b1 * s3 + a1 * s4 + b0 * d; }; })")
+
+
+def _static_nonlinearity(unit: Unit, path: str) -> str:
+    """``out * (f(in * x + bias) - f(bias) + f(0))`` with the curve baked in: ``tanh``; a
+    Chebyshev series (the recurrence ``T_k = 2 u T_(k-1) - T_(k-2)`` on ``clamp(u, -1, 1)``, the
+    learned coefficients as constants); or the MLP ``u + w3 . tanh(W2^T tanh(w1 u + b1) + b2) + b3``
+    with its learned weights as constants."""
+    gi, go, bias = (_slider(unit, key, path) for key in ("input_gain_db", "output_gain_db", "bias"))
+    if unit.curve == "tanh":
+        curve = "f(u) = ma.tanh(u);"
+    elif unit.curve == "chebyshev":
+        c = [repr(float(v)) for v in unit.coefficients.detach().double()]
+        terms = ["1.0", "v"][: len(c)]
+        for _ in range(2, len(c)):
+            terms.append(f"(2.0 * v * {terms[-1]} - {terms[-2]})")
+        curve = f"f(u) = {' + '.join(f'{ck} * {tk}' for ck, tk in zip(c, terms))} with {{ v = max(-1.0, min(1.0, u)); }};"
+    else:
+        w1, b1, w2, b2, w3 = (t.detach().double().tolist() for t in (unit.w1, unit.b1, unit.w2, unit.b2, unit.w3))
+        b3 = float(unit.b3.detach().double().reshape(-1)[0])
+        n = len(w1)
+        h1 = [f"ma.tanh(u * {w1[i]!r} + {b1[i]!r})" for i in range(n)]
+        defs = " ".join(f"h{i} = {h1[i]};" for i in range(n))
+        h2 = [f"ma.tanh({' + '.join(f'h{i} * {w2[i][j]!r}' for i in range(n))} + {b2[j]!r})" for j in range(n)]
+        curve = (f"f(u) = u + ({' + '.join(f'{h2[j]} * {w3[j]!r}' for j in range(n))}) + {b3!r} "
+                 f"with {{ {defs} }};")
+    return (f"(\\(x).(pow(10.0, {go} / 20.0) * ((f(pow(10.0, {gi} / 20.0) * x + b) - f(b)) + f(0.0))) "
+            f"with {{ b = {bias}; {curve} }})")
 
 
 def _bitcrush(unit: Unit, path: str) -> str:
@@ -400,7 +428,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "delay": _delay,
-    "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack, "bitcrush": _bitcrush,
+    "parametric_eq": _parametric_eq, "ladder": _ladder, "tonestack": _tonestack, "bitcrush": _bitcrush, "static_nonlinearity": _static_nonlinearity,
     "compressor": lambda unit, path: _dynamics(unit, path, below=False),
     "expander": lambda unit, path: _dynamics(unit, path, below=True),
     "noise_gate": _noise_gate, "limiter": _limiter, "convolution": _convolution, "cabinet": _cabinet,

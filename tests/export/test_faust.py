@@ -94,6 +94,20 @@ def _cabinets() -> dspfx.Unit:
                        room=dspfx.make("convolution", sample_rate=SR, impulse_response=ir, normalize=True, mix=0.6))
 
 
+def _shapers() -> dspfx.Unit:
+    """The three learnable curves side by side, with parameters moved off their initial values
+    (as a fit leaves them), so the baked constants are the learned ones."""
+    cheb = dspfx.make("static_nonlinearity", curve="chebyshev", order=6, input_gain_db=6.0, bias=0.1)
+    mlp = dspfx.make("static_nonlinearity", curve="mlp", hidden=8, input_gain_db=3.0, bias=-0.2)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        cheb.coefficients.add_(0.2 * torch.randn(cheb.coefficients.shape, generator=g))
+        for t in (mlp.w1, mlp.b1, mlp.w2, mlp.b2, mlp.w3, mlp.b3):
+            t.add_(0.3 * torch.randn(t.shape, generator=g))
+    return dspfx.Parallel(gains=True, tanh=dspfx.make("static_nonlinearity", input_gain_db=12.0, bias=0.3),
+                          cheb=cheb, mlp=mlp)
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -140,8 +154,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets],
-                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets, _shapers],
+                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets", "shapers"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")

@@ -97,7 +97,7 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
     rng = np.random.default_rng(7)
     requested = {c: [] for c in PLAYABLE_CONTROLS}
     measured = {c: [] for c in PLAYABLE_CONTROLS}
-    ref_f50, f50, w20, cents, losses, seconds, compute = [], [], [], {"dspfx.play": [], "flat": [], "fluidsynth TimGM6mb": []}, 0.0, 0.0
+    ref_f50, f50, w20, cents, losses, seconds, compute = [], [], [], [], {"dspfx.play": [], "flat": [], "fluidsynth TimGM6mb": []}, 0.0, 0.0
     spans = {"volume": (-40.0, -12.0), "volume_fluctuation": (0.0, 8.0), "volume_peak_position": (0.05, 0.95),
              "vibrato": (0.0, 0.6)}
     for k in range(phrases):

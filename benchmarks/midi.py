@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dspfx.ddsp.expression import CONTROL_NAMES, note_controls  # noqa: E402
+from dspfx.ddsp.expression import CONTROL_NAMES, note_controls, note_pitch_errors  # noqa: E402
 from dspfx.ddsp.midi import MidiNote  # noqa: E402
 from dspfx.ddsp.model import spectral_loss  # noqa: E402
 from dspfx.ddsp.play import PLAYABLE_CONTROLS, play  # noqa: E402
@@ -72,19 +72,6 @@ def _onset_scores(audio: np.ndarray, notes: list[MidiNote]) -> tuple[float, floa
     recall = hits50 / max(1, len(ref))
     f = 2 * precision * recall / max(1e-9, precision + recall)
     return f, hits20 / max(1, len(ref))
-
-
-def _pitch_cents(audio: np.ndarray, notes: list[MidiNote]) -> list[float]:
-    from dspfx.ddsp.features import pitch
-
-    f0, conf = (t.numpy() for t in pitch(torch.from_numpy(audio.astype(np.float32)), SR, 250.0))
-    out = []
-    for n in notes:
-        a, b = int((n.start_s + 0.25 * n.duration_s) * 250), int((n.start_s + 0.75 * n.duration_s) * 250)
-        sel = conf[a:b] >= 0.85
-        if sel.sum() >= 5:
-            out.append(1200 * np.log2(np.median(f0[a:b][sel]) / (440 * 2 ** ((n.pitch - 69) / 12))))
-    return out
 
 
 def _loss(a: np.ndarray, b: np.ndarray) -> float:
@@ -129,7 +116,8 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
         f50.append(f)
         w20.append(w)
         still, _ = play(notes, name, controls={"vibrato": 0.0})
-        cents += _pitch_cents(still.numpy(), notes)
+        errors = note_pitch_errors(still.numpy(), SR, notes)
+        cents += list(100.0 * errors[np.isfinite(errors)])
         flat, _ = play(notes, model, expression=None, controls={"vibrato": 0.0})
         losses["dspfx.play"].append(_loss(audio, ref))
         losses["flat"].append(_loss(flat.numpy(), ref))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dspfx.ddsp.play import play  # noqa: E402
-from dspfx.ddsp.soundfont import INSTRUMENTS, SoundfontError, random_phrase, render_midi, write_midi  # noqa: E402
+from dspfx.ddsp.soundfont import INSTRUMENTS, can_render, random_phrase, render_midi, write_midi  # noqa: E402
 from dspfx.ddsp.transfer import bundled_models  # noqa: E402
 
 
@@ -42,16 +41,15 @@ def main() -> int:
                 best = min(best, time.perf_counter() - t0)
                 seconds = audio.numel() / rate
             row = {"audio_s": round(seconds, 1), "dspfx_x_real_time": round(seconds / best, 1)}
-            if shutil.which("fluidsynth"):
-                try:
-                    peer = float("inf")
-                    for _ in range(args.repeats):
-                        t0 = time.perf_counter()
-                        render_midi(midi, Path(tmp) / "peer.wav", "timgm6mb", 16000)
-                        peer = min(peer, time.perf_counter() - t0)
-                    row["fluidsynth_x_real_time"] = round(seconds / peer, 1)
-                except SoundfontError as err:
-                    row["fluidsynth"] = str(err)
+            if can_render("timgm6mb"):
+                peer = float("inf")
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    render_midi(midi, Path(tmp) / "peer.wav", "timgm6mb", 16000)
+                    peer = min(peer, time.perf_counter() - t0)
+                row["fluidsynth_x_real_time"] = round(seconds / peer, 1)
+            else:
+                row["fluidsynth"] = "not run: needs fluidsynth and timgm6mb-soundfont"
             rows[name] = row
             print(name, row, flush=True)
     print(json.dumps(rows, indent=1))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CONTROL_NAMES", "frame_analysis", "note_controls", "VIBRATO_BAND_HZ"]
+__all__ = ["CONTROL_NAMES", "frame_analysis", "note_controls", "note_pitch_errors", "VIBRATO_BAND_HZ"]
 
 CONTROL_NAMES = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
 #: Band where a pitch modulation counts as vibrato (MIDI-DDSP).
@@ -98,6 +98,36 @@ def _vibrato(deviation: np.ndarray, frame_rate: float, window_s: float) -> float
     return float(amp[peak] / np.sinc(hz[peak] * window_s))
 
 
+def _semitones(f0_hz: np.ndarray, midi_pitch: float) -> np.ndarray:
+    """Pitch of ``f0_hz`` in semitones from the MIDI note ``midi_pitch``."""
+    return 12.0 * np.log2(np.maximum(f0_hz, 1e-3) / (440.0 * 2 ** ((midi_pitch - 69) / 12.0)))
+
+
+def note_pitch_errors(audio: Any, sample_rate: int, notes: list[Any], frame_rate: float = 250.0,
+                      analysis: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Each note's pitch error in semitones: the median f0 of the confidently pitched frames
+    (confidence >= 0.85) in the middle half of the note, against its MIDI pitch; NaN for a note
+    with fewer than 5 such frames. ``(notes,)``.
+
+    Args as :func:`note_controls`; without ``analysis`` only the pitch tracker runs.
+    """
+    if analysis is None:
+        from dspfx.ddsp.features import pitch
+
+        f0_t, conf_t = pitch(torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1), sample_rate, frame_rate)
+        f0, conf = f0_t.numpy(), conf_t.numpy()
+    else:
+        f0, conf = analysis["f0_hz"], analysis["confidence"]
+    out = np.full(len(notes), np.nan)
+    for i, n in enumerate(notes):
+        a = int((n.start_s + 0.25 * (n.end_s - n.start_s)) * frame_rate)
+        b = int((n.start_s + 0.75 * (n.end_s - n.start_s)) * frame_rate)
+        sel = conf[a:b] >= 0.85
+        if sel.sum() >= 5:
+            out[i] = float(_semitones(np.median(f0[a:b][sel]), n.pitch))
+    return out
+
+
 def note_controls(audio: Any, sample_rate: int, notes: list[Any], frame_rate: float = 250.0,
                   analysis: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The six controls (:data:`CONTROL_NAMES`, in that order) of each note: ``(notes, 6)``.
@@ -123,7 +153,7 @@ def note_controls(audio: Any, sample_rate: int, notes: list[Any], frame_rate: fl
         h = a["harmonics"][s:e]
         k = np.arange(1, h.shape[1] + 1)
         centroid = (h * k).sum(axis=1) / np.maximum(h.sum(axis=1), 1e-12)
-        deviation = 12.0 * np.log2(np.maximum(f0, 1e-3) / (440.0 * 2 ** ((note.pitch - 69) / 12.0)))
+        deviation = _semitones(f0, note.pitch)
         out[i] = (
             loud.mean(),
             loud.std(),

@@ -129,17 +129,12 @@ def bundled_generator(instrument: str) -> ExpressionGenerator | None:
     return ExpressionGenerator.load(path) if path.is_file() else None
 
 
-def _pair_notes(midi: Path) -> list[Any]:
-    from dspfx.ddsp.midi import read_midi
-
-    return read_midi(midi)
-
-
 def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_notes: int = 2
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(features (notes, 8), controls (notes, 4)), ...]``, one per ``NNNN.mid`` that has a
     recording beside it (``.wav``/``.flac``), its controls measured from the recording."""
     from dspfx.ddsp.expression import CONTROL_NAMES, note_controls
+    from dspfx.ddsp.midi import read_midi
     from dspfx.io import read_audio
 
     root = Path(folder)
@@ -151,7 +146,7 @@ def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_note
         audio_path = next((midi.with_suffix(s) for s in (".wav", ".flac") if midi.with_suffix(s).is_file()), None)
         if audio_path is None:
             continue
-        notes = _pair_notes(midi)
+        notes = read_midi(midi)
         if len(notes) < min_notes:
             continue
         audio, _ = read_audio(audio_path, sample_rate, mono=True)

@@ -16,7 +16,8 @@ rather than typed:
 
 fluidsynth and a soundfont are Debian packages (``apt-get install fluidsynth
 musescore-general-soundfont timgm6mb-soundfont``); :func:`find_soundfont` locates the installed
-ones and :class:`SoundfontError` says what is missing.
+ones, :func:`can_render` says whether rendering can run, and :class:`SoundfontError` says what
+is missing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dspfx.io import atomic_path
 
 __all__ = [
     "InstrumentRange", "INSTRUMENTS", "SOUNDFONTS", "PhraseNote", "Phrase", "SoundfontError",
-    "find_soundfont", "random_phrase", "write_midi", "render_midi", "render_phrases", "make_phrases",
+    "find_soundfont", "can_render", "random_phrase", "write_midi", "render_midi", "render_phrases", "make_phrases",
 ]
 
 
@@ -93,6 +94,10 @@ class PhraseNote:
     vibrato_cents: float = 0.0
     vibrato_delay_s: float = 0.0
 
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
 
 @dataclass
 class Phrase:
@@ -128,6 +133,16 @@ def find_soundfont(name: str = "musescore") -> Path:
     if path.is_file() and path.suffix.lower() in (".sf2", ".sf3"):
         return path
     raise SoundfontError(f"soundfont {name!r}: expected one of {sorted(SOUNDFONTS)} or an .sf2/.sf3 file")
+
+
+def can_render(soundfont: str = "musescore") -> bool:
+    """Whether :func:`render_midi` can run here: fluidsynth on the PATH and ``soundfont``
+    installed (what tests and benchmarks check before rendering)."""
+    try:
+        find_soundfont(soundfont)
+    except SoundfontError:
+        return False
+    return shutil.which("fluidsynth") is not None
 
 
 def _instrument(name: str) -> InstrumentRange:

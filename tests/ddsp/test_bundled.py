@@ -16,7 +16,7 @@ from dspfx.cli import build_parser, main
 from dspfx.ddsp.features import loudness_db, pitch
 from dspfx.ddsp.instrument import render_voice
 from dspfx.ddsp.model import DDSPModel
-from dspfx.ddsp.soundfont import INSTRUMENTS, SoundfontError, find_soundfont, random_phrase, render_phrases
+from dspfx.ddsp.soundfont import INSTRUMENTS, can_render, random_phrase, render_phrases
 from dspfx.ddsp.transfer import bundled_models, load_model, resolve_model, transfer
 
 SR = 16000
@@ -28,17 +28,7 @@ NAMES = ("violin", "flute", "trumpet", "tenor_sax")
 HELD_OUT = 777_777
 
 
-def _have_musescore() -> bool:
-    try:
-        find_soundfont("musescore")
-    except SoundfontError:
-        return False
-    import shutil
-
-    return shutil.which("fluidsynth") is not None
-
-
-needs_musescore = pytest.mark.skipif(not _have_musescore(), reason="needs fluidsynth and musescore-general-soundfont")
+needs_musescore = pytest.mark.skipif(not can_render("musescore"), reason="needs fluidsynth and musescore-general-soundfont")
 
 
 def _features(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

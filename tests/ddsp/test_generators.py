@@ -4,7 +4,6 @@ mapping, its files, and `dspfx train-midi` on pairs rendered by fluidsynth (skip
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from dspfx.cli import main
 from dspfx.ddsp.generators import TARGETS, ExpressionGenerator, note_features, train_expression, training_pairs
 from dspfx.ddsp.midi import MidiNote
-from dspfx.ddsp.soundfont import SoundfontError, find_soundfont, make_phrases
+from dspfx.ddsp.soundfont import can_render, make_phrases
 
 
 def test_note_features_describe_the_line():
@@ -74,15 +73,7 @@ def test_generator_files_round_trip_and_refuse_bad_ones(tmp_path):
         ExpressionGenerator.load(tmp_path / "other.safetensors")
 
 
-def _have_musescore() -> bool:
-    try:
-        find_soundfont("musescore")
-    except SoundfontError:
-        return False
-    return shutil.which("fluidsynth") is not None
-
-
-@pytest.mark.skipif(not _have_musescore(), reason="needs fluidsynth and musescore-general-soundfont")
+@pytest.mark.skipif(not can_render("musescore"), reason="needs fluidsynth and musescore-general-soundfont")
 def test_train_midi_on_rendered_pairs_and_play_with_it(tmp_path, capsys):
     data = tmp_path / "pairs"
     make_phrases(data, "flute", 40.0, seed=3)

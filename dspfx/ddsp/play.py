@@ -58,6 +58,11 @@ def _per_note(name: str, value: Any, n: int) -> np.ndarray:
     return arr
 
 
+def _volumes(notes: list[MidiNote], controls: Mapping[str, Any]) -> np.ndarray:
+    """Each note's ``volume`` control: the one given, else its velocity's level."""
+    return _per_note("volume", controls.get("volume", velocity_db([x.velocity for x in notes])), len(notes))
+
+
 def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None, frame_rate: float = 250.0,
                 tail_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """``(f0_hz, loudness_db)`` frames of ``notes`` played with ``controls`` (see the module
@@ -71,7 +76,7 @@ def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None
         raise ValueError(f"controls {sorted(unknown)}: playable are {list(PLAYABLE_CONTROLS)}"
                          + (f" ({measured} are measured, not yet playable)" if unknown & set(measured) else ""))
     n = len(notes)
-    vol = _per_note("volume", controls.get("volume", velocity_db([x.velocity for x in notes])), n)
+    vol = _volumes(notes, controls)
     fluct = _per_note("volume_fluctuation", controls.get("volume_fluctuation", DEFAULTS["volume_fluctuation"]), n)
     peak = _per_note("volume_peak_position", controls.get("volume_peak_position", DEFAULTS["volume_peak_position"]), n)
     vib = _per_note("vibrato", controls.get("vibrato", DEFAULTS["vibrato"]), n)
@@ -127,7 +132,7 @@ def _play_voice(voice: Any, notes: list[MidiNote], controls: Mapping[str, Any] |
     f0 = np.concatenate([f0, np.full(int(np.ceil(tail * frame_rate)), f0[-1])])
     t = np.arange(f0.size) / frame_rate
     gate, amp = np.zeros(f0.size), np.zeros(f0.size)
-    vol = _per_note("volume", (controls or {}).get("volume", velocity_db([x.velocity for x in notes])), len(notes))
+    vol = _volumes(notes, controls or {})
     for k, note in enumerate(notes):
         a, b = int(np.searchsorted(t, note.start_s - 1e-9)), int(np.searchsorted(t, note.end_s - 1e-9))
         gate[a:b] = 1.0

@@ -204,6 +204,22 @@ class Unit(nn.Module):
             self._remember(key, value)
         return self
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Unit:
+        # a copy has new raw tensors (new addresses): keep the values that were set, exactly, as
+        # .to() does (without this a copy renders its knobs through the float32 map, ~1e-7 off,
+        # which an LFO's phase accumulates into a drift)
+        import copy
+
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        kept = {k: self._exact[k][1] for k in self._exact if self._exact_hit(k)}
+        for name, value in self.__dict__.items():
+            new.__dict__[name] = copy.deepcopy(value, memo)
+        new._exact = {}
+        for key, value in kept.items():
+            new._remember(key, value)
+        return new
+
     def _exact_hit(self, key: str) -> bool:
         raw = self.raw_knobs[key]
         exact = self._exact.get(key)

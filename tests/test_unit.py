@@ -100,6 +100,20 @@ def test_set_values_render_exactly_until_the_parameter_moves():
     assert fresh.knobs()["gain_db"] == pytest.approx(moved, rel=1e-6)
 
 
+def test_a_copy_keeps_the_set_values_exactly_and_a_trained_copy_moves():
+    import copy
+
+    chain = dspfx.Chain(mod=dspfx.make("chorus", rate_hz=3.0, centre_delay_ms=5.0))
+    twin = copy.deepcopy(chain).double()
+    # the float32 map alone reads these back ~1e-7 off, which an LFO's phase accumulates
+    assert twin.knobs() == chain.knobs() and twin.knobs()["mod.rate_hz"] == 3.0
+    x = torch.randn(1, 1, 4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(twin(x), chain.double()(x))
+    twin(x).sum().backward()  # a step moves the copy's raw knobs off the set values, not the original's
+    torch.optim.SGD(twin.parameters(), lr=0.1).step()
+    assert twin.knobs()["mod.rate_hz"] != 3.0 and chain.knobs()["mod.rate_hz"] == 3.0
+
+
 def test_values_read_back_in_float32_can_be_written_again():
     unit = dspfx.make("biquad", q=0.1)  # 0.1 is not a float32 number
     unit.set(**unit.knobs())

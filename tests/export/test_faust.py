@@ -108,6 +108,23 @@ def _shapers() -> dspfx.Unit:
                           cheb=cheb, mlp=mlp)
 
 
+def _modulation() -> dspfx.Unit:
+    """Chorus, flanger, vibrato (both LFO shapes) and phaser side by side; the chorus and the
+    phaser with their default float32 LFO phase (pedalboard's, emulated in the plugin) and with
+    the exact one."""
+    return dspfx.Parallel(
+        gains=True,
+        chorus=dspfx.make("chorus", rate_hz=3.0, depth=0.5, centre_delay_ms=5.0, feedback=0.4, mix=0.6),
+        chorus_exact=dspfx.make("chorus", float32_phase=False, rate_hz=1.3, centre_delay_ms=9.0, feedback=-0.3),
+        flanger=dspfx.make("flanger", rate_hz=2.0, depth=0.7, centre_delay_ms=1.5, feedback=-0.6),
+        flanger_tri=dspfx.make("flanger", shape="triangle", rate_hz=5.0, depth=0.4, centre_delay_ms=3.0),
+        vibrato=dspfx.make("vibrato", rate_hz=7.0, depth_ms=2.0, centre_delay_ms=3.0),
+        vibrato_tri=dspfx.make("vibrato", shape="triangle", rate_hz=4.0, depth_ms=4.0, centre_delay_ms=2.0),
+        phaser=dspfx.make("phaser", rate_hz=6.0, depth=0.8, centre_frequency_hz=900.0, feedback=0.5, mix=0.7),
+        phaser_exact=dspfx.make("phaser", pedalboard_lfo=False, n_stages=4, rate_hz=2.0, feedback=-0.4),
+    )
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -124,6 +141,8 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
             low, high = 20.0, 200.0
         elif path.endswith("lowpass_hz"):
             low, high = 4000.0, 16000.0
+        elif path.endswith("rate_hz"):  # an LFO
+            low, high = 0.1, 20.0
         elif path.endswith("_hz"):
             low, high = 30.0, 12000.0
         elif path.endswith("q"):
@@ -154,8 +173,10 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 
 @needs_toolchain
-@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets, _shapers],
-                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets", "shapers"])
+@pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets, _shapers,
+                                  _modulation],
+                         ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets", "shapers",
+                              "modulation"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")
@@ -187,7 +208,7 @@ def test_what_cannot_be_exported_is_named(tmp_path):
     with pytest.raises(TypeError, match="write it as a .nam file"):
         faust_code(dspfx.Chain(amp=dspfx.make("wavenet", size="nano")))
     with pytest.raises(TypeError, match="cannot be exported as a plugin yet; exportable units: gain"):
-        faust_code(dspfx.make("phaser"))
+        faust_code(dspfx.make("noise_reverb"))
     with pytest.raises(TypeError, match="only the hard clipping curve"):
         faust_code(dspfx.make("clipping", curve="soft"))
     with pytest.raises(ValueError, match="identifier"):
@@ -206,8 +227,8 @@ def test_cli_export_writes_the_faust_program_and_names_errors_in_one_line(tmp_pa
     dspfx.save(dspfx.Chain(drive=dspfx.make("distortion"), level=dspfx.make("gain")), tmp_path / "my-rig.json")
     assert cli.main(["export", str(tmp_path / "my-rig.json"), "--format", "faust", "--out", str(tmp_path / "out")]) == 0
     assert 'declare name "my_rig";' in (tmp_path / "out" / "my_rig.dsp").read_text()
-    dspfx.save(dspfx.make("phaser"), tmp_path / "phaser.json")
+    dspfx.save(dspfx.make("noise_reverb"), tmp_path / "reverb.json")
     capsys.readouterr()
-    assert cli.main(["export", str(tmp_path / "phaser.json"), "--format", "faust", "--out", str(tmp_path / "out")]) == 2
+    assert cli.main(["export", str(tmp_path / "reverb.json"), "--format", "faust", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot be exported as a plugin yet" in err

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dspfx.export.faust import delays, dynamics, filters, modulation, nonlinear
+from dspfx.export.faust import delays, dynamics, filters, modulation, nonlinear, reverbs
 from dspfx.export.faust._common import slider
 from dspfx.export.faust.filters import MAX_FIR_TAPS
 from dspfx.unit import Unit
@@ -71,6 +71,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 #: Unit name -> its Faust emitter ``(unit, path prefix) -> expression``: one module per family.
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     **nonlinear.EMITTERS, **filters.EMITTERS, **dynamics.EMITTERS, **delays.EMITTERS, **modulation.EMITTERS,
+    **reverbs.EMITTERS,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

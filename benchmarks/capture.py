@@ -21,7 +21,7 @@ batch 1, no gradient). Devices lv2apply cannot host (gx_amp: "Port 12 has unsupp
 are listed as such.
 
     OMP_NUM_THREADS=1 python benchmarks/capture.py [--minutes 5] [--devices scream,muff]
-        [--models wavenet,lstm,graybox,auto,nam] [--threads 1] [--json PATH]
+        [--models wavenet,lstm,graybox,hybrid,auto,nam] [--threads 1] [--json PATH]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ DEVICES = {
     "alembic": GX + "gx_alembic#alembic", "gx_amp": GX + "gx_amp#GUITARIX", "tilttone": GX + "gxtilttone#tilttone",
     "calf_saturator": CALF + "Saturator", "calf_tape": CALF + "TapeSimulator",
 }
-MODELS = ("wavenet", "lstm", "graybox", "auto", "nam")
+MODELS = ("wavenet", "lstm", "graybox", "hybrid", "auto", "nam")
 
 
 def _speed(render, sample_rate: int) -> float:
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     result = dspfx.capture(x, y, sr, model=model, max_seconds=budget, progress=False)
                     row = {"heldout_esr": result.heldout_esr, "steps": result.steps, "train_s": result.train_seconds,
-                           "realtime": result.realtime_factor, "chosen": result.model_name}
+                           "realtime": result.realtime_factor, "chosen": result.model_name,
+                           **({"candidates": result.candidates} if result.candidates else {})}
             except Exception as err:  # a trainer that refuses the pair (NAM: "Output clipped.") is a result too
                 row = {"error": f"{type(err).__name__}: {err}"}
             row.update(device=name, model=model, latency=latency)

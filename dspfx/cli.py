@@ -229,7 +229,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     for message in result.warnings:
         print(f"dspfx capture: warning: {message}", file=sys.stderr)
     for name, esr in result.candidates.items():
-        print(f"auto: {name} reached held-out ESR {esr:.4g} in its trial")
+        print(f"auto: {name} reached held-out ESR {esr:.4g}")
     print(f"{result.model_name}: held-out ESR {result.heldout_esr:.4g} ({result.grade}); latency {result.latency_samples} samples "
           f"({result.latency_method}); {result.steps} steps in {result.train_seconds:.0f} s; renders "
           f"{result.realtime_factor:.1f}x real time")
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder: model.safetensors, capture.json, report.png (model.nam)")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget (default 5)")
     p.add_argument("--model", default="wavenet", choices=["auto", "wavenet", "lstm", "graybox", "hybrid"],
-                   help="auto: each tried for an eighth of the budget, the best trained on")
+                   help="auto: the gray-box for a fifth of the budget, then the WaveNet; the better kept")
     p.add_argument("--size", default="standard", choices=["standard", "lite", "feather", "nano"], help="WaveNet size")
     p.add_argument("--latency", type=int, default=None, help="the device's latency in samples, when known")
     p.add_argument("--seed", type=int, default=0)

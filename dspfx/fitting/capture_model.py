@@ -14,9 +14,9 @@ The input is what was played into the device (a DI recording, or the reamp signa
    silence); else the last 20% of the pair. It is never trained on;
 4. training through :func:`dspfx.fit` (the training core): random segments of the training
    part, time-domain ESR (the loss that keeps phase), the best held-out state, within
-   ``max_seconds``. ``model="auto"`` trains each of :data:`AUTO_CANDIDATES` for
-   :data:`AUTO_TRIAL_FRACTION` of the budget, then gives the rest to the one with the lowest
-   held-out ESR. Polarity, level and DC are learned: the neural models' output layers carry a
+   ``max_seconds``. ``model="auto"`` follows :data:`AUTO_PLAN`: the gray-box amp for a fifth
+   of the budget, then NAM's WaveNet for the rest, and keeps the one with the lower held-out
+   ESR. Polarity, level and DC are learned: the neural models' output layers carry a
    signed scale and a bias, the gray-box amp is followed by a ``trim`` (signed level, DC);
 5. the model renders aligned with the device: the unit followed by a pure delay of the
    latency (``latency`` in the chain, frozen).
@@ -41,14 +41,19 @@ from dspfx.chain import Parallel
 from dspfx.checks import as_batch, check_sample_rate, positive_number
 from dspfx.unit import Unit
 
-__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "AUTO_CANDIDATES", "grade", "GRADES"]
+__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "AUTO_PLAN", "grade", "GRADES"]
 
 #: ``model=`` choices: NAM's WaveNet (``size=``), NAM's LSTM, the gray-box amp, or ``auto``.
 CAPTURE_MODELS = ("auto", "wavenet", "lstm", "graybox", "hybrid")
-#: What ``model="auto"`` tries, and the share of the budget each trial gets (the rest goes to
-#: the best of them).
-AUTO_CANDIDATES = ("wavenet", "lstm", "graybox", "hybrid")
-AUTO_TRIAL_FRACTION = 1 / 8
+#: What ``model="auto"`` trains, in order, each with its share of the budget (the last takes
+#: what is left); the one with the lowest held-out ESR is kept. Measured on guitarix pedals
+#: (benchmarks/capture.py, 5 minutes): equal trials of the four models for an eighth of the
+#: budget each, the rest to the best, starved the WaveNet (gxbooster 0.0032 against 0.00059 for
+#: the WaveNet alone) and picked the gray-box on gx_fuzzface, whose quick start (0.026 against
+#: the WaveNet's 0.039 after 37 s) did not last (0.0153 against 0.0127 at the end); the LSTM
+#: and the hybrid never led a trial (0.16-0.39). The gray-box settles fast, so a fifth of the
+#: budget shows what it can do, and the WaveNet, the model that keeps improving, gets the rest.
+AUTO_PLAN = (("graybox", 0.2), ("wavenet", 1.0))
 #: Models that cannot delay their output: their latency is measured against their own render.
 _STRUCTURED = ("graybox", "hybrid")
 #: NAM's grades of the held-out ESR, best first.
@@ -82,7 +87,7 @@ class CaptureResult:
         realtime_factor: how many times faster than real time the model renders (2 s, batch 1,
             no gradient, this machine's threads).
         warnings: capture warnings (clipping, DC).
-        candidates: with ``model="auto"``, each candidate's held-out ESR after its trial.
+        candidates: with ``model="auto"``, each candidate's held-out ESR (see :data:`AUTO_PLAN`).
     """
 
     unit: Unit
@@ -192,7 +197,8 @@ def capture(
         model: ``"wavenet"`` (NAM's, ``size`` standard/lite/feather/nano), ``"lstm"`` (NAM's
             LSTM, 32 units), ``"graybox"`` (the jcm800 gray-box amp, every knob learnable, then
             a trim), ``"hybrid"`` (that gray-box plus a nano WaveNet in parallel, learning
-            what the structure misses) or ``"auto"`` (each tried, the best on held-out ESR trained on; see above).
+            what the structure misses) or ``"auto"`` (:data:`AUTO_PLAN`: the gray-box, then the
+            WaveNet, the better on held-out ESR kept).
         max_seconds: wall-clock budget of the training (``dspfx capture --minutes``).
         steps: at most this many steps (the budget usually ends the run first).
         latency: the device's latency in samples, when known (skips the estimate).
@@ -249,7 +255,7 @@ def capture(
     else:
         validation = 0.2
     unaligned = (x, y)
-    lags = {name: lag for name in AUTO_CANDIDATES}  # where the device's latency applies to all
+    lags = {name: lag for name in CAPTURE_MODELS}  # where the device's latency applies to all
     if method == "onset" and model in (*_STRUCTURED, "auto"):
         # A gray-box amp cannot delay: its latency is measured against its own render (the rule
         # of dspfx.fit), which a low-pass's slow rise in the device cannot push late.
@@ -267,7 +273,10 @@ def capture(
             unit = _make_model(name, sr, size, seed)
             if name in _STRUCTURED:
                 _match_level(unit, xa, ya)
-        warm = getattr(unit, "receptive_field", 0) / sr + 0.05
+        # a WaveNet's output depends on its receptive field only; anything with state (filters,
+        # an LSTM) gets 50 ms to settle
+        field = getattr(unit, "receptive_field", 0)
+        warm = field / sr if field else 0.05
         if progress:
             print(f"capture: training {name} for up to {seconds:.0f} s")
         return unit, dspfx.fit(unit, xa, ya, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
@@ -278,16 +287,16 @@ def capture(
     t0 = time.perf_counter()
     candidates: dict[str, float] = {}
     if model == "auto":
-        trials = {name: train(name, None, max_seconds * AUTO_TRIAL_FRACTION) for name in AUTO_CANDIDATES}
-        candidates = {name: float(r.metrics["esr"]) for name, (_, r) in trials.items()}
+        trained = {}
+        for name, share in AUTO_PLAN:
+            left = max_seconds - (time.perf_counter() - t0)
+            trained[name] = train(name, None, left if share >= 1.0 else min(left, max_seconds * share))
+        candidates = {name: float(r.metrics["esr"]) for name, (_, r) in trained.items()}
         model = min(candidates, key=candidates.__getitem__)
-        unit, first = trials[model]
-        left = max_seconds - (time.perf_counter() - t0)
-        result = train(model, unit, left)[1] if left > 1.0 else first
-        steps_taken = len(first.loss_history) + (len(result.loss_history) if result is not first else 0)
+        unit, result = trained[model]
     else:
         unit, result = train(model, None, max_seconds)
-        steps_taken = len(result.loss_history)
+    steps_taken = len(result.loss_history)
     train_s = time.perf_counter() - t0
     if lags[model] != lag or (model in _STRUCTURED and method == "onset"):
         method += " (against the gray-box render)"

@@ -133,6 +133,18 @@ def _reverbs() -> dspfx.Unit:
                                            frozen=dspfx.make("reverb", freeze_mode=True)))
 
 
+def _amp() -> dspfx.Unit:
+    """The whole gray-box amp (preamp, tone stack, power amp with sag, output transformer with its
+    hysteretic core, cabinet) and a trim: what ``dspfx capture --model graybox`` fits; and a
+    three-stage preamp with the cathode-bypass shelves beside a single-ended power amp."""
+    return dspfx.Parallel(
+        gains=True,
+        rig=dspfx.Chain(amp=dspfx.amps.amp(model="jcm800", sample_rate=SR), trim=dspfx.make("trim", scale=-0.7)),
+        other=dspfx.Chain(pre=dspfx.make("preamp", n_stages=3, cathode_bypass=True, stage1_gain_db=25.0),
+                          power=dspfx.make("power_amp", topology="single_ended", master_db=6.0, bias=-0.1)),
+    )
+
+
 def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
     """Seeded knob values inside each knob's range (log knobs uniform in log), away from the
     ill-conditioned corners (cutoff 30 Hz .. 12 kHz, q 0.3 .. 8, an EQ's high-pass below its
@@ -182,9 +194,9 @@ def _random_settings(unit: dspfx.Unit, seed: int) -> dict[str, float]:
 
 @needs_toolchain
 @pytest.mark.parametrize("make", [_serial, _eq, _ladders, _tonestacks, _crush, _dynamics, _cabinets, _shapers,
-                                  _modulation, _reverbs],
+                                  _modulation, _reverbs, _amp],
                          ids=["serial", "eq", "ladders", "tonestacks", "crush", "dynamics", "cabinets", "shapers",
-                              "modulation", "reverbs"])
+                              "modulation", "reverbs", "amp"])
 def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     unit = make()
     bundle = export_plugin(unit, tmp_path, name=f"test_{make.__name__.strip('_')}")
@@ -218,6 +230,8 @@ def test_what_cannot_be_exported_is_named(tmp_path):
         faust_code(dspfx.Chain(amp=dspfx.make("wavenet", size="nano")))
     with pytest.raises(TypeError, match="cannot be exported as a plugin yet; exportable units: gain"):
         faust_code(dspfx.make("noise_reverb"))
+    with pytest.raises(TypeError, match="oversample=2 does not export yet"):
+        faust_code(dspfx.Chain(pre=dspfx.make("preamp", oversample=2)))
     with pytest.raises(TypeError, match="only the hard clipping curve"):
         faust_code(dspfx.make("clipping", curve="soft"))
     with pytest.raises(ValueError, match="identifier"):

@@ -16,8 +16,10 @@ parameters baked in), ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
 impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples,
 undamped), ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
-included), and the containers ``chain``, ``parallel`` and ``dry_wet``. One module per family
-(nonlinear, filters, dynamics, delays, modulation) holds the emitters. Another unit raises a one-line TypeError naming it; the neural
+included), ``reverb`` (Freeverb, exactly), ``preamp``, ``power_amp`` and ``output_transformer``
+(at their base rate, ``oversample=1``; so the whole gray-box amp of :func:`dspfx.amps.amp`), and
+the containers ``chain``, ``parallel`` and ``dry_wet``. One module per family (nonlinear,
+filters, dynamics, delays, modulation, reverbs, amps) holds the emitters. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
 """
@@ -32,7 +34,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dspfx.export.faust import delays, dynamics, filters, modulation, nonlinear, reverbs
+from dspfx.export.faust import amps, delays, dynamics, filters, modulation, nonlinear, reverbs
 from dspfx.export.faust._common import slider
 from dspfx.export.faust.filters import MAX_FIR_TAPS
 from dspfx.unit import Unit
@@ -71,7 +73,7 @@ def _dry_wet(unit: Unit, path: str) -> str:
 #: Unit name -> its Faust emitter ``(unit, path prefix) -> expression``: one module per family.
 FAUST_UNITS: dict[str, Callable[[Unit, str], str]] = {
     **nonlinear.EMITTERS, **filters.EMITTERS, **dynamics.EMITTERS, **delays.EMITTERS, **modulation.EMITTERS,
-    **reverbs.EMITTERS,
+    **reverbs.EMITTERS, **amps.EMITTERS,
     "chain": _chain, "parallel": _parallel, "dry_wet": _dry_wet,
 }
 

@@ -218,6 +218,32 @@ def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
         assert esr <= 1e-9, (settings, esr)
 
 
+@needs_toolchain
+def test_the_knob_conditioned_amp_plays_its_front_panel_through_its_network_inside_the_plugin(tmp_path):
+    from dspfx.amps.conditioned import KnobConditioned
+
+    model = KnobConditioned(model="jcm800", sample_rate=SR, settings=("gain", "treble"), hidden=8,
+                            conditioned=["preamp.stage1_gain_db", "tonestack.treble", "cabinet.lowpass_hz"],
+                            defaults={"gain": 7.0})
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # a trained network (a new one's last layer is zero: no offsets)
+        for p in model.net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    bundle = export_plugin(model, tmp_path, name="test_conditioned")
+    ports = plugin_controls(bundle)
+    # the front panel, and the chain's knobs the network does not move
+    assert set(ports) == {"gain", "treble"} | (set(model.knob_table()) - {f"amp.{p}" for p in model.conditioned})
+    x = 0.4 * torch.randn(1, 1, 12000, generator=torch.Generator().manual_seed(1))
+    reference = copy.deepcopy(model).double()
+    for settings in ({}, {"gain": 2.5, "treble": 8.0}, {"gain": 9.0, "treble": 1.0}):
+        with torch.no_grad():
+            ours = reference(x.double(), settings)[0, 0].numpy()
+        theirs = render_lv2(f"urn:dspfx:plugin/{bundle.stem}", x[0, 0], SR, host="lv2file", lv2_path=[tmp_path],
+                            controls={ports[k]: v for k, v in settings.items()})[0]
+        esr = float(np.sum((theirs - ours) ** 2) / np.sum(ours**2))
+        assert esr <= 1e-9, (settings, esr)
+
+
 def test_the_faust_program_names_knobs_by_path_with_ranges_and_current_values():
     code = faust_code(dspfx.Chain(tone=dspfx.make("biquad", mode="lowshelf", cutoff_hz=200.0, gain_db=4.0)), name="eq")
     assert 'declare name "eq";' in code

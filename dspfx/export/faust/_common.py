@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 
 from dspfx.unit import Unit
+
+#: Knob paths whose value a container computes inside the plugin (the knob-conditioned amp's
+#: network), mapped to the Faust expression that replaces their slider.
+KNOB_EXPRESSIONS: ContextVar[dict[str, str]] = ContextVar("KNOB_EXPRESSIONS", default={})
 
 
 def number(value: float) -> str:
@@ -12,6 +17,11 @@ def number(value: float) -> str:
 
 
 def slider(unit: Unit, key: str, path: str) -> str:
+    """The knob's control (an ``hslider`` named by its path, with its range, unit and current
+    value), or the expression a container computes for it (:data:`KNOB_EXPRESSIONS`)."""
+    computed = KNOB_EXPRESSIONS.get().get(f"{path}{key}")
+    if computed is not None:
+        return f"({computed})"
     knob = unit.knob_specs[key]
     meta = f" [unit:{knob.unit}]" if knob.unit else ""
     meta += " [scale:log]" if knob.scale == "log" else ""

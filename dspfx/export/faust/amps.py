@@ -8,7 +8,9 @@ around the nonlinear core) is not written yet: such a unit raises a TypeError na
 
 from __future__ import annotations
 
-from dspfx.export.faust._common import cookbook, number, slider
+from collections.abc import Callable
+
+from dspfx.export.faust._common import KNOB_EXPRESSIONS, cookbook, number, slider
 from dspfx.unit import Unit
 
 
@@ -85,6 +87,56 @@ def _output_transformer(unit: Unit, path: str) -> str:
     return (f"({_one_pole('highpass', slider(unit, 'low_hz', path), sr)} : *(a) "
             f": (_ <: (_, {play}) : \\(u, p).((1.0 - {h}) * ma.tanh(u) + {h} * ma.tanh(p))) : /(a) "
             f": {_one_pole('lowpass', slider(unit, 'high_hz', path), sr)} with {{ a = {_db(drive)}; rr = {r}; }})")
+
+
+def knob_conditioned(unit: Unit, path: str, expression: Callable[[Unit, str], str]) -> str:
+    """The knob-conditioned amp (:class:`dspfx.amps.conditioned.KnobConditioned`): one port per
+    front-panel setting (0 .. 10, its default), the network with its weights baked in
+    (``settings / 5 - 1``, tanh layers, a linear last layer giving one raw offset per
+    conditioned knob), each conditioned knob ``clamp(base + phys(raw + offset) - phys(raw))``
+    with ``phys`` its bounded map (:meth:`dspfx.knob.Knob.to_physical`), fed to the wrapped
+    chain in place of that knob's port; the chain's other knobs keep their ports.
+    ``expression`` writes the wrapped chain."""
+    chain = unit.units["amp"]
+    defs = []
+    for i, name in enumerate(unit.settings):
+        step = number(1e-4)
+        defs.append(f'kc_s{i} = hslider("{path}{name}", {number(unit.defaults[name])}, 0.0, 10.0, {step}) / 5.0 - 1.0;')
+    layer = [f"kc_s{i}" for i in range(len(unit.settings))]
+    linears = [m for m in unit.net if hasattr(m, "weight")]
+    for depth, linear in enumerate(linears):
+        w = linear.weight.detach().double().tolist()
+        b = linear.bias.detach().double().tolist()
+        names = []
+        for j, (row, bias) in enumerate(zip(w, b)):
+            total = " + ".join(f"{v!r} * {x}" for v, x in zip(row, layer))
+            last = depth == len(linears) - 1
+            name = f"kc_o{j}" if last else f"kc_h{depth}_{j}"
+            defs.append(f"{name} = {f'({total} + {bias!r})' if last else f'ma.tanh({total} + {bias!r})'};")
+            names.append(name)
+        layer = names
+    expressions = {}
+    for i, knob_path in enumerate(unit.conditioned):
+        owner, key = chain._resolve(knob_path)
+        knob = owner.knob_specs[key]
+        raw = float(owner.raw_knobs[key].detach().double())
+        lo, span = float(knob._lo), float(knob._hi) - float(knob._lo)
+        scaled = "exp({})" if knob.scale == "log" else "{}"
+
+        def phys(z: str) -> str:
+            value = scaled.format(f"({lo!r} + {span!r} * (1.0 / (1.0 + exp(0.0 - ({z})))))")
+            return f"max({number(knob.minimum)}, min({value}, {number(knob.maximum)}))"
+
+        base = owner._knob_float(key)
+        defs.append(f"kc_k{i} = max({number(knob.minimum)}, min({base!r} + ({phys(f'{raw!r} + kc_o{i}')} - "
+                    f"{phys(repr(raw))}), {number(knob.maximum)}));")
+        expressions[f"{path}amp.{knob_path}"] = f"kc_k{i}"
+    token = KNOB_EXPRESSIONS.set({**KNOB_EXPRESSIONS.get(), **expressions})
+    try:
+        body = expression(chain, f"{path}amp.")
+    finally:
+        KNOB_EXPRESSIONS.reset(token)
+    return f"({body} with {{ {' '.join(defs)} }})"
 
 
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.

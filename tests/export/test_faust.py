@@ -135,13 +135,16 @@ def _reverbs() -> dspfx.Unit:
 
 def _amp() -> dspfx.Unit:
     """The whole gray-box amp (preamp, tone stack, power amp with sag, output transformer with its
-    hysteretic core, cabinet) and a trim: what ``dspfx capture --model graybox`` fits; and a
-    three-stage preamp with the cathode-bypass shelves beside a single-ended power amp."""
+    hysteretic core, cabinet) and a trim: what ``dspfx capture --model graybox`` fits; beside it
+    the blocks oversampled (a three-stage preamp with the cathode-bypass shelves at 2x, a
+    single-ended power amp at 4x, a transformer at 2x), each delayed by its polyphase filters."""
     return dspfx.Parallel(
         gains=True,
         rig=dspfx.Chain(amp=dspfx.amps.amp(model="jcm800", sample_rate=SR), trim=dspfx.make("trim", scale=-0.7)),
-        other=dspfx.Chain(pre=dspfx.make("preamp", n_stages=3, cathode_bypass=True, stage1_gain_db=25.0),
-                          power=dspfx.make("power_amp", topology="single_ended", master_db=6.0, bias=-0.1)),
+        other=dspfx.Chain(
+            pre=dspfx.make("preamp", n_stages=3, cathode_bypass=True, stage1_gain_db=25.0, oversample=2),
+            power=dspfx.make("power_amp", topology="single_ended", master_db=6.0, bias=-0.1, oversample=4),
+            core=dspfx.make("output_transformer", drive_db=9.0, hysteresis=0.5, oversample=2)),
     )
 
 
@@ -256,8 +259,6 @@ def test_what_cannot_be_exported_is_named(tmp_path):
         faust_code(dspfx.Chain(amp=dspfx.make("wavenet", size="nano")))
     with pytest.raises(TypeError, match="cannot be exported as a plugin yet; exportable units: gain"):
         faust_code(dspfx.make("noise_reverb"))
-    with pytest.raises(TypeError, match="oversample=2 does not export yet"):
-        faust_code(dspfx.Chain(pre=dspfx.make("preamp", oversample=2)))
     with pytest.raises(TypeError, match="only the hard clipping curve"):
         faust_code(dspfx.make("clipping", curve="soft"))
     with pytest.raises(ValueError, match="identifier"):

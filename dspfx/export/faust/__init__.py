@@ -17,10 +17,11 @@ parameters baked in), ``compressor``, ``expander`` (both detectors),
 impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples,
 undamped), ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
 included), ``reverb`` (Freeverb, exactly), ``preamp``, ``power_amp`` and ``output_transformer``
-(at their base rate, ``oversample=1``; so the whole gray-box amp of :func:`dspfx.amps.amp`), the
+(oversampled as in dspfx; so the whole gray-box amp of :func:`dspfx.amps.amp`), the
 containers ``chain``, ``parallel`` and ``dry_wet``, and ``knob_conditioned`` (the front-panel
 settings as ports, its network baked in, mapping them to the wrapped chain's knobs). One module per family (nonlinear,
-filters, dynamics, delays, modulation, reverbs, amps) holds the emitters. Another unit raises a one-line TypeError naming it; the neural
+filters, dynamics, delays, modulation, reverbs, amps; oversampling writes a core that runs
+several steps per sample) holds the emitters. Another unit raises a one-line TypeError naming it; the neural
 captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
 """

@@ -54,10 +54,7 @@ BIQUAD_DESIGNS = {
 }
 
 
-def cookbook(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -> str:
-    """The cookbook design in dspfx's (JUCE's) order, normalised by 1/a0 (Faust's ``fi.tf2``),
-    from Faust expressions of the cutoff, q and gain. Negations are written ``0.0 - x``: in
-    Faust ``-(x)`` is the function ``_ - x``."""
+def _cookbook_head(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -> str:
     sr = number(sample_rate)
     head = (f"w0 = {clamped_cutoff(cutoff, sample_rate)} * 6.2831855 / {sr}; c = cos(w0); s = sin(w0); "
             f"q_ = {q}; alpha = s / (q_ * 2.0);")
@@ -65,8 +62,22 @@ def cookbook(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -
         head += f" A = sqrt(pow(10.0, {gain_db} * 0.05));"
     if mode in ("lowshelf", "highshelf"):
         head += " beta = s * sqrt(A) / q_;"
+    return head
+
+
+def cookbook(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -> str:
+    """The cookbook design in dspfx's (JUCE's) order, normalised by 1/a0 (Faust's ``fi.tf2``),
+    from Faust expressions of the cutoff, q and gain. Negations are written ``0.0 - x``: in
+    Faust ``-(x)`` is the function ``_ - x``."""
+    head = _cookbook_head(mode, cutoff, q, gain_db, sample_rate)
     b0, b1, b2, a0, a1, a2 = BIQUAD_DESIGNS[mode]
     return (f"(fi.tf2(b0, b1, b2, a1, a2) with {{ {head} k = 1.0 / ({a0}); b0 = ({b0}) * k; b1 = ({b1}) * k; "
             f"b2 = ({b2}) * k; a1 = ({a1}) * k; a2 = ({a2}) * k; }})")
 
 
+def cookbook_coefficients(mode: str, cutoff: str, q: str, gain_db: str, sample_rate: float) -> tuple[str, ...]:
+    """The coefficients of :func:`cookbook` as five Faust expressions ``(b0, b1, b2, a1, a2)``,
+    for a recursion written out by hand."""
+    head = _cookbook_head(mode, cutoff, q, gain_db, sample_rate)
+    b0, b1, b2, a0, a1, a2 = BIQUAD_DESIGNS[mode]
+    return tuple(f"(({term}) * k with {{ {head} k = 1.0 / ({a0}); }})" for term in (b0, b1, b2, a1, a2))

@@ -1,32 +1,19 @@
-"""Faust emitters of the amp blocks: preamp, power_amp, output_transformer (at their base rate).
+"""Faust emitters of the amp blocks: preamp, power_amp, output_transformer, and the
+knob-conditioned amp.
 
 With these, the tone stack and the cabinet (:mod:`dspfx.export.faust.filters`), the gray-box amp
 of :func:`dspfx.amps.amp` exports whole: a capture fitted with ``model="graybox"`` becomes a
-plugin with its knobs as ports. The blocks' ``oversample=2|4`` (a polyphase linear-phase FIR
-around the nonlinear core) is not written yet: such a unit raises a TypeError naming it.
+plugin with its knobs as ports. Each block's nonlinear core runs at its ``oversample`` factor
+between the same polyphase filters as in dspfx (:mod:`dspfx.export.faust.oversampling`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from dspfx.export.faust import oversampling as ov
 from dspfx.export.faust._common import KNOB_EXPRESSIONS, cookbook, number, slider
 from dspfx.unit import Unit
-
-
-def _base_rate(unit: Unit) -> None:
-    if getattr(unit, "oversample", 1) != 1:
-        raise TypeError(f"{unit.label}: oversample={unit.oversample} does not export yet; the plugin runs the "
-                        "block at its base rate (make it with oversample=1)")
-
-
-def _one_pole(mode: str, cutoff: str, sample_rate: float) -> str:
-    """The amp blocks' first-order bilinear filter, cutoff clamped into [1 Hz, 0.45 fs]
-    (:func:`dspfx.amps.preamp.one_pole`), in the direct form of ``iir``."""
-    sr = number(sample_rate)
-    n = f"tan(ma.PI * max(1.0, min({cutoff}, {number(0.45 * sample_rate)})) / {sr})"
-    b = "n / (n + 1.0), n / (n + 1.0)" if mode == "lowpass" else "1.0 / (n + 1.0), -1.0 / (n + 1.0)"
-    return f"(fi.tf1({b}, (n - 1.0) / (n + 1.0)) with {{ n = {n}; }})"
 
 
 def _db(value: str) -> str:
@@ -36,57 +23,72 @@ def _db(value: str) -> str:
 def _preamp(unit: Unit, path: str) -> str:
     """Per stage: coupling high-pass, (cathode-bypass shelf), gain, the triode curve
     ``s(u + bias) - s(bias)`` (``s(v) = tanh((1 + a) v) / (1 + a)`` for ``v >= 0``, else
-    ``tanh(v)``), Miller low-pass; then the output level."""
-    _base_rate(unit)
-    sr = unit.sample_rate
-    stages = []
+    ``tanh(v)``), Miller low-pass; then the output level; all at the oversampled rate."""
+    fs = unit.sample_rate * unit.oversample
+    blocks = []
     for i in range(1, unit.n_stages + 1):
         def knob(key: str) -> str:
             return slider(unit, f"stage{i}_{key}", path)
 
-        parts = [_one_pole("highpass", knob("hp_hz"), sr)]
+        blocks.append(ov.one_pole(f"pre{i}hp", "highpass", knob("hp_hz"), fs))
         if unit.cathode_bypass:
-            parts.append(cookbook("highshelf", knob("bypass_hz"), "0.7071", knob("bypass_db"), sr))
-        parts.append(f"*({_db(knob('gain_db'))})")
-        parts.append(f"(\\(u).(s(u + b) - s(b)) with {{ b = {knob('bias')}; k = 1.0 + {knob('asymmetry')}; "
-                     "s(v) = select2(v >= 0.0, ma.tanh(v), ma.tanh(k * v) / k); })")
-        parts.append(_one_pole("lowpass", knob("lp_hz"), sr))
-        stages.append(" : ".join(parts))
-    return f"({' : '.join(stages)} : *({_db(slider(unit, 'output_db', path))}))"
+            blocks.append(ov.biquad(f"pre{i}sh", "highshelf", knob("bypass_hz"), "0.7071", knob("bypass_db"), fs))
+        gain, bias, k = f"pre{i}g", f"pre{i}bias", f"pre{i}k"
+        blocks.append(ov.memoryless(
+            lambda x, gain=gain, bias=bias, k=k: (f"s{k}({x} * {gain} + {bias}) - s{k}({bias})"),
+            [f"{gain} = {_db(knob('gain_db'))};", f"{bias} = {knob('bias')};", f"{k} = 1.0 + {knob('asymmetry')};",
+             f"s{k}(v) = select2(v >= 0.0, ma.tanh(v), ma.tanh({k} * v) / {k});"]))
+        blocks.append(ov.one_pole(f"pre{i}lp", "lowpass", knob("lp_hz"), fs))
+    blocks.append(ov.memoryless(lambda x: f"{x} * preout", [f"preout = {_db(slider(unit, 'output_db', path))};"]))
+    return ov.run(blocks, unit.oversample, "pre_")
 
 
 def _power_amp(unit: Unit, path: str) -> str:
-    """Master volume; the push-pull pair ``t(v) - t(-v)`` (or single-ended ``t(v) - t(0)``),
-    ``t(v) = tanh(w softplus((v + bias) / w))``; supply sag ``y (1 - sag e)`` with ``e`` the
-    attack/release envelope of ``|y|`` (``e = d + c (e' - d)``, ``c = exp(-1000 / (ms fs))``);
-    the resonance peak and the presence shelf; the output level."""
-    _base_rate(unit)
+    """Master volume; at the oversampled rate the push-pull pair ``t(v) - t(-v)`` (or
+    single-ended ``t(v) - t(0)``), ``t(v) = tanh(w softplus((v + bias) / w))``, and the supply
+    sag ``y (1 - sag e)`` with ``e`` the attack/release envelope of ``|y|``
+    (``e = d + c (e' - d)``, ``c = exp(-1000 / (ms fs))``); then the resonance peak, the
+    presence shelf and the output level."""
     sr = unit.sample_rate
+    fs = sr * unit.oversample
     master, bias, width, sag, attack, release, presence, resonance, out = (slider(unit, key, path) for key in (
         "master_db", "bias", "crossover", "sag", "sag_attack_ms", "sag_release_ms", "presence_db", "resonance_db",
         "output_db"))
-    other = "t(0.0 - v)" if unit.topology == "push_pull" else "t(0.0)"
-    coefficient = f"exp(-1000.0 / (({{}}) * {number(sr)}))"
-    envelope = (f"((\\(prev, d).(d + select2(d > prev, {coefficient.format(release)}, {coefficient.format(attack)}) "
-                "* (prev - d))) ~ _)")
-    return (f"(*({_db(master)}) : (\\(v).(t(v) - {other})) : (_ <: (_, (abs : {envelope})) : \\(y, e).(y * (1.0 - {sag} * e))) "
+    other = "pa_t(0.0 - {x})" if unit.topology == "push_pull" else "pa_t(0.0)"
+    curve = ov.memoryless(lambda x: f"pa_t({x}) - {other.format(x=x)}", [
+        f"pa_w = {width};", "pa_sp(z) = select2(z > 20.0, log(1.0 + exp(z)), z);",
+        f"pa_t(v) = ma.tanh(pa_w * pa_sp((v + {bias}) / pa_w));"])
+
+    def sag_step(tag: str, x: str, state: list[str]) -> tuple[list[str], str, list[str]]:
+        (e,) = state
+        d = f"abs({x})"
+        return ([f"{tag}_e = {d} + select2({d} > {e}, pa_rel, pa_att) * ({e} - {d});",
+                 f"{tag} = {x} * (1.0 - pa_sag * {tag}_e);"], tag, [f"{tag}_e"])
+
+    sag_block = ov.Block(sag_step, 1, [f"pa_att = exp(-1000.0 / (({attack}) * {number(fs)}));",
+                                       f"pa_rel = exp(-1000.0 / (({release}) * {number(fs)}));", f"pa_sag = {sag};"])
+    return (f"(*({_db(master)}) : {ov.run([curve, sag_block], unit.oversample, 'pa_')} "
             f": {cookbook('peak', number(unit.resonance_hz), '1.0', resonance, sr)} "
-            f": {cookbook('highshelf', number(unit.presence_hz), '0.7071', presence, sr)} : *({_db(out)}) "
-            f"with {{ w = {width}; sp(z) = select2(z > 20.0, log(1.0 + exp(z)), z); "
-            f"t(v) = ma.tanh(w * sp((v + {bias}) / w)); }})")
+            f": {cookbook('highshelf', number(unit.presence_hz), '0.7071', presence, sr)} : *({_db(out)}))")
 
 
 def _output_transformer(unit: Unit, path: str) -> str:
-    """Low cut; the core ``(1 - h) tanh(u) + h tanh(p)`` on ``u = a v`` (``a`` the drive), ``p``
-    the play operator (``p = u - r`` where ``u - p' > r``, ``u + r`` where ``p' - u > r``, else
-    ``p'``); divided by ``a``; high cut."""
-    _base_rate(unit)
-    sr = unit.sample_rate
-    drive, h, r = (slider(unit, key, path) for key in ("drive_db", "hysteresis", "width"))
-    play = ("((\\(prev, u).(select2(u - prev > rr, select2(prev - u > rr, prev, u + rr), u - rr))) ~ _)")
-    return (f"({_one_pole('highpass', slider(unit, 'low_hz', path), sr)} : *(a) "
-            f": (_ <: (_, {play}) : \\(u, p).((1.0 - {h}) * ma.tanh(u) + {h} * ma.tanh(p))) : /(a) "
-            f": {_one_pole('lowpass', slider(unit, 'high_hz', path), sr)} with {{ a = {_db(drive)}; rr = {r}; }})")
+    """At the oversampled rate: low cut; the core ``(1 - h) tanh(u) + h tanh(p)`` on ``u = a v``
+    (``a`` the drive), ``p`` the play operator (``p = u - r`` where ``u - p' > r``, ``u + r``
+    where ``p' - u > r``, else ``p'``); divided by ``a``; high cut."""
+    fs = unit.sample_rate * unit.oversample
+
+    def core_step(tag: str, x: str, state: list[str]) -> tuple[list[str], str, list[str]]:
+        (p,) = state
+        return ([f"{tag}_u = {x} * ot_a;",
+                 f"{tag}_p = select2({tag}_u - {p} > ot_r, select2({p} - {tag}_u > ot_r, {p}, {tag}_u + ot_r), "
+                 f"{tag}_u - ot_r);",
+                 f"{tag} = ((1.0 - ot_h) * ma.tanh({tag}_u) + ot_h * ma.tanh({tag}_p)) / ot_a;"], tag, [f"{tag}_p"])
+
+    core = ov.Block(core_step, 1, [f"ot_a = {_db(slider(unit, 'drive_db', path))};",
+                                   f"ot_r = {slider(unit, 'width', path)};", f"ot_h = {slider(unit, 'hysteresis', path)};"])
+    return ov.run([ov.one_pole("othp", "highpass", slider(unit, "low_hz", path), fs), core,
+                   ov.one_pole("otlp", "lowpass", slider(unit, "high_hz", path), fs)], unit.oversample, "ot_")
 
 
 def knob_conditioned(unit: Unit, path: str, expression: Callable[[Unit, str], str]) -> str:

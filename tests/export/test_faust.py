@@ -126,11 +126,17 @@ def _modulation() -> dspfx.Unit:
 
 
 def _reverbs() -> dspfx.Unit:
-    """Freeverb (Jezar's, as dspfx and pedalboard compute it, not Faust's own) after a short
-    burst, so most of the render is its tail; and frozen (no input reaches the combs)."""
+    """Freeverb (Jezar's, as dspfx and pedalboard compute it, not Faust's own), frozen too (no
+    input reaches the combs); the feedback delay network with Jot's absorption, and one with a
+    learned (moved) feedback matrix and no absorption."""
+    learned = dspfx.make("fdn_reverb", n_lines=6, learn_matrix=True, decay=False, mix=0.4)
+    with torch.no_grad():
+        learned.matrix_skew.add_(0.1 * torch.randn(6, 6, generator=torch.Generator().manual_seed(3)))
     return dspfx.Chain(gate=dspfx.make("noise_gate", threshold_db=-20.0, release_ms=5.0),
                        verb=dspfx.Parallel(gains=True, room=dspfx.make("reverb", room_size=0.8, damping=0.3, width=0.7),
-                                           frozen=dspfx.make("reverb", freeze_mode=True)))
+                                           frozen=dspfx.make("reverb", freeze_mode=True),
+                                           fdn=dspfx.make("fdn_reverb", rt60_low_s=1.5, rt60_high_s=0.5, mix=0.5),
+                                           fdn_learned=learned))
 
 
 def _amp() -> dspfx.Unit:
@@ -208,6 +214,7 @@ def test_the_built_plugin_renders_what_dspfx_renders(make, tmp_path):
     ports = plugin_controls(bundle)
     ignored = {f"bank.wet.{kind}_{m}.gain_db" for kind in ("biquad", "svf") for m in MODES[:5]}
     ignored |= {"verb.frozen.room_size", "verb.frozen.damping"}  # a frozen reverb's loop ignores them
+    ignored |= {f"verb.fdn_learned.{key}" for key in ("rt60_low_s", "rt60_high_s", "crossover_hz")}  # decay=False
     assert set(ports) == set(unit.knob_table()) - ignored  # a port per knob the unit uses, named by its path
     for settings in (None, _random_settings(unit, 0), _random_settings(unit, 1)):
         controls = {}

@@ -16,7 +16,7 @@ parameters baked in), ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
 impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples,
 undamped), ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
-included), ``reverb`` (Freeverb, exactly), ``preamp``, ``power_amp`` and ``output_transformer``
+included), ``reverb`` (Freeverb, exactly), ``fdn_reverb``, ``preamp``, ``power_amp`` and ``output_transformer``
 (oversampled as in dspfx; so the whole gray-box amp of :func:`dspfx.amps.amp`), the
 containers ``chain``, ``parallel`` and ``dry_wet``, and ``knob_conditioned`` (the front-panel
 settings as ports, its network baked in, mapping them to the wrapped chain's knobs). One module per family (nonlinear,

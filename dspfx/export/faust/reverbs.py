@@ -37,5 +37,47 @@ def _reverb(unit: Unit, path: str) -> str:
             "allpass(M) = (\\(vp, a).(a + 0.5 * vp@(M - 1), vp@(M - 1) - a)) ~ _ : (!, _); })")
 
 
+def _fdn_reverb(unit: Unit, path: str) -> str:
+    """The feedback delay network (:func:`dspfx.functional.fdn.fdn`): per line ``s = v[n - m]``,
+    Jot's absorption shelf ``o = b0 s + b1 s' - a1 o'`` (from the two RT60s and the crossover,
+    :func:`dspfx.functional.fdn.absorption_coefficients`), ``v_i = g_i x + sum_j A_ij o_j``,
+    ``wet = sum_i c_i o_i``, ``y = (1 - mix) x + mix wet``. The feedback matrix (as the unit
+    renders it in float64, a learned one included) and the gains are baked in."""
+    import copy
+    import math
+
+    from dspfx.functional.fdn import _LN_1000
+
+    reference = copy.deepcopy(unit).double()
+    matrix = reference.feedback_matrix().detach().tolist()
+    g_in = reference.input_gains.detach().tolist()
+    g_out = reference.output_gains.detach().tolist()
+    delays = unit.delay_samples
+    n = len(delays)
+    sr = unit.sample_rate
+    if unit.decay:
+        low, high, crossover = (slider(unit, key, path) for key in ("rt60_low_s", "rt60_high_s", "crossover_hz"))
+        defs = [f"fk = tan({math.pi!r} * max(1.0, min({crossover}, {number(0.49 * sr)})) / {number(sr)});",
+                "fa1 = (fk - 1.0) / (1.0 + fk);"]
+        for i, m in enumerate(delays):
+            c = -(_LN_1000 / sr) * float(m)
+            defs.append(f"flo{i} = exp({c!r} / {low}); fhi{i} = exp({c!r} / {high}); "
+                        f"fb0_{i} = (fhi{i} + flo{i} * fk) / (1.0 + fk); fb1_{i} = (flo{i} * fk - fhi{i}) / (1.0 + fk);")
+    else:
+        defs = ["fa1 = 0.0;"] + [f"fb0_{i} = 1.0; fb1_{i} = 0.0;" for i in range(n)]
+    body = []
+    for i, m in enumerate(delays):
+        body.append(f"o{i} = vp{i}@({m - 1}) : fi.tf1(fb0_{i}, fb1_{i}, fa1);")
+    for i in range(n):
+        body.append(f"v{i} = {g_in[i]!r} * x + " + " + ".join(f"{matrix[i][j]!r} * o{j}" for j in range(n)) + ";")
+    body.append("wet = " + " + ".join(f"{g_out[i]!r} * o{i}" for i in range(n)) + ";")
+    previous = ", ".join(f"vp{i}" for i in range(n))
+    outputs = ", ".join(f"v{i}" for i in range(n))
+    core = f"(\\({previous}, x).(({outputs}, wet) with {{ {' '.join(body)} }}))"
+    network = f"({core} ~ ({', '.join(['_'] * n)}) : ({', '.join(['!'] * n)}, _))"
+    mix = slider(unit, "mix", path)
+    return f"((_ <: (_, {network}) : \\(x, w).((1.0 - {mix}) * x + {mix} * w)) with {{ {' '.join(defs)} }})"
+
+
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.
-EMITTERS = {"reverb": _reverb}
+EMITTERS = {"reverb": _reverb, "fdn_reverb": _fdn_reverb}

@@ -85,13 +85,15 @@ def _dynamics() -> dspfx.Unit:
 
 
 def _cabinets() -> dspfx.Unit:
-    """A parametric cabinet, an IR cabinet (its own response, 1024 taps) and a convolution with a
-    decaying noise response (normalised like pedalboard's), in series."""
+    """A parametric cabinet, an IR cabinet (its own response, 1024 taps), a convolution with a
+    decaying noise response (normalised like pedalboard's) and the ``fir`` effect (taps designed
+    from its band magnitudes), in series."""
     ir = torch.randn(512, generator=torch.Generator().manual_seed(3)) * torch.exp(-torch.arange(512) / 80.0)
     parametric = dspfx.make("cabinet", sample_rate=SR)
     return dspfx.Chain(cab=parametric, cab_ir=dspfx.make("cabinet", mode="ir", sample_rate=SR,
                                                          impulse_response=parametric.to_ir(1024).detach()),
-                       room=dspfx.make("convolution", sample_rate=SR, impulse_response=ir, normalize=True, mix=0.6))
+                       room=dspfx.make("convolution", sample_rate=SR, impulse_response=ir, normalize=True, mix=0.6),
+                       tilt=dspfx.make("fir", n_bands=33, magnitudes=torch.linspace(1.0, 0.2, 33).tolist()))
 
 
 def _shapers() -> dspfx.Unit:
@@ -104,8 +106,11 @@ def _shapers() -> dspfx.Unit:
         cheb.coefficients.add_(0.2 * torch.randn(cheb.coefficients.shape, generator=g))
         for t in (mlp.w1, mlp.b1, mlp.w2, mlp.b2, mlp.w3, mlp.b3):
             t.add_(0.3 * torch.randn(t.shape, generator=g))
+    bank = dspfx.make("waveshaper_fx", n_shapers=4, shaper="both", order=8, hidden=6, mix="learnable")
+    with torch.no_grad():
+        bank.mix_weights.mul_(torch.tensor([1.0, -0.5, 2.0, 0.3]))
     return dspfx.Parallel(gains=True, tanh=dspfx.make("static_nonlinearity", input_gain_db=12.0, bias=0.3),
-                          cheb=cheb, mlp=mlp)
+                          cheb=cheb, mlp=mlp, newt=dspfx.make("waveshaper_fx"), newt_both=bank)
 
 
 def _modulation() -> dspfx.Unit:

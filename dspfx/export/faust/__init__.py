@@ -12,7 +12,7 @@ precision (float32 ports), so it renders what dspfx renders in float64.
 Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
 ``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``static_nonlinearity`` (every curve, its learned
-parameters baked in), ``compressor``, ``expander`` (both detectors),
+parameters baked in), ``waveshaper_fx``, ``fir``, ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
 impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples,
 undamped), ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase

@@ -176,8 +176,17 @@ def _cabinet(unit: Unit, path: str) -> str:
 
 
 
+def _fir_unit(unit: Unit, path: str) -> str:
+    """The ``fir`` effect: the taps its magnitudes design (in float64, as the unit renders them
+    there) as a direct FIR; a call's time-varying magnitudes are not knobs."""
+    import copy
+
+    return _fir(unit, copy.deepcopy(unit).double().impulse_response().detach())
+
+
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.
 EMITTERS = {
+    "fir": _fir_unit,
     "biquad": _biquad, "one_pole": _one_pole, "svf": _svf, "parametric_eq": _parametric_eq, "ladder": _ladder,
     "tonestack": _tonestack, "convolution": _convolution, "cabinet": _cabinet,
 }

@@ -1,8 +1,9 @@
 """Faust emitters of the gains and memoryless curves: gain, trim, distortion, clipping,
-static_nonlinearity, bitcrush."""
+static_nonlinearity, bitcrush, waveshaper_fx."""
 
 from __future__ import annotations
 
+from typing import Any
 
 from dspfx.export.faust._common import slider
 from dspfx.unit import Unit
@@ -62,8 +63,50 @@ def _bitcrush(unit: Unit, path: str) -> str:
 
 
 
+def _waveshaper_fx(unit: Unit, path: str) -> str:
+    """NEWT's shaping bank on the input (:class:`dspfx.synths.waveshaper.WaveshaperFX`):
+    ``y = sum_s w_s (g_s f_s(a_s x + b_s) + d_s)`` with every learned parameter baked in;
+    ``f_s`` the Chebyshev series ``sum_k c_sk T_k(clamp(u, -1, 1))`` (by the recurrence
+    ``T_k = 2 v T_(k-1) - T_(k-2)``), the sine MLP, or their sum. Its per-sample affine
+    controls are a call's, not knobs: the plugin plays the learned values."""
+    import copy
+
+    ref = copy.deepcopy(unit).double()
+
+    def values(tensor: Any) -> list:
+        return tensor.detach().tolist()
+
+    a, b, g, d = (values(getattr(ref, key)) for key in ("input_gain", "input_offset", "output_gain", "output_offset"))
+    mix = values(ref.mix_weights) if unit.mix == "learnable" else None
+    defs, terms = [], []
+    for i in range(unit.n_shapers):
+        defs.append(f"u{i} = {a[i]!r} * x + {b[i]!r};")
+        parts = []
+        if unit.shaper in ("chebyshev", "both"):
+            c = values(ref.coefficients[i])
+            defs.append(f"v{i} = max(-1.0, min(1.0, u{i})); t{i}_0 = 1.0; t{i}_1 = v{i};")
+            for k in range(2, len(c) + 1):
+                defs.append(f"t{i}_{k} = 2.0 * v{i} * t{i}_{k - 1} - t{i}_{k - 2};")
+            parts.append(" + ".join(f"{c[k - 1]!r} * t{i}_{k}" for k in range(1, len(c) + 1)))
+        if unit.shaper in ("mlp", "both"):
+            layer = [f"u{i}"]
+            for depth, (w, bias) in enumerate(zip(ref.mlp_weights, ref.mlp_biases)):
+                w, bias = values(w[i]), values(bias[i])
+                names = []
+                for j, (row, offset) in enumerate(zip(w, bias)):
+                    name = f"h{i}_{depth}_{j}"
+                    defs.append(f"{name} = sin({' + '.join(f'{v!r} * {h}' for v, h in zip(row, layer))} + {offset!r});")
+                    names.append(name)
+                layer = names
+            parts.append(layer[0])
+        z = f"({g[i]!r} * ({' + '.join(f'({p})' for p in parts)}) + {d[i]!r})"
+        terms.append(z if mix is None else f"{z} * {mix[i]!r}")
+    return f"(\\(x).(({' + '.join(terms)}) with {{ {' '.join(defs)} }}))"
+
+
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.
 EMITTERS = {
+    "waveshaper_fx": _waveshaper_fx,
     "gain": _gain, "trim": _trim, "invert": lambda unit, path: "*(-1.0)", "distortion": _distortion,
     "clipping": _clipping, "static_nonlinearity": _static_nonlinearity, "bitcrush": _bitcrush,
 }

@@ -14,8 +14,8 @@ Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distort
 ``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``static_nonlinearity`` (every curve, its learned
 parameters baked in), ``waveshaper_fx``, ``fir``, ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
-impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (whole samples,
-undamped), ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
+impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (every mode),
+``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
 included), ``reverb`` (Freeverb, exactly), ``fdn_reverb``, ``preamp``, ``power_amp`` and ``output_transformer``
 (oversampled as in dspfx; so the whole gray-box amp of :func:`dspfx.amps.amp`), the
 containers ``chain``, ``parallel`` and ``dry_wet``, and ``knob_conditioned`` (the front-panel
@@ -87,7 +87,7 @@ def _expression(unit: Unit, path: str) -> str:
                         "which NAM's plugin plays")
     emitter = FAUST_UNITS.get(unit.name)
     if emitter is None:
-        raise TypeError(f"{unit.label} cannot be exported as a plugin yet; exportable units: {', '.join(FAUST_UNITS)}")
+        raise TypeError(f"{unit.label} cannot be exported as a plugin yet; exportable units: {', '.join(sorted(FAUST_UNITS))}")
     return emitter(unit, path)
 
 

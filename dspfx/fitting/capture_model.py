@@ -13,7 +13,8 @@ The input is what was played into the device (a DI recording, or the reamp signa
 3. held-out audio: with the reamp signal, its second validation segment (after a second of
    silence); else the last 20% of the pair. It is never trained on;
 4. training through :func:`dspfx.fit` (the training core): random segments of the training
-   part, time-domain ESR (the loss that keeps phase), the best held-out state, within
+   part, a time-domain loss (it keeps phase): the squared error over the training audio's mean
+   square (:class:`~dspfx.fitting.losses.ScaledMSELoss`, NAM's MSE on the ESR scale), the best held-out state, within
    ``max_seconds``. ``model="auto"`` follows :data:`AUTO_PLAN`: the gray-box amp for a fifth
    of the budget, then NAM's WaveNet for the rest, and keeps the one with the lower held-out
    ESR. Polarity, level and DC are learned: the neural models' output layers carry a
@@ -214,6 +215,7 @@ def capture(
     import dspfx
     from dspfx.fitting.capture import CaptureWarning, check_capture
     from dspfx.fitting.latency import align, device_latency, render_latency
+    from dspfx.fitting.losses import ScaledMSELoss
     from dspfx.fitting.reamp import blip_latency, match_capture_signal, repeat_esr
 
     sr = check_sample_rate(sample_rate, integer=True)
@@ -279,7 +281,12 @@ def capture(
         warm = field / sr if field else 0.05
         if progress:
             print(f"capture: training {name} for up to {seconds:.0f} s")
-        return unit, dspfx.fit(unit, xa, ya, steps=steps, loss="esr", align_latency=False, segment_s=segment_s,
+        # the training audio's ESR scale, one divisor for every batch (see ScaledMSELoss); the
+        # held-out end (seconds with the reamp signal, else a fraction) is left out of it
+        held = int(validation * sr) if layout is not None else int(validation * ya.shape[-1])
+        energy = float(torch.mean(ya[..., : ya.shape[-1] - held].double() ** 2)) or 1.0
+        return unit, dspfx.fit(unit, xa, ya, steps=steps, loss=ScaledMSELoss(energy), align_latency=False,
+                               segment_s=segment_s,
                                batch_size=batch_size, validation=validation, validate_every=validate_every,
                                warmup_s=warm, seed=seed, progress=progress, max_seconds=seconds, check=False,
                                **RATES[name])
@@ -340,6 +347,6 @@ def _write(folder: Path, res: CaptureResult, x: Tensor, y: Tensor, sr: int) -> N
     with torch.no_grad():
         prediction = res.model(x)[..., -n:]
     fit_report(folder / "report.png", target=y[..., -n:], prediction=prediction, sample_rate=sr,
-               loss_history={"train (ESR)": res.fit.loss_history}, validation_history=res.fit.validation_history,
+               loss_history={"train (squared error / training energy)": res.fit.loss_history}, validation_history=res.fit.validation_history,
                title=f"capture: {res.model.label}, held-out ESR {res.heldout_esr:.4g} ({res.grade}), latency "
                      f"{res.latency_samples} samples ({res.latency_method})")

@@ -245,3 +245,19 @@ def test_mrstft_mel_silence_and_gradients_finite():
     value = loss(q, _tones(4000))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(q.grad).all() and q.grad.abs().max() > 0
+
+
+def test_scaled_mse_is_the_esr_when_its_energy_is_the_targets_and_weighs_loud_batches_more():
+    from dspfx.fitting.losses import ScaledMSELoss, esr
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2, 1, 500, generator=g, dtype=torch.float64)
+    p = t + 0.1 * torch.randn(2, 1, 500, generator=g, dtype=torch.float64)
+    energy = float(torch.mean(t**2))
+    assert torch.allclose(ScaledMSELoss(energy)(p, t), esr(p, t, eps=0.0), rtol=1e-12)
+    # the same relative error on a batch 20 dB quieter: the same ESR, a hundredth of the loss
+    loss = ScaledMSELoss(energy)
+    assert torch.allclose(esr(0.1 * p, 0.1 * t), esr(p, t), rtol=1e-8)
+    assert torch.allclose(loss(0.1 * p, 0.1 * t), 0.01 * loss(p, t), rtol=1e-12)
+    with pytest.raises(ValueError, match="energy must be a finite number > 0"):
+        ScaledMSELoss(0.0)

@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import dspfx
-    from dspfx.fitting.reamp import blip_latency, capture_signal
+    from dspfx.fitting.capture_model import pair_latency
+    from dspfx.fitting.reamp import capture_signal
     from dspfx.lv2 import LV2Error, render_lv2
 
     devices = [d for d in args.devices.split(",") if d]
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"device": name, "error": str(err)})
             print(f"{name}: {err}", flush=True)
             continue
-        latency = blip_latency(y, layout).samples
+        latency, method, warning = pair_latency(torch.from_numpy(x), torch.from_numpy(y), sr, layout)
+        if warning:
+            print(f"{name}: {warning}", flush=True)
         for model in models:
             try:
                 if model == "nam":

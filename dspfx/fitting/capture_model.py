@@ -42,7 +42,7 @@ from dspfx.chain import Parallel
 from dspfx.checks import as_batch, check_sample_rate, positive_number
 from dspfx.unit import Unit
 
-__all__ = ["capture", "CaptureResult", "CAPTURE_MODELS", "AUTO_PLAN", "grade", "GRADES"]
+__all__ = ["capture", "pair_latency", "CaptureResult", "CAPTURE_MODELS", "AUTO_PLAN", "grade", "GRADES"]
 
 #: ``model=`` choices: NAM's WaveNet (``size=``), NAM's LSTM, the gray-box amp, or ``auto``.
 CAPTURE_MODELS = ("auto", "wavenet", "lstm", "graybox", "hybrid")
@@ -164,6 +164,40 @@ def _match_level(model: Unit, x: Tensor, y: Tensor) -> None:
 
 
 
+def pair_latency(x: Tensor, y: Tensor, sample_rate: int, layout: Any = None,
+                 latency: int | None = None) -> tuple[int, str, str | None]:
+    """The latency :func:`capture` removes, how it was found, and a warning (or None).
+
+    ``latency`` when given; with the reamp signal's ``layout``, the blips' onsets, unless the two
+    blips disagree (a device whose answer to a lone impulse is not repeatable, e.g. gx_bmp's
+    residue at 12 kHz: 32 and 16 samples), then the response's onset, with a warning; else the
+    onset (:func:`dspfx.fitting.latency.device_latency`).
+
+    Raises:
+        ValueError: a latency that is not an int >= 0; an output that leads its input.
+    """
+    from dspfx.fitting.latency import device_latency
+    from dspfx.fitting.reamp import blip_latency
+
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+            raise ValueError(f"latency must be a number of samples >= 0, got {latency!r}")
+        return latency, "given", None
+    warning = None
+    if layout is not None:
+        try:
+            return blip_latency(y.reshape(-1).numpy(), layout).samples, "blips", None
+        except ValueError as err:
+            warning = f"{err}; the latency is read from the response's onset instead"
+    lag = device_latency(x, y, max_latency=min(x.shape[-1] // 4, int(sample_rate)))
+    if lag < 0:
+        raise ValueError(
+            f"the output leads the input by {-lag} samples: the files are misaligned (or swapped); "
+            f"trim the input or give the latency (latency= / --latency)"
+        )
+    return lag, "onset" if warning is None else "onset (the blips disagreed)", warning
+
+
 def _realtime_factor(unit: Unit, sample_rate: int) -> float:
     x = torch.randn(1, 1, 2 * sample_rate, dtype=unit.dtype) * 0.1
     with torch.no_grad():
@@ -214,9 +248,9 @@ def capture(
     """
     import dspfx
     from dspfx.fitting.capture import CaptureWarning, check_capture
-    from dspfx.fitting.latency import align, device_latency, render_latency
+    from dspfx.fitting.latency import align, render_latency
     from dspfx.fitting.losses import ScaledMSELoss
-    from dspfx.fitting.reamp import blip_latency, match_capture_signal, repeat_esr
+    from dspfx.fitting.reamp import match_capture_signal, repeat_esr
 
     sr = check_sample_rate(sample_rate, integer=True)
     if model not in CAPTURE_MODELS:
@@ -237,19 +271,10 @@ def capture(
     found = [str(w.message) for w in caught if issubclass(w.category, CaptureWarning)]
     x, y = report.di, report.target
     layout = match_capture_signal(x.reshape(-1).numpy(), sr)
-    if latency is not None:
-        if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
-            raise ValueError(f"latency must be a number of samples >= 0, got {latency!r}")
-        lag, method = latency, "given"
-    elif layout is not None:
-        lag, method = blip_latency(y.reshape(-1).numpy(), layout).samples, "blips"
-    else:
-        lag, method = device_latency(x, y, max_latency=min(x.shape[-1] // 4, sr)), "onset"
-        if lag < 0:
-            raise ValueError(
-                f"the output leads the input by {-lag} samples: the files are misaligned (or swapped); "
-                f"trim the input or give the latency (latency= / --latency)"
-            )
+    lag, method, warning = pair_latency(x, y, sr, layout, latency)
+    if warning:
+        warnings.warn(warning, CaptureWarning, stacklevel=2)
+        found.append(warning)
     repeat = None if layout is None else repeat_esr(y.reshape(-1).numpy(), layout, latency=lag)
     if layout is not None:  # train on the training part and the silence after it; hold out the repeat
         x, y = x[..., layout.training[0] :], y[..., layout.training[0] :]
@@ -258,7 +283,7 @@ def capture(
         validation = 0.2
     unaligned = (x, y)
     lags = {name: lag for name in CAPTURE_MODELS}  # where the device's latency applies to all
-    if method == "onset" and model in (*_STRUCTURED, "auto"):
+    if method.startswith("onset") and model in (*_STRUCTURED, "auto"):
         # A gray-box amp cannot delay: its latency is measured against its own render (the rule
         # of dspfx.fit), which a low-pass's slow rise in the device cannot push late.
         gray = _make_model("graybox", sr, size, seed)
@@ -305,7 +330,7 @@ def capture(
         unit, result = train(model, None, max_seconds)
     steps_taken = len(result.loss_history)
     train_s = time.perf_counter() - t0
-    if lags[model] != lag or (model in _STRUCTURED and method == "onset"):
+    if lags[model] != lag or (model in _STRUCTURED and method.startswith("onset")):
         method += " (against the gray-box render)"
     lag = lags[model]
     x, y = aligned(model)

@@ -77,6 +77,12 @@ def test_blip_failures_are_named(signal, amp_output):
     shifted[b : b + SR // 2] = np.concatenate([np.zeros(5), amp_output[b : b + SR // 2 - 5]])
     with pytest.raises(ValueError, match="disagree"):
         blip_latency(shifted, layout)
+    # capture then reads the response's onset instead (0: the amp answers at once), and warns
+    from dspfx.fitting.capture_model import pair_latency
+
+    lag, method, warning = pair_latency(torch.from_numpy(x), torch.from_numpy(shifted), SR, layout)
+    assert (lag, method) == (0, "onset (the blips disagreed)") and "disagree" in warning
+    assert pair_latency(torch.from_numpy(x), torch.from_numpy(amp_output), SR, layout) == (0, "blips", None)
 
 
 def test_the_repeated_validation_flags_a_noisy_device(signal, amp_output):

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 twin = unit.to_pedalboard()
                 board = _best(lambda: twin(x[None], SR), args.repeats)
-            except TypeError:
+            except (TypeError, ValueError):  # no twin (a unit, or a mode of it, pedalboard lacks)
                 pass
             rows.append((label, args.seconds / max(plugin, 1e-9), args.seconds / ours,
                          None if board is None else args.seconds / board))

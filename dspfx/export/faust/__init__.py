@@ -9,20 +9,25 @@ or also builds an LV2 bundle with Debian's ``faust2lv2`` (``format="lv2"``; it n
 lv2-dev and libboost-dev), its URI ``urn:dspfx:plugin/<name>``. The plugin computes in double
 precision (float32 ports), so it renders what dspfx renders in float64.
 
-Exportable so far (mono in, mono out): ``gain``, ``trim``, ``invert``, ``distortion``,
+Exportable (mono in, mono out): every registered effect and amp block but the neural captures:
+``gain``, ``trim``, ``invert``, ``distortion``,
 ``clipping`` (hard curve), ``biquad`` and ``svf`` (every mode), ``one_pole``, ``parametric_eq``,
 ``ladder`` (every mode, table or tanh saturation), ``tonestack`` (every model), ``bitcrush``, ``static_nonlinearity`` (every curve, its learned
 parameters baked in), ``waveshaper_fx``, ``fir``, ``compressor``, ``expander`` (both detectors),
 ``noise_gate`` and ``limiter`` (no sidechain), ``convolution`` and ``cabinet`` (parametric, or its
-impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 1024), ``delay`` (every mode),
+impulse response as a direct FIR of at most ``MAX_FIR_TAPS``, 32768: one multiply-add per tap and
+sample), ``delay`` (every mode),
 ``chorus``, ``flanger``, ``vibrato`` and ``phaser`` (their LFOs, float32 phase
-included), ``reverb`` (Freeverb, exactly), ``fdn_reverb``, ``preamp``, ``power_amp`` and ``output_transformer``
+included), ``reverb`` (Freeverb, exactly), ``fdn_reverb``, ``noise_reverb`` (its response at the
+band decays and gains, baked as a direct FIR; ``mix`` is the port), ``preamp``, ``power_amp`` and ``output_transformer``
 (oversampled as in dspfx; so the whole gray-box amp of :func:`dspfx.amps.amp`), the
 containers ``chain``, ``parallel`` and ``dry_wet``, and ``knob_conditioned`` (the front-panel
 settings as ports, its network baked in, mapping them to the wrapped chain's knobs). One module per family (nonlinear,
 filters, dynamics, delays, modulation, reverbs, amps; oversampling writes a core that runs
-several steps per sample) holds the emitters. Another unit raises a one-line TypeError naming it; the neural
-captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files instead (:func:`export_nam`).
+several steps per sample) holds the emitters. Another unit raises a one-line TypeError naming it and
+what to use instead: the neural captures (``wavenet``, ``lstm_amp``) go to ``.nam`` files
+(:func:`export_nam`), the synths (a DDSP instrument among them) play with ``dspfx transfer`` and
+``dspfx play``.
 Exactness against dspfx's render, through the built plugin, is tested in tests/export.
 """
 
@@ -86,6 +91,9 @@ def _expression(unit: Unit, path: str) -> str:
         raise TypeError(f"{unit.label} is a neural capture: write it as a .nam file (dspfx.export.export_nam), "
                         "which NAM's plugin plays")
     emitter = FAUST_UNITS.get(unit.name)
+    if emitter is None and getattr(unit, "category", None) == "synth":
+        raise TypeError(f"{unit.label} is a synth (control signals in, audio out), not an effect a plugin can host; "
+                        "play a DDSP instrument or a synth with `dspfx transfer` or `dspfx play`")
     if emitter is None:
         raise TypeError(f"{unit.label} cannot be exported as a plugin yet; exportable units: {', '.join(sorted(FAUST_UNITS))}")
     return emitter(unit, path)
@@ -134,8 +142,12 @@ def export_plugin(unit: Unit, out: str | os.PathLike, *, format: str = "lv2", na
         return dsp
     with tempfile.TemporaryDirectory(prefix="dspfx-lv2-build-") as build:
         shutil.copy(dsp, Path(build) / dsp.name)
-        done = subprocess.run(["faust2lv2", "-nomidicc", "-double", "-uri-prefix", URI_PREFIX, dsp.name], cwd=build,
-                              capture_output=True, text=True, timeout=600)
+        env = dict(os.environ)
+        if code.count("fi.fir(") > 1:  # a long FIR (blocks): g++'s global CSE takes most of the build, for
+            # no gain in straight-line code (7200 taps: 26 s -> 9 s); it changes no arithmetic
+            env["CXXFLAGS"] = f"{env.get('CXXFLAGS', '')} -fno-gcse".strip()
+        done = subprocess.run(["faust2lv2", "-nomidicc", "-double", "-t", "0", "-uri-prefix", URI_PREFIX, dsp.name],
+                              cwd=build, capture_output=True, text=True, timeout=600, env=env)
         bundle = Path(build) / f"{name}.lv2"
         if done.returncode != 0 or not bundle.is_dir():
             lines = (done.stderr or done.stdout).strip().splitlines()

@@ -130,23 +130,58 @@ def _tonestack(unit: Unit, path: str) -> str:
             f"with {{ {head}}})")
 
 
-#: Longest impulse response written as a direct-form FIR: one multiply-add per tap and sample in
-#: the plugin, and the Faust compiler's time grows with the square of the taps (1536 taps in one
-#: program build in about 25 s with g++; 2048 taps alone take Faust 2.54 over 2 minutes).
-MAX_FIR_TAPS = 1024
+#: Longest impulse response written as a direct FIR: one multiply-add per tap and sample in the
+#: plugin (benchmarks/export.py measures it; a 0.68 s response at 48 kHz is 32768 taps), and the
+#: build grows faster than the taps (Faust 2.54 and g++ take about 4 s for 8192 taps, 30 s and
+#: more for 32768).
+MAX_FIR_TAPS = 32768
+
+#: Taps per block of :func:`direct_fir`: Faust's compiler is quadratic in the taps of one sum
+#: (2048 taps as one ``fi.fir`` take it over 2 minutes), so a long response is cut into blocks.
+FIR_BLOCK = 64
 
 
-def _fir(unit: Unit, h: Any) -> str:
-    """A baked impulse response (first channel) as Faust's direct-form ``fi.fir``; its cost is
-    one multiply-add per tap and sample (a partitioned FFT convolution is far cheaper for long
-    responses, which is why longer ones are refused)."""
+def _horner(terms: list[str], delay: int) -> str:
+    """``t0 + (t1 + (t2 + ...)@delay)@delay``: each term ``delay`` samples later than the one before."""
+    expr = terms[-1]
+    for term in reversed(terms[:-1]):
+        expr = f"{term} + ({expr}) @ ({delay})"
+    return expr
+
+
+def direct_fir(taps: list[float]) -> str:
+    """A direct-form FIR of the taps, one multiply-add per tap and sample, in blocks of
+    :data:`FIR_BLOCK` taps nested two deep: ``y = g0 + D^S (g1 + D^S (g2 + ...))`` over groups of
+    ``S`` taps, each group ``g = b0 + D^B (b1 + D^B (...))`` over its blocks, each block a
+    ``fi.fir``. The sums stay separate for Faust's compiler, so the build grows about linearly
+    with the taps, and the delay lines hold about twice the response. Exact: the same products,
+    summed in another order."""
+    def block(seg: list[float]) -> str:
+        return f"*({seg[0]!r})" if len(seg) == 1 else f"fi.fir(({', '.join(repr(float(v)) for v in seg)}))"
+
+    if len(taps) <= FIR_BLOCK:
+        return block(taps)
+    blocks = [taps[i : i + FIR_BLOCK] for i in range(0, len(taps), FIR_BLOCK)]
+    per_group = math.ceil(math.sqrt(len(blocks)))
+    defs = " ".join(f"b{k} = {block(seg)};" for k, seg in enumerate(blocks))
+    groups = [_horner([f"b{k}(x)" for k in range(g, min(g + per_group, len(blocks)))], FIR_BLOCK)
+              for g in range(0, len(blocks), per_group)]
+    return f"(\\(x).({_horner(groups, FIR_BLOCK * per_group)}) with {{ {defs} }})"
+
+
+def fir_expression(unit: Unit, h: Any) -> str:
+    """A baked impulse response (first channel) as a :func:`direct_fir`; its cost is one
+    multiply-add per tap and sample (a partitioned FFT convolution is far cheaper for long
+    responses, and Faust 2.54 has no block processing to write one), so responses longer than
+    :data:`MAX_FIR_TAPS` are refused."""
     taps = h.detach().cpu().double().reshape(-1, h.shape[-1])[0].tolist()
     if getattr(h, "ndim", 1) > 1 and h.shape[0] > 1:
         raise TypeError(f"{unit.label}: a {h.shape[0]}-channel impulse response; the plugins are mono")
     if len(taps) > MAX_FIR_TAPS:
         raise TypeError(f"{unit.label}: {len(taps)} taps; a plugin writes at most {MAX_FIR_TAPS} as a direct FIR "
-                        "(trim the response, e.g. Cabinet.to_ir(n_taps))")
-    return f"fi.fir(({', '.join(repr(float(v)) for v in taps)}))"
+                        f"({MAX_FIR_TAPS / unit.sample_rate:.3g} s at {unit.sample_rate:g} Hz; trim the response, "
+                        "e.g. Cabinet.to_ir(n_taps) or a shorter length_s)")
+    return direct_fir(taps)
 
 
 def _convolution(unit: Unit, path: str) -> str:
@@ -156,7 +191,7 @@ def _convolution(unit: Unit, path: str) -> str:
     h = unit.impulse_response
     h = normalize_impulse_response(h) if unit.normalize else h
     mix = slider(unit, "mix", path)
-    return f"(_ <: (_, {_fir(unit, h)}) : \\(d, w).((1.0 - {mix}) * d + {mix} * w))"
+    return f"(_ <: (_, {fir_expression(unit, h)}) : \\(d, w).((1.0 - {mix}) * d + {mix} * w))"
 
 
 def _cabinet(unit: Unit, path: str) -> str:
@@ -165,7 +200,7 @@ def _cabinet(unit: Unit, path: str) -> str:
     from dspfx.amps.cabinet import CABINET_SECTIONS
 
     if unit.mode == "ir":
-        return _fir(unit, unit.effective_impulse_response())
+        return fir_expression(unit, unit.effective_impulse_response())
     stages = []
     for name, mode in CABINET_SECTIONS:
         gain = slider(unit, f"{name}_gain_db", path) if f"{name}_gain_db" in unit.knob_specs else "0.0"
@@ -181,7 +216,7 @@ def _fir_unit(unit: Unit, path: str) -> str:
     there) as a direct FIR; a call's time-varying magnitudes are not knobs."""
     import copy
 
-    return _fir(unit, copy.deepcopy(unit).double().impulse_response().detach())
+    return fir_expression(unit, copy.deepcopy(unit).double().impulse_response().detach())
 
 
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.

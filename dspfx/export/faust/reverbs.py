@@ -1,4 +1,5 @@
-"""Faust emitters of the reverbs: Freeverb exactly as dspfx (and JUCE, and pedalboard) computes it.
+"""Faust emitters of the reverbs: Freeverb exactly as dspfx (and JUCE, and pedalboard) computes it,
+the FDN reverb, and the noise reverb's response as a direct FIR.
 
 Faust's own ``re.mono_freeverb`` differs from Jezar's (its allpass is a true allpass, its
 tuning and gains are its own), so the network is written out: 8 lowpass-feedback combs summed,
@@ -79,5 +80,23 @@ def _fdn_reverb(unit: Unit, path: str) -> str:
     return f"((_ <: (_, {network}) : \\(x, w).((1.0 - {mix}) * x + {mix} * w)) with {{ {' '.join(defs)} }})"
 
 
+def _noise_reverb(unit: Unit, path: str) -> str:
+    """The response at the unit's band decays and gains, baked into one direct FIR
+    (:func:`dspfx.export.faust.filters.direct_fir`), and ``mix`` as a port. The decays and gains
+    are not ports: the response is not linear in a decay, so a port per band would need a
+    convolution per band, ``n_bands`` times the plugin's cost. Set them before exporting; a
+    response longer than :data:`~dspfx.export.faust.filters.MAX_FIR_TAPS` (``length_s``) is refused."""
+    import copy
+
+    import torch
+
+    from dspfx.export.faust.filters import fir_expression
+
+    with torch.no_grad():
+        h = copy.deepcopy(unit).double().impulse_response()  # as dspfx renders it in float64
+    mix = slider(unit, "mix", path)
+    return f"(_ <: (_, {fir_expression(unit, h)}) : \\(d, w).((1.0 - {mix}) * d + {mix} * w))"
+
+
 #: Unit name -> Faust emitter ``(unit, path prefix) -> expression``.
-EMITTERS = {"reverb": _reverb, "fdn_reverb": _fdn_reverb}
+EMITTERS = {"reverb": _reverb, "fdn_reverb": _fdn_reverb, "noise_reverb": _noise_reverb}

@@ -7,7 +7,8 @@ The same white noise (``--seconds``, 48 kHz mono float32) goes through each. lv2
 its wall time less that of the same plugin on 0.1 s (process start-up, plugin load, file I/O),
 so what is left is mostly the plugin's processing plus reading and writing the audio. dspfx
 and pedalboard are timed in process (best of ``--repeats``), one thread. Reported as x real
-time and the ratio plugin / dspfx (above 1: the plugin is faster).
+time and the ratio plugin / dspfx (above 1: the plugin is faster), with the plugin's build time
+(Faust and g++, which grows with an impulse response's taps).
 
     OMP_NUM_THREADS=1 python benchmarks/export.py [--seconds 30] [--repeats 3] [--markdown]
 """
@@ -44,6 +45,10 @@ def units():
         "cabinet (parametric)": dspfx.make("cabinet", sample_rate=SR),
         "cabinet (IR, 1024 taps)": dspfx.make("cabinet", mode="ir", sample_rate=SR,
                                               impulse_response=dspfx.make("cabinet", sample_rate=SR).to_ir(1024).detach()),
+        "convolution (8192 taps)": dspfx.make("convolution", sample_rate=SR, impulse_response=torch.randn(
+            8192, generator=torch.Generator().manual_seed(0)) * torch.exp(-torch.arange(8192) / 2000.0), mix=0.5),
+        "noise_reverb (0.25 s, 12000 taps)": dspfx.make("noise_reverb", sample_rate=SR, length_s=0.25, mix=0.3,
+                                                        **{f"decay{k}_s": 0.25 for k in range(1, 13)}),
         "parametric_eq (3 peaks)": dspfx.make("parametric_eq", n_peaks=3, peak1_gain_db=4.0),
         "delay": dspfx.make("delay", delay_ms=250.0, feedback=0.5, mix=0.5),
         "delay (linear, damped)": dspfx.make("delay", interpolation="linear", damping=True, delay_ms=250.0,
@@ -102,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and not any(label.startswith(prefix) for prefix in args.only):
                 continue
             name = f"bench_{i}"
+            t0 = time.perf_counter()
             export_plugin(unit, folder / "bundles", name=name)
+            build = time.perf_counter() - t0
             uri = f"{URI_PREFIX}/{name}"
             startup = min(_lv2file_seconds(uri, folder / "short.wav", folder / "o.wav", folder / "bundles")
                           for _ in range(args.repeats))
@@ -118,13 +125,14 @@ def main(argv: list[str] | None = None) -> int:
             except (TypeError, ValueError):  # no twin (a unit, or a mode of it, pedalboard lacks)
                 pass
             rows.append((label, args.seconds / max(plugin, 1e-9), args.seconds / ours,
-                         None if board is None else args.seconds / board))
-    header = "| unit | LV2 plugin (x real time) | dspfx | pedalboard twin | plugin / dspfx |"
+                         None if board is None else args.seconds / board, build))
+    header = "| unit | LV2 plugin (x real time) | dspfx | pedalboard twin | plugin / dspfx | build (s) |"
     print(header if args.markdown else header.replace("|", " ").strip())
     if args.markdown:
-        print("|---|---|---|---|---|")
-    for label, plugin, ours, board in rows:
-        cells = [label, f"{plugin:.0f}x", f"{ours:.0f}x", "-" if board is None else f"{board:.0f}x", f"{plugin / ours:.2f}"]
+        print("|---|---|---|---|---|---|")
+    for label, plugin, ours, board, build in rows:
+        cells = [label, f"{plugin:.0f}x", f"{ours:.0f}x", "-" if board is None else f"{board:.0f}x", f"{plugin / ours:.2f}",
+                 f"{build:.0f}"]
         print("| " + " | ".join(cells) + " |" if args.markdown else "  ".join(cells))
     return 0
 

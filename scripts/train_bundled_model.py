@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=25.0, help="wall-time budget of the training loop")
     p.add_argument("--chunk", type=int, default=100, help="steps between checkpoints / budget checks")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--decay", type=float, default=0.98, help="the rate is lr * decay ** (step / decay_steps)")
+    p.add_argument("--decay-steps", type=int, default=10000)
     p.add_argument("--reverb-s", type=float, default=0.25)
     p.add_argument("--preset", default="tiny", choices=["tiny", "full"])
     p.add_argument("--out", default=None, help="model file (default dspfx/models/<instrument>.safetensors)")
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     step, result = 0, None
     while step < args.steps and (time.perf_counter() - t0) / 60.0 < args.max_minutes:
         target = min(args.steps, step + args.chunk)
-        result = train(data, run, steps=target, batch_size=args.batch_size, lr=args.lr, preset=args.preset,
+        result = train(data, run, steps=target, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
+                       decay_steps=args.decay_steps, preset=args.preset,
                        checkpoint_every=args.chunk, reverb_s=args.reverb_s, valid_data=valid, valid_windows=8,
                        device="cpu", progress=False, seed=args.seed)
         step = result.step
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "window_s": args.window_s,
         "lr": args.lr,
+        "decay": [args.decay, args.decay_steps],
         "reverb_s": args.reverb_s,
         "range_midi": [inst.low_midi, inst.high_midi],
         "gm_program": inst.program,

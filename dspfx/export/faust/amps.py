@@ -16,10 +16,6 @@ from dspfx.export.faust._common import KNOB_EXPRESSIONS, cookbook, number, slide
 from dspfx.unit import Unit
 
 
-def _db(value: str) -> str:
-    return f"pow(10.0, {value} / 20.0)"
-
-
 def _preamp(unit: Unit, path: str) -> str:
     """Per stage: coupling high-pass, (cathode-bypass shelf), gain, the triode curve
     ``s(u + bias) - s(bias)`` (``s(v) = tanh((1 + a) v) / (1 + a)`` for ``v >= 0``, else
@@ -36,10 +32,10 @@ def _preamp(unit: Unit, path: str) -> str:
         gain, bias, k = f"pre{i}g", f"pre{i}bias", f"pre{i}k"
         blocks.append(ov.memoryless(
             lambda x, gain=gain, bias=bias, k=k: (f"s{k}({x} * {gain} + {bias}) - s{k}({bias})"),
-            [f"{gain} = {_db(knob('gain_db'))};", f"{bias} = {knob('bias')};", f"{k} = 1.0 + {knob('asymmetry')};",
+            [f"{gain} = ba.db2linear({knob('gain_db')});", f"{bias} = {knob('bias')};", f"{k} = 1.0 + {knob('asymmetry')};",
              f"s{k}(v) = select2(v >= 0.0, ma.tanh(v), ma.tanh({k} * v) / {k});"]))
         blocks.append(ov.one_pole(f"pre{i}lp", "lowpass", knob("lp_hz"), fs))
-    blocks.append(ov.memoryless(lambda x: f"{x} * preout", [f"preout = {_db(slider(unit, 'output_db', path))};"]))
+    blocks.append(ov.memoryless(lambda x: f"{x} * preout", [f"preout = ba.db2linear({slider(unit, 'output_db', path)});"]))
     return ov.run(blocks, unit.oversample, "pre_")
 
 
@@ -67,9 +63,9 @@ def _power_amp(unit: Unit, path: str) -> str:
 
     sag_block = ov.Block(sag_step, 1, [f"pa_att = exp(-1000.0 / (({attack}) * {number(fs)}));",
                                        f"pa_rel = exp(-1000.0 / (({release}) * {number(fs)}));", f"pa_sag = {sag};"])
-    return (f"(*({_db(master)}) : {ov.run([curve, sag_block], unit.oversample, 'pa_')} "
+    return (f"(*(ba.db2linear({master})) : {ov.run([curve, sag_block], unit.oversample, 'pa_')} "
             f": {cookbook('peak', number(unit.resonance_hz), '1.0', resonance, sr)} "
-            f": {cookbook('highshelf', number(unit.presence_hz), '0.7071', presence, sr)} : *({_db(out)}))")
+            f": {cookbook('highshelf', number(unit.presence_hz), '0.7071', presence, sr)} : *(ba.db2linear({out})))")
 
 
 def _output_transformer(unit: Unit, path: str) -> str:
@@ -85,7 +81,7 @@ def _output_transformer(unit: Unit, path: str) -> str:
                  f"{tag}_u - ot_r);",
                  f"{tag} = ((1.0 - ot_h) * ma.tanh({tag}_u) + ot_h * ma.tanh({tag}_p)) / ot_a;"], tag, [f"{tag}_p"])
 
-    core = ov.Block(core_step, 1, [f"ot_a = {_db(slider(unit, 'drive_db', path))};",
+    core = ov.Block(core_step, 1, [f"ot_a = ba.db2linear({slider(unit, 'drive_db', path)});",
                                    f"ot_r = {slider(unit, 'width', path)};", f"ot_h = {slider(unit, 'hysteresis', path)};"])
     return ov.run([ov.one_pole("othp", "highpass", slider(unit, "low_hz", path), fs), core,
                    ov.one_pole("otlp", "lowpass", slider(unit, "high_hz", path), fs)], unit.oversample, "ot_")

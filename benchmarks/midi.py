@@ -6,7 +6,9 @@ For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, se
 - control effect: each playable control set to seeded random values per note, the render's
   controls re-extracted with the same definitions (dspfx.ddsp.expression.note_controls), Pearson
   r between requested and measured (MIDI-DDSP's table: violin volume .99, fluctuation .84, peak
-  position .80, vibrato .86);
+  position .80, vibrato .86, brightness .96, attack .97). Brightness and attack noise are drawn
+  within the range of the phrase's recording (its notes' lowest to highest), and attack noise
+  also from the render's own level to 25 dB above it ("attack, raised");
 - timing and pitch of `dspfx.play` with its defaults (the bundled expression generator): note
   onsets detected in the render (librosa's onset detector, 4 ms hop, backtracked) against the
   MIDI onsets, F-measure within 50 ms and the share within 20 ms, and the same detector's
@@ -82,8 +84,9 @@ def _loss(a: np.ndarray, b: np.ndarray) -> float:
 def run(name: str, phrases: int, tmp: Path) -> dict:
     model = load_model(name)
     rng = np.random.default_rng(7)
-    requested = {c: [] for c in PLAYABLE_CONTROLS}
-    measured = {c: [] for c in PLAYABLE_CONTROLS}
+    effects = (*PLAYABLE_CONTROLS, "attack_noise_raised")
+    requested = {c: [] for c in effects}
+    measured = {c: [] for c in effects}
     ref_f50, f50, w20, cents, losses, seconds, compute = [], [], [], [], {"dspfx.play": [], "flat": [], "fluidsynth TimGM6mb": []}, 0.0, 0.0
     spans = {"volume": (-40.0, -12.0), "volume_fluctuation": (0.0, 8.0), "volume_peak_position": (0.05, 0.95),
              "vibrato": (0.0, 0.6)}
@@ -95,8 +98,16 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
         ref = sf.read(str(ref_path), dtype="float32")[0]
         ref_f50.append(_onset_scores(ref, notes)[0])  # the detector's ceiling: the recording itself
         other = sf.read(str(other_path), dtype="float32")[0]
-        for control in PLAYABLE_CONTROLS:
-            values = rng.uniform(*spans[control], len(notes))
+        recorded = note_controls(ref, SR, notes)
+        for timbre in ("brightness", "attack_noise"):
+            column = recorded[:, CONTROL_NAMES.index(timbre)]
+            spans[timbre] = (float(np.nanmin(column)), float(np.nanmax(column)))
+        plain, _ = play(notes, model, controls={"vibrato": 0.0}, playing_range=None, expression=None)
+        own_attack = note_controls(plain.numpy(), SR, notes)[:, CONTROL_NAMES.index("attack_noise")]
+        for effect in effects:
+            control = "attack_noise" if effect == "attack_noise_raised" else effect
+            values = rng.uniform(*spans[control], len(notes)) if effect == control else (
+                own_attack + rng.uniform(0.0, 25.0, len(notes)))
             # the others fixed: no vibrato; a 6 dB swell where the peak position is asked (a flat note has none)
             fixed = {"vibrato": 0.0} if control != "vibrato" else {}
             if control == "volume_peak_position":
@@ -105,8 +116,9 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
             got = note_controls(audio.numpy(), SR, notes)[:, CONTROL_NAMES.index(control)]
             # vibrato starts 0.25 s into a note and fades in over 0.2 s: only longer notes can show it
             long = np.array([n.duration_s > (0.7 if control == "vibrato" else 0.25) for n in notes])
-            requested[control] += list(values[long])
-            measured[control] += list(got[long])
+            keep = long & np.isfinite(got) & np.isfinite(values)
+            requested[effect] += list(values[keep])
+            measured[effect] += list(got[keep])
         t0 = time.perf_counter()
         audio, _ = play(notes, name)
         compute += time.perf_counter() - t0
@@ -123,7 +135,7 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
         losses["flat"].append(_loss(flat.numpy(), ref))
         losses["fluidsynth TimGM6mb"].append(_loss(other, ref))
     return {
-        "control_effect_r": {c: round(float(np.corrcoef(requested[c], measured[c])[0, 1]), 3) for c in PLAYABLE_CONTROLS},
+        "control_effect_r": {c: round(float(np.corrcoef(requested[c], measured[c])[0, 1]), 3) for c in effects},
         "onset_f_measure_50ms": round(float(np.mean(f50)), 3),
         "onsets_within_20ms": round(float(np.mean(w20)), 3),
         "recording_onset_f_measure_50ms": round(float(np.mean(ref_f50)), 3),

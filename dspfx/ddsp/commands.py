@@ -6,7 +6,7 @@ train-midi.
     dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
                                                         a bundled name, e.g. violin)
     dspfx instruments [--json | --markdown]
-    dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] ...
+    dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] [--brightness H] [--attack DB] ...
     dspfx train-midi DATA --out RUN [--minutes M]
 
 Registered on the main parser by :func:`add_commands`; nothing heavy is imported until a command
@@ -98,7 +98,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"output folder {str(Path(args.output).resolve().parent)!r} does not exist")
     controls = {name: value for name, value in (
         ("volume", args.volume), ("volume_fluctuation", args.volume_fluctuation),
-        ("volume_peak_position", args.peak_position), ("vibrato", args.vibrato)) if value is not None}
+        ("volume_peak_position", args.peak_position), ("vibrato", args.vibrato), ("brightness", args.brightness),
+        ("attack_noise", args.attack)) if value is not None}
     expression: Any = "auto"
     if args.expression:
         from dspfx.ddsp.generators import ExpressionGenerator
@@ -310,6 +311,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--volume-fluctuation", type=float, default=None, help="loudness swell within a note, dB std (default 0)")
     p.add_argument("--peak-position", type=float, default=None, help="where a note's swell peaks, 0..1 (default 0.3)")
     p.add_argument("--vibrato", type=float, default=None, help="vibrato extent, semitones (default 0.15)")
+    p.add_argument("--brightness", type=float, default=None,
+                   help="harmonic centroid of every note, in harmonics (>= 1; default: the instrument's own timbre)")
+    p.add_argument("--attack", type=float, default=None,
+                   help="noise level of every note's first 40 ms, dB (default: the instrument's own)")
     p.add_argument("--expression", default=None,
                    help="an expression generator file (dspfx train-midi), or 'none' for the plain defaults "
                         "(default: a bundled instrument's own)")

@@ -315,6 +315,11 @@ class DDSPModel(Container):
     ``audio = model(f0_hz, loudness_db)``: ``(batch, frames)`` features at ``frame_rate``
     (``hop = sample_rate / frame_rate`` samples per frame) -> ``(batch, 1, frames * hop)``.
     Controls by path reach the synth (``model(f0, loud, **{"synth.reverb.mix": 0.2})``).
+    Two optional ``(batch, frames)`` controls shape the decoder's output before the synth plays
+    it (:func:`dspfx.ddsp.play` uses them for MIDI-DDSP's brightness and attack noise):
+    ``harmonic_tilt`` multiplies harmonic ``k``'s weight by ``k ** -tilt`` (positive: darker;
+    the harmonic synth renormalises the distribution, so the level stays) and ``noise_gain_db``
+    scales the filtered noise.
 
     Args:
         sample_rate: Hz (default 16000).
@@ -341,9 +346,10 @@ class DDSPModel(Container):
     name = "ddsp"
     category = "synth"
     is_synth = True
-    extra_controls = ("f0_hz", "loudness_db")
-    #: the GRU carries the features' past: a stream's previous block is not needed
-    unframed_controls = ("f0_hz", "loudness_db")
+    extra_controls = ("f0_hz", "loudness_db", "harmonic_tilt", "noise_gain_db")
+    #: the GRU carries the features' past: a stream's previous block is not needed; the shaping
+    #: controls act on the decoder's frames, which carry their own previous frame
+    unframed_controls = ("f0_hz", "loudness_db", "harmonic_tilt", "noise_gain_db")
 
     def __init__(
         self,
@@ -452,6 +458,19 @@ class DDSPModel(Container):
             "harmonic_distribution": out["harmonic_distribution"],
             "magnitudes": out["noise_magnitudes"],
         }
+        for key, target in (("harmonic_tilt", "harmonic_distribution"), ("noise_gain_db", "magnitudes")):
+            shaping = split_frames(own.get(key))[0]
+            if shaping is None:
+                continue
+            if not isinstance(shaping, Tensor) or shaping.shape != f0_hz.shape:
+                raise ValueError(f"{self.label}: {key} must be a tensor shaped like f0_hz {tuple(f0_hz.shape)}, got "
+                                 f"{tuple(shaping.shape) if isinstance(shaping, Tensor) else type(shaping).__name__}")
+            shaping = shaping.to(ref.dtype).unsqueeze(-1)
+            if key == "harmonic_tilt":
+                k = torch.arange(1, current[target].shape[-1] + 1, dtype=ref.dtype, device=ref.device)
+                current[target] = current[target] * torch.exp(-shaping * torch.log(k))
+            else:
+                current[target] = current[target] * torch.pow(10.0, shaping / 20.0)
         previous = state["previous"]
         synth_controls = dict(per_child.get("synth", {}))
         for key, value in current.items():

@@ -19,9 +19,15 @@ its effect can be compared. A bundled instrument's learned expression generator
 (:mod:`dspfx.ddsp.generators`, trained on the instrument's MIDI/audio pairs) chooses the
 controls from each note's context; a control given here overrides it. The same notes also play the ``subtractive`` synth voice
 (:class:`~dspfx.synths.subtractive.SubtractiveVoice`: gate from the notes, its own envelopes).
-``brightness`` and ``attack_noise`` are measured but not yet
-playable (the instrument's decoder sets the timbre from pitch and loudness), and the frames come
-from these rules, not yet from a learned synthesis generator.
+- ``brightness`` (the harmonic centroid, in harmonics) and ``attack_noise`` (the aperiodic level of
+  the first 40 ms, dB), when given: the instrument's decoder sets the timbre from pitch and
+  loudness, and these shape what it sets (:func:`timbre_shaping`): a spectral tilt per note,
+  ``k ** -t`` on harmonic ``k``, with ``t`` solved so that the note's decoded harmonic centroid
+  is the one asked for, and a noise gain on the note's first 40 ms, both corrected by the
+  render's own measurement (:data:`TIMBRE_PASSES` renders). The expression generators do not predict them: without them the
+  decoder's timbre plays.
+
+The frames come from these rules, not yet from a learned synthesis generator.
 """
 
 from __future__ import annotations
@@ -37,11 +43,17 @@ import torch
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
 
-__all__ = ["play", "PLAYABLE_CONTROLS", "DEFAULTS", "note_frames"]
+__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "timbre_shaping"]
 
-#: Controls :func:`play` renders (the other two of :data:`dspfx.ddsp.expression.CONTROL_NAMES`
-#: are measured only).
-PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato")
+#: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
+PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
+#: The two that shape the decoder's timbre (only when given; :func:`timbre_shaping`).
+TIMBRE_CONTROLS = ("brightness", "attack_noise")
+#: Bounds of the spectral tilt exponent and of the attack's noise gain (dB).
+TILT_RANGE = (-4.0, 8.0)
+NOISE_GAIN_RANGE_DB = (-40.0, 40.0)
+#: Renders that correct the timbre controls by the render's own measurement.
+TIMBRE_PASSES = 3
 DEFAULTS = {"volume_fluctuation": 0.0, "volume_peak_position": 0.3, "vibrato": 0.15}
 VIBRATO_HZ = 5.5
 VIBRATO_DELAY_S = 0.25
@@ -72,9 +84,7 @@ def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None
     if unknown:
         from dspfx.ddsp.expression import CONTROL_NAMES
 
-        measured = sorted(set(CONTROL_NAMES) - set(PLAYABLE_CONTROLS))
-        raise ValueError(f"controls {sorted(unknown)}: playable are {list(PLAYABLE_CONTROLS)}"
-                         + (f" ({measured} are measured, not yet playable)" if unknown & set(measured) else ""))
+        raise ValueError(f"controls {sorted(unknown)}: playable are {list(CONTROL_NAMES)}")
     n = len(notes)
     vol = _volumes(notes, controls)
     fluct = _per_note("volume_fluctuation", controls.get("volume_fluctuation", DEFAULTS["volume_fluctuation"]), n)
@@ -188,11 +198,100 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     if generator is not None:
         controls = {**generator.predict(notes), **dict(controls or {})}
     if voice is not None:
+        if set(controls or {}) & set(TIMBRE_CONTROLS):
+            raise ValueError(f"controls {sorted(set(controls or {}) & set(TIMBRE_CONTROLS))} shape a DDSP instrument's "
+                             "timbre; the subtractive voice's timbre is its knobs (filter, oscillators)")
         return _play_voice(voice, notes, controls)
     f0, loud = note_frames(notes, controls, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early
     f0, loud = np.append(f0[1:], f0[-1]), np.append(loud[1:], loud[-1])
+    timbre = {k: v for k, v in (controls or {}).items() if k in TIMBRE_CONTROLS}
+    if timbre:
+        return timbre_shaping(model, notes, f0, loud, timbre)[0], model.sample_rate
+    return _render(model, f0, loud), model.sample_rate
+
+
+def _render(model: DDSPModel, f0: np.ndarray, loud: np.ndarray, **shaping: np.ndarray) -> torch.Tensor:
     ref = next(model.parameters())
+    as_t = lambda v: torch.as_tensor(v, dtype=ref.dtype)[None]  # noqa: E731
     with torch.no_grad():
-        y = model(torch.as_tensor(f0, dtype=ref.dtype)[None], torch.as_tensor(loud, dtype=ref.dtype)[None])
-    return y[0, 0].detach().cpu().float(), model.sample_rate
+        y = model(as_t(f0), as_t(loud), **{k: as_t(v) for k, v in shaping.items()})
+    return y[0, 0].detach().cpu().float()
+
+
+def _note_span(note: MidiNote, frames: int, frame_rate: float) -> tuple[int, int]:
+    """The note's frames in the frames given to the model (a frame early, as :func:`play` sends them)."""
+    a = max(0, int(round(note.start_s * frame_rate)) - 1)
+    return a, min(frames, max(a + 1, int(round(note.end_s * frame_rate)) - 1))
+
+
+def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud: np.ndarray,
+                   timbre: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Render ``(f0, loud)`` frames (as :func:`play` sends them) with the notes' ``brightness``
+    and ``attack_noise`` (:data:`TIMBRE_CONTROLS`, a number or one per note). Returns the audio
+    and the shaping frames (``harmonic_tilt``, ``noise_gain_db``; see :class:`DDSPModel`).
+
+    - brightness: per note, the tilt ``t`` (within :data:`TILT_RANGE`) whose harmonic centroid,
+      ``sum(k w_k k^-t) / sum(w_k k^-t)`` over the harmonics :func:`~dspfx.ddsp.expression.note_controls`
+      reads (below Nyquist, at most 20) averaged over the note's frames of the decoder's weights
+      ``w``, is the goal (bisection; a centroid out of reach gets the bound's); the goal starts
+      at the asked centroid and moves by the difference between it and the render's measured
+      one (the reverb and the noise move it; a reading more than 1.5 times off, a pitch
+      tracker's octave error, is ignored), :data:`TIMBRE_PASSES` times in all;
+    - attack_noise: a gain on the noise of the note's first 40 ms, moved by the difference between
+      the asked level and the render's measured one, :data:`TIMBRE_PASSES` times (within
+      :data:`NOISE_GAIN_RANGE_DB`; the level also holds the harmonics' leakage, so a level far
+      below it is out of reach).
+    """
+    from dspfx.ddsp.expression import ATTACK_FRAMES, CONTROL_NAMES, frame_analysis, note_controls
+
+    n, frames, fr = len(notes), f0.size, model.frame_rate
+    spans = [_note_span(note, frames, fr) for note in notes]
+
+    def measure(audio: torch.Tensor, control: str) -> np.ndarray:
+        analysis = frame_analysis(audio.numpy(), model.sample_rate, fr)
+        return note_controls(None, model.sample_rate, notes, fr, analysis=analysis)[:, CONTROL_NAMES.index(control)]
+
+    shaping: dict[str, np.ndarray] = {}
+    wanted = {}
+    for name in TIMBRE_CONTROLS:
+        if name in timbre:
+            wanted[name] = _per_note(name, timbre[name], n)
+    if "brightness" in wanted and np.any(wanted["brightness"] < 1.0):
+        raise ValueError("control 'brightness' is a harmonic centroid: 1 (the fundamental alone) or more")
+    if "brightness" in wanted:
+        ref = next(model.parameters())
+        with torch.no_grad():
+            out, _ = model.decoder(torch.as_tensor(f0, dtype=ref.dtype)[None], torch.as_tensor(loud, dtype=ref.dtype)[None])
+        w = out["harmonic_distribution"][0].double().numpy()[:, :20]
+        k = np.arange(1, w.shape[1] + 1)
+        w = np.where(k[None] * f0[:, None] < model.sample_rate / 2.0, w, 0.0)
+        tilt = np.zeros(frames)
+        goal = wanted["brightness"].copy()  # in the decoder's centroid, corrected by what the render shows
+        for rep in range(TIMBRE_PASSES):
+            for j, (a, b) in enumerate(spans):
+                lo, hi = TILT_RANGE
+                for _ in range(40):  # the centroid falls as the tilt rises
+                    mid = 0.5 * (lo + hi)
+                    v = w[a:b] * k[None] ** -mid
+                    centroid = float(np.mean((v * k).sum(1) / np.maximum(v.sum(1), 1e-30)))
+                    lo, hi = (mid, hi) if centroid > goal[j] else (lo, mid)
+                tilt[a:b] = 0.5 * (lo + hi)
+            shaping["harmonic_tilt"] = tilt
+            if rep < TIMBRE_PASSES - 1:
+                seen = measure(_render(model, f0, loud, **shaping), "brightness")
+                # a small bias (reverb, noise) is corrected; a reading far off is the pitch
+                # tracker's octave error on a weak fundamental (twice the centroid), not the timbre
+                plausible = np.isfinite(seen) & (np.abs(np.log(np.maximum(seen, 1e-9) / wanted["brightness"])) < np.log(1.5))
+                goal = np.where(plausible, np.maximum(goal + wanted["brightness"] - np.nan_to_num(seen), 1.0), goal)
+    audio = _render(model, f0, loud, **shaping)
+    if "attack_noise" in wanted:
+        gains, gain = np.zeros(n), np.zeros(frames)
+        for _ in range(TIMBRE_PASSES):
+            gains = np.clip(gains + np.nan_to_num(wanted["attack_noise"] - measure(audio, "attack_noise")),
+                            *NOISE_GAIN_RANGE_DB)
+            for j, (a, _) in enumerate(spans):  # a frame more: the gain ramps in between frames
+                gain[a : a + ATTACK_FRAMES + 1] = gains[j]
+            shaping["noise_gain_db"] = gain
+            audio = _render(model, f0, loud, **shaping)
+    return audio, shaping

@@ -9,6 +9,9 @@ For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, se
   position .80, vibrato .86, brightness .96, attack .97). Brightness and attack noise are drawn
   within the range of the phrase's recording (its notes' lowest to highest), and attack noise
   also from the render's own level to 25 dB above it ("attack, raised");
+- the frames from the rules (dspfx.ddsp.play.note_frames) or from the instrument's learned
+  synthesis generator (dspfx.ddsp.synthesis, ``--frames learned``; rules by default, as dspfx play):
+  the control effect and the timing are measured with ``--frames``, the realism with both;
 - timing and pitch of `dspfx.play` with its defaults (the bundled expression generator): note
   onsets detected in the render (librosa's onset detector, 4 ms hop, backtracked) against the
   MIDI onsets, F-measure within 50 ms and the share within 20 ms, and the same detector's
@@ -21,7 +24,7 @@ For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, se
   playing the phrase with another soundfont (TimGM6mb);
 - speed: `dspfx.play` x real time on one thread.
 
-    OMP_NUM_THREADS=1 python benchmarks/midi.py [--phrases 8] [--instruments violin flute ...]
+    OMP_NUM_THREADS=1 python benchmarks/midi.py [--phrases 8] [--instruments violin flute ...] [--frames learned|rules]
 """
 
 from __future__ import annotations
@@ -81,13 +84,17 @@ def _loss(a: np.ndarray, b: np.ndarray) -> float:
     return float(spectral_loss(torch.from_numpy(a[:n].astype(np.float32))[None], torch.from_numpy(b[:n].astype(np.float32))[None]))
 
 
-def run(name: str, phrases: int, tmp: Path) -> dict:
+def run(name: str, phrases: int, tmp: Path, frames: str = "rules") -> dict:
+    from dspfx.ddsp.synthesis import bundled_synthesis
+
     model = load_model(name)
+    synthesis = bundled_synthesis(name) if frames == "learned" else None
     rng = np.random.default_rng(7)
     effects = (*PLAYABLE_CONTROLS, "attack_noise_raised")
     requested = {c: [] for c in effects}
     measured = {c: [] for c in effects}
-    ref_f50, f50, w20, cents, losses, seconds, compute = [], [], [], [], {"dspfx.play": [], "flat": [], "fluidsynth TimGM6mb": []}, 0.0, 0.0
+    ref_f50, f50, w20, cents, seconds, compute = [], [], [], [], 0.0, 0.0
+    losses = {"dspfx.play": [], "rules": [], "learned": [], "flat": [], "fluidsynth TimGM6mb": []}
     spans = {"volume": (-40.0, -12.0), "volume_fluctuation": (0.0, 8.0), "volume_peak_position": (0.05, 0.95),
              "vibrato": (0.0, 0.6)}
     for k in range(phrases):
@@ -102,7 +109,7 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
         for timbre in ("brightness", "attack_noise"):
             column = recorded[:, CONTROL_NAMES.index(timbre)]
             spans[timbre] = (float(np.nanmin(column)), float(np.nanmax(column)))
-        plain, _ = play(notes, model, controls={"vibrato": 0.0}, playing_range=None, expression=None)
+        plain, _ = play(notes, model, controls={"vibrato": 0.0}, playing_range=None, expression=None, synthesis=synthesis)
         own_attack = note_controls(plain.numpy(), SR, notes)[:, CONTROL_NAMES.index("attack_noise")]
         for effect in effects:
             control = "attack_noise" if effect == "attack_noise_raised" else effect
@@ -112,7 +119,8 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
             fixed = {"vibrato": 0.0} if control != "vibrato" else {}
             if control == "volume_peak_position":
                 fixed["volume_fluctuation"] = 6.0
-            audio, _ = play(notes, model, controls={control: values, **fixed}, playing_range=None, expression=None)
+            audio, _ = play(notes, model, controls={control: values, **fixed}, playing_range=None, expression=None,
+                            synthesis=synthesis)
             got = note_controls(audio.numpy(), SR, notes)[:, CONTROL_NAMES.index(control)]
             # vibrato starts 0.25 s into a note and fades in over 0.2 s: only longer notes can show it
             long = np.array([n.duration_s > (0.7 if control == "vibrato" else 0.25) for n in notes])
@@ -120,14 +128,16 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
             requested[effect] += list(values[keep])
             measured[effect] += list(got[keep])
         t0 = time.perf_counter()
-        audio, _ = play(notes, name)
+        audio, _ = play(notes, name, synthesis=synthesis)
         compute += time.perf_counter() - t0
+        for label, way in (("rules", None), ("learned", "auto")):
+            losses[label].append(_loss(play(notes, name, synthesis=way)[0].numpy(), ref))
         seconds += audio.numel() / SR
         audio = audio.numpy()
         f, w = _onset_scores(audio, notes)
         f50.append(f)
         w20.append(w)
-        still, _ = play(notes, name, controls={"vibrato": 0.0})
+        still, _ = play(notes, name, controls={"vibrato": 0.0}, synthesis=synthesis)
         errors = note_pitch_errors(still.numpy(), SR, notes)
         cents += list(100.0 * errors[np.isfinite(errors)])
         flat, _ = play(notes, model, expression=None, controls={"vibrato": 0.0})
@@ -143,6 +153,7 @@ def run(name: str, phrases: int, tmp: Path) -> dict:
         "spectral_loss": {k: round(float(np.mean(v)), 3) for k, v in losses.items()},
         "x_real_time": round(seconds / compute, 1),
         "phrases": phrases,
+        "frames": frames if synthesis is not None else "rules",
     }
 
 
@@ -150,13 +161,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phrases", type=int, default=8)
     p.add_argument("--instruments", nargs="*", default=[n for n in INSTRUMENTS if n in bundled_models()])
+    p.add_argument("--frames", choices=["learned", "rules"], default="rules")
     args = p.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.instruments:
-            rows[name] = run(name, args.phrases, Path(tmp))
+            rows[name] = run(name, args.phrases, Path(tmp), args.frames)
             print(name, json.dumps(rows[name]), flush=True)
     print(json.dumps(rows, indent=1))
     return 0

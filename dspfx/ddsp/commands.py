@@ -105,7 +105,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
         from dspfx.ddsp.generators import ExpressionGenerator
 
         expression = None if args.expression == "none" else ExpressionGenerator.load(args.expression)
-    audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression)
+    audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression,
+                       synthesis="auto" if args.frames == "learned" else None)
     write_audio(args.output, audio.reshape(1, -1), rate)
     print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
     return 0
@@ -318,6 +319,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--expression", default=None,
                    help="an expression generator file (dspfx train-midi), or 'none' for the plain defaults "
                         "(default: a bundled instrument's own)")
+    p.add_argument("--frames", choices=["rules", "learned"], default="rules",
+                   help="frames from the notes by rules (default), or by a bundled instrument's learned synthesis "
+                        "generator (closer to the recordings; follows volume fluctuation and peak position less)")
     p.set_defaults(func=_cmd_play)
 
     p = sub.add_parser("train-midi", help="train an expression generator on MIDI/audio pairs",

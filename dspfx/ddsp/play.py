@@ -27,7 +27,11 @@ controls from each note's context; a control given here overrides it. The same n
   render's own measurement (:data:`TIMBRE_PASSES` renders). The expression generators do not predict them: without them the
   decoder's timbre plays.
 
-The frames come from these rules, not yet from a learned synthesis generator.
+These rules make the frames by default. With ``synthesis`` (``dspfx play --frames learned``) an
+instrument's learned synthesis generator (:mod:`dspfx.ddsp.synthesis`) makes the loudness and
+the pitch's slow deviation instead (:func:`learned_frames`), the vibrato still by the rule:
+closer to the recordings, but following volume fluctuation and peak position less
+(benchmarks/midi.py).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import torch
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
 
-__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "timbre_shaping"]
+__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
 PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
@@ -154,9 +158,29 @@ def _play_voice(voice: Any, notes: list[MidiNote], controls: Mapping[str, Any] |
     return y[0, 0].detach().cpu().float(), int(voice.sample_rate)
 
 
+def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str, Any] | None,
+                   frame_rate: float = 250.0, tail_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """``(f0_hz, loudness_db)`` of ``notes`` from a learned
+    :class:`~dspfx.ddsp.synthesis.SynthesisGenerator`: its loudness and its pitch deviation
+    inside the notes, the vibrato added by :func:`note_frames`' rule."""
+    controls = dict(controls or {})
+    f0, _ = note_frames(notes, controls, frame_rate, tail_s)
+    n = len(notes)
+    conditions = {"volume": _volumes(notes, controls),
+                  "volume_fluctuation": _per_note("volume_fluctuation", controls.get("volume_fluctuation", DEFAULTS["volume_fluctuation"]), n),
+                  "volume_peak_position": _per_note("volume_peak_position", controls.get("volume_peak_position", DEFAULTS["volume_peak_position"]), n)}
+    loud, deviation = synthesis.frames(notes, conditions, f0.size, frame_rate)
+    t = np.arange(f0.size) / frame_rate
+    inside = np.zeros(f0.size, dtype=bool)
+    for note in notes:
+        inside |= (t >= note.start_s) & (t < note.end_s)
+    return f0 * 2.0 ** (np.where(inside, deviation, 0.0) / 12.0), loud
+
+
 def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str | os.PathLike | DDSPModel, *,
          controls: Mapping[str, Any] | None = None, track: int | None = None,
-         playing_range: tuple[int, int] | None = None, expression: Any = "auto") -> tuple[torch.Tensor, int]:
+         playing_range: tuple[int, int] | None = None, expression: Any = "auto",
+         synthesis: Any = None) -> tuple[torch.Tensor, int]:
     """Render notes (a MIDI file's track, or :class:`MidiNote` objects) with an instrument: a
     bundled name, a model file, a :class:`DDSPModel`, or the ``subtractive`` synth voice (the
     name, made at 48 kHz with its default knobs, or a
@@ -170,6 +194,9 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
         expression: an :class:`~dspfx.ddsp.generators.ExpressionGenerator` choosing each
             note's controls from its context; ``"auto"``: the bundled instrument's own (none
             for other models); ``None``: the plain defaults. ``controls`` override it.
+        synthesis: a :class:`~dspfx.ddsp.synthesis.SynthesisGenerator` making the frames
+            (loudness and pitch deviation) from the notes and their controls, ``"auto"`` for a
+            bundled instrument's own; ``None`` (default): :func:`note_frames`' rules.
 
     Returns:
         ``(audio (samples,) float32, sample_rate)``: the notes plus half a second of release.
@@ -202,7 +229,14 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
             raise ValueError(f"controls {sorted(set(controls or {}) & set(TIMBRE_CONTROLS))} shape a DDSP instrument's "
                              "timbre; the subtractive voice's timbre is its knobs (filter, oscillators)")
         return _play_voice(voice, notes, controls)
-    f0, loud = note_frames(notes, controls, model.frame_rate)
+    if isinstance(synthesis, str) and synthesis == "auto":
+        from dspfx.ddsp.synthesis import bundled_synthesis
+
+        synthesis = bundled_synthesis(str(instrument)) if isinstance(instrument, str) else None
+    if synthesis is not None:
+        f0, loud = learned_frames(synthesis, notes, controls, model.frame_rate)
+    else:
+        f0, loud = note_frames(notes, controls, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early
     f0, loud = np.append(f0[1:], f0[-1]), np.append(loud[1:], loud[-1])
     timbre = {k: v for k, v in (controls or {}).items() if k in TIMBRE_CONTROLS}

@@ -28,13 +28,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["note_features", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
+__all__ = ["note_features", "BiGRUGenerator", "midi_audio_pairs", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
            "N_FEATURES", "TARGETS"]
 
 FORMAT = "dspfx.expression_generator/1"
@@ -64,7 +64,76 @@ def note_features(notes: list[Any]) -> np.ndarray:
                      rest_before, rest_after, up, down, place], axis=1).astype(np.float32)
 
 
-class ExpressionGenerator(nn.Module):
+class BiGRUGenerator(nn.Module):
+    """A bidirectional GRU over a sequence (notes or frames) and a linear read-out, its outputs
+    normalised by ``mean`` and ``std`` (one per output), saved as safetensors with its format,
+    config and normalisation (no pickle). Subclasses set :attr:`FORMAT`, :attr:`KIND` (for the
+    error on a wrong file) and their input and output widths."""
+
+    FORMAT = ""
+    KIND = ""
+    N_IN = 0
+    N_OUT = 0
+
+    def __init__(self, hidden: int = 64, mean: Any = None, std: Any = None) -> None:
+        super().__init__()
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= 1024:
+            raise ValueError(f"hidden must be an int in 1..1024, got {hidden!r}")
+        self.hidden = hidden
+        self.gru = nn.GRU(self.N_IN, hidden, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(2 * hidden, self.N_OUT)
+        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else np.zeros(self.N_OUT), dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std if std is not None else np.ones(self.N_OUT), dtype=torch.float32))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(batch, steps, N_IN)`` -> normalised ``(batch, steps, N_OUT)``."""
+        h, _ = self.gru(features)
+        return self.out(h)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from dspfx.io import write_safetensors
+
+        meta = {"format": self.FORMAT, "config": json.dumps({"hidden": self.hidden})}
+        return write_safetensors(Path(path), {k: v.detach() for k, v in self.state_dict().items()}, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Self:
+        from dspfx.io import read_safetensors
+
+        tensors, meta = read_safetensors(Path(path))
+        if meta.get("format") != cls.FORMAT:
+            raise ValueError(f"{str(path)!r} is not {cls.KIND} file (format {meta.get('format')!r}, "
+                             f"expected {cls.FORMAT!r})")
+        config = json.loads(meta.get("config", "{}"))
+        gen = cls(int(config.get("hidden", 64)))
+        for name, t in tensors.items():
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{str(path)!r}: tensor {name!r} holds NaN or Inf")
+        gen.load_state_dict(tensors)
+        return gen.eval()
+
+    @classmethod
+    def bundled(cls, folder: Path, instrument: str) -> Self | None:
+        """``folder/<instrument>.safetensors`` loaded, or None when there is none."""
+        path = folder / f"{instrument}.safetensors"
+        return cls.load(path) if path.is_file() else None
+
+
+def midi_audio_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(NNNN.mid, its recording)`` for each MIDI file of ``folder`` with a ``.wav`` or ``.flac``
+    of the same name beside it, in name order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder of MIDI/audio pairs at {str(root)!r}")
+    pairs = []
+    for midi in sorted(root.glob("*.mid")):
+        audio = next((midi.with_suffix(s) for s in (".wav", ".flac") if midi.with_suffix(s).is_file()), None)
+        if audio is not None:
+            pairs.append((midi, audio))
+    return pairs
+
+
+class ExpressionGenerator(BiGRUGenerator):
     """Bidirectional GRU over a line's notes -> :data:`TARGETS` per note.
 
     ``mean`` and ``std`` (one per target) map the network's normalised outputs to control units;
@@ -72,20 +141,10 @@ class ExpressionGenerator(nn.Module):
     controls' ranges.
     """
 
-    def __init__(self, hidden: int = 64, mean: Any = None, std: Any = None) -> None:
-        super().__init__()
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= 1024:
-            raise ValueError(f"hidden must be an int in 1..1024, got {hidden!r}")
-        self.hidden = hidden
-        self.gru = nn.GRU(N_FEATURES, hidden, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * hidden, len(TARGETS))
-        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else np.zeros(len(TARGETS)), dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std if std is not None else np.ones(len(TARGETS)), dtype=torch.float32))
-
-    def forward(self, features: Tensor) -> Tensor:
-        """``(batch, notes, 8)`` -> normalised ``(batch, notes, 4)``."""
-        h, _ = self.gru(features)
-        return self.out(h)
+    FORMAT = FORMAT
+    KIND = "an expression generator"
+    N_IN = N_FEATURES
+    N_OUT = len(TARGETS)
 
     def predict(self, notes: list[Any]) -> dict[str, np.ndarray]:
         with torch.no_grad():
@@ -96,28 +155,6 @@ class ExpressionGenerator(nn.Module):
         values = np.clip(values, lo, hi)
         return {name: values[:, i] for i, name in enumerate(TARGETS)}
 
-    def save(self, path: str | os.PathLike) -> Path:
-        from dspfx.io import write_safetensors
-
-        meta = {"format": FORMAT, "config": json.dumps({"hidden": self.hidden})}
-        return write_safetensors(Path(path), {k: v.detach() for k, v in self.state_dict().items()}, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ExpressionGenerator:
-        from dspfx.io import read_safetensors
-
-        tensors, meta = read_safetensors(Path(path))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not an expression generator file (format {meta.get('format')!r}, "
-                             f"expected {FORMAT!r})")
-        config = json.loads(meta.get("config", "{}"))
-        gen = cls(int(config.get("hidden", 64)))
-        for name, t in tensors.items():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{str(path)!r}: tensor {name!r} holds NaN or Inf")
-        gen.load_state_dict(tensors)
-        return gen.eval()
-
 
 #: Expression generators of the bundled instruments: ``<instrument>.safetensors`` (+ ``.json``).
 GENERATORS_DIR = Path(__file__).resolve().parents[1] / "models" / "expression"
@@ -125,8 +162,7 @@ GENERATORS_DIR = Path(__file__).resolve().parents[1] / "models" / "expression"
 
 def bundled_generator(instrument: str) -> ExpressionGenerator | None:
     """The bundled expression generator of a bundled instrument, or None."""
-    path = GENERATORS_DIR / f"{instrument}.safetensors"
-    return ExpressionGenerator.load(path) if path.is_file() else None
+    return ExpressionGenerator.bundled(GENERATORS_DIR, instrument)
 
 
 def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_notes: int = 2
@@ -137,15 +173,9 @@ def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_note
     from dspfx.ddsp.midi import read_midi
     from dspfx.io import read_audio
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder of MIDI/audio pairs at {str(root)!r}")
     index = [CONTROL_NAMES.index(t) for t in TARGETS]
     pairs = []
-    for midi in sorted(root.glob("*.mid")):
-        audio_path = next((midi.with_suffix(s) for s in (".wav", ".flac") if midi.with_suffix(s).is_file()), None)
-        if audio_path is None:
-            continue
+    for midi, audio_path in midi_audio_pairs(folder):
         notes = read_midi(midi)
         if len(notes) < min_notes:
             continue
@@ -155,7 +185,7 @@ def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_note
         if keep.sum() >= min_notes:
             pairs.append((note_features(notes)[keep], controls[keep].astype(np.float32)))
     if not pairs:
-        raise ValueError(f"{str(root)!r} holds no MIDI file with a recording beside it (NNNN.mid + NNNN.wav)")
+        raise ValueError(f"{str(folder)!r} holds no MIDI file with a recording beside it (NNNN.mid + NNNN.wav)")
     return pairs
 
 

@@ -22,7 +22,6 @@ with the lowest held-out error. Files: safetensors, config and normalisation in 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from dspfx.ddsp.generators import BiGRUGenerator, midi_audio_pairs
 
 __all__ = ["frame_features", "SynthesisGenerator", "bundled_synthesis", "SYNTHESIS_DIR", "training_frames",
            "train_synthesis", "TrainSynthesisResult", "N_FRAME_FEATURES"]
@@ -89,24 +90,14 @@ def frame_features(notes: list[Any], controls: dict[str, np.ndarray], frames: in
     return out
 
 
-class SynthesisGenerator(nn.Module):
+class SynthesisGenerator(BiGRUGenerator):
     """Bidirectional GRU over a line's frames -> ``(loudness dB, pitch deviation semitones)``
     per frame; ``mean``/``std`` map the normalised outputs to those units."""
 
-    def __init__(self, hidden: int = 64, mean: Any = None, std: Any = None) -> None:
-        super().__init__()
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= 1024:
-            raise ValueError(f"hidden must be an int in 1..1024, got {hidden!r}")
-        self.hidden = hidden
-        self.gru = nn.GRU(N_FRAME_FEATURES, hidden, batch_first=True, bidirectional=True)
-        self.out = nn.Linear(2 * hidden, 2)
-        self.register_buffer("mean", torch.as_tensor(mean if mean is not None else np.zeros(2), dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(std if std is not None else np.ones(2), dtype=torch.float32))
-
-    def forward(self, features: Tensor) -> Tensor:
-        """``(batch, frames, 12)`` -> normalised ``(batch, frames, 2)``."""
-        h, _ = self.gru(features)
-        return self.out(h)
+    FORMAT = FORMAT
+    KIND = "a synthesis generator"
+    N_IN = N_FRAME_FEATURES
+    N_OUT = 2
 
     def frames(self, notes: list[Any], controls: dict[str, np.ndarray], frames: int,
                frame_rate: float = 250.0) -> tuple[np.ndarray, np.ndarray]:
@@ -116,27 +107,6 @@ class SynthesisGenerator(nn.Module):
             y = (self(x)[0] * self.std + self.mean).double().numpy()
         return np.clip(y[:, 0], -80.0, 0.0), np.clip(y[:, 1], -2.0, 2.0)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        from dspfx.io import write_safetensors
-
-        meta = {"format": FORMAT, "config": json.dumps({"hidden": self.hidden})}
-        return write_safetensors(Path(path), {k: v.detach() for k, v in self.state_dict().items()}, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> SynthesisGenerator:
-        from dspfx.io import read_safetensors
-
-        tensors, meta = read_safetensors(Path(path))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a synthesis generator file (format {meta.get('format')!r}, "
-                             f"expected {FORMAT!r})")
-        gen = cls(int(json.loads(meta.get("config", "{}")).get("hidden", 64)))
-        for name, t in tensors.items():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{str(path)!r}: tensor {name!r} holds NaN or Inf")
-        gen.load_state_dict(tensors)
-        return gen.eval()
-
 
 #: Synthesis generators of the bundled instruments: ``<instrument>.safetensors`` (+ ``.json``).
 SYNTHESIS_DIR = Path(__file__).resolve().parents[1] / "models" / "synthesis"
@@ -144,8 +114,7 @@ SYNTHESIS_DIR = Path(__file__).resolve().parents[1] / "models" / "synthesis"
 
 def bundled_synthesis(instrument: str) -> SynthesisGenerator | None:
     """The bundled synthesis generator of a bundled instrument, or None."""
-    path = SYNTHESIS_DIR / f"{instrument}.safetensors"
-    return SynthesisGenerator.load(path) if path.is_file() else None
+    return SynthesisGenerator.bundled(SYNTHESIS_DIR, instrument)
 
 
 def training_frames(folder: str | os.PathLike, sample_rate: int = 16000, frame_rate: float = 250.0
@@ -158,14 +127,8 @@ def training_frames(folder: str | os.PathLike, sample_rate: int = 16000, frame_r
     from dspfx.ddsp.midi import read_midi
     from dspfx.io import read_audio
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder of MIDI/audio pairs at {str(root)!r}")
     out = []
-    for midi in sorted(root.glob("*.mid")):
-        audio_path = next((midi.with_suffix(s) for s in (".wav", ".flac") if midi.with_suffix(s).is_file()), None)
-        if audio_path is None:
-            continue
+    for midi, audio_path in midi_audio_pairs(folder):
         notes = read_midi(midi)
         audio, _ = read_audio(audio_path, sample_rate, mono=True)
         a = frame_analysis(audio.numpy()[0], sample_rate, frame_rate)
@@ -182,7 +145,7 @@ def training_frames(folder: str | os.PathLike, sample_rate: int = 16000, frame_r
         targets = np.stack([a["loudness_db"][:frames], smooth], axis=1).astype(np.float32)
         out.append((feats, targets, weight))
     if not out:
-        raise ValueError(f"{str(root)!r} holds no MIDI file with a recording beside it (NNNN.mid + NNNN.wav)")
+        raise ValueError(f"{str(folder)!r} holds no MIDI file with a recording beside it (NNNN.mid + NNNN.wav)")
     return out
 
 

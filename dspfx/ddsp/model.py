@@ -458,19 +458,12 @@ class DDSPModel(Container):
             "harmonic_distribution": out["harmonic_distribution"],
             "magnitudes": out["noise_magnitudes"],
         }
-        for key, target in (("harmonic_tilt", "harmonic_distribution"), ("noise_gain_db", "magnitudes")):
-            shaping = split_frames(own.get(key))[0]
-            if shaping is None:
-                continue
-            if not isinstance(shaping, Tensor) or shaping.shape != f0_hz.shape:
-                raise ValueError(f"{self.label}: {key} must be a tensor shaped like f0_hz {tuple(f0_hz.shape)}, got "
-                                 f"{tuple(shaping.shape) if isinstance(shaping, Tensor) else type(shaping).__name__}")
-            shaping = shaping.to(ref.dtype).unsqueeze(-1)
-            if key == "harmonic_tilt":
-                k = torch.arange(1, current[target].shape[-1] + 1, dtype=ref.dtype, device=ref.device)
-                current[target] = current[target] * torch.exp(-shaping * torch.log(k))
-            else:
-                current[target] = current[target] * torch.pow(10.0, shaping / 20.0)
+        tilt, gain_db = (self._shaping(own, key, f0_hz) for key in ("harmonic_tilt", "noise_gain_db"))
+        if tilt is not None:
+            k = torch.arange(1, self.decoder.n_harmonics + 1, dtype=ref.dtype, device=ref.device)
+            current["harmonic_distribution"] = current["harmonic_distribution"] * torch.exp(-tilt * torch.log(k))
+        if gain_db is not None:
+            current["magnitudes"] = current["magnitudes"] * torch.pow(10.0, gain_db / 20.0)
         previous = state["previous"]
         synth_controls = dict(per_child.get("synth", {}))
         for key, value in current.items():
@@ -479,6 +472,16 @@ class DDSPModel(Container):
         y, synth_state = self.synth.render_block(None, synth_controls, state["synth"], n_samples=n)
         new_state = {"gru": gru, "previous": {k: v[:, -1:] for k, v in current.items()}, "synth": synth_state}
         return y, new_state
+
+    def _shaping(self, own: Mapping[str, Any], key: str, f0_hz: Tensor) -> Tensor | None:
+        """A shaping control (``harmonic_tilt``, ``noise_gain_db``) as ``(batch, frames, 1)``, or None."""
+        value = split_frames(own.get(key))[0]
+        if value is None:
+            return None
+        if not isinstance(value, Tensor) or value.shape != f0_hz.shape:
+            raise ValueError(f"{self.label}: {key} must be a tensor shaped like f0_hz {tuple(f0_hz.shape)}, got "
+                             f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
+        return value.to(self.decoder.dense_out.weight.dtype).unsqueeze(-1)
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -74,6 +74,11 @@ def _per_note(name: str, value: Any, n: int) -> np.ndarray:
     return arr
 
 
+def _with_default(name: str, controls: Mapping[str, Any], n: int) -> np.ndarray:
+    """One value per note of a control with a default (:data:`DEFAULTS`): the one given, else it."""
+    return _per_note(name, controls.get(name, DEFAULTS[name]), n)
+
+
 def _volumes(notes: list[MidiNote], controls: Mapping[str, Any]) -> np.ndarray:
     """Each note's ``volume`` control: the one given, else its velocity's level."""
     return _per_note("volume", controls.get("volume", velocity_db([x.velocity for x in notes])), len(notes))
@@ -91,9 +96,7 @@ def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None
         raise ValueError(f"controls {sorted(unknown)}: playable are {list(CONTROL_NAMES)}")
     n = len(notes)
     vol = _volumes(notes, controls)
-    fluct = _per_note("volume_fluctuation", controls.get("volume_fluctuation", DEFAULTS["volume_fluctuation"]), n)
-    peak = _per_note("volume_peak_position", controls.get("volume_peak_position", DEFAULTS["volume_peak_position"]), n)
-    vib = _per_note("vibrato", controls.get("vibrato", DEFAULTS["vibrato"]), n)
+    fluct, peak, vib = (_with_default(name, controls, n) for name in ("volume_fluctuation", "volume_peak_position", "vibrato"))
     if np.any(fluct < 0) or np.any(vib < 0) or np.any((peak < 0) | (peak > 1)) or np.any((vol < -80) | (vol > 0)):
         raise ValueError("controls out of range: volume -80..0 dB, volume_fluctuation >= 0, "
                          "volume_peak_position 0..1, vibrato >= 0 semitones")
@@ -165,10 +168,8 @@ def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str,
     inside the notes, the vibrato added by :func:`note_frames`' rule."""
     controls = dict(controls or {})
     f0, _ = note_frames(notes, controls, frame_rate, tail_s)
-    n = len(notes)
     conditions = {"volume": _volumes(notes, controls),
-                  "volume_fluctuation": _per_note("volume_fluctuation", controls.get("volume_fluctuation", DEFAULTS["volume_fluctuation"]), n),
-                  "volume_peak_position": _per_note("volume_peak_position", controls.get("volume_peak_position", DEFAULTS["volume_peak_position"]), n)}
+                  **{name: _with_default(name, controls, len(notes)) for name in ("volume_fluctuation", "volume_peak_position")}}
     loud, deviation = synthesis.frames(notes, conditions, f0.size, frame_rate)
     t = np.arange(f0.size) / frame_rate
     inside = np.zeros(f0.size, dtype=bool)
@@ -245,11 +246,14 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     return _render(model, f0, loud), model.sample_rate
 
 
+def _batch(model: DDSPModel, frames: np.ndarray) -> torch.Tensor:
+    """Frames as a ``(1, frames)`` tensor in the model's dtype."""
+    return torch.as_tensor(frames, dtype=next(model.parameters()).dtype)[None]
+
+
 def _render(model: DDSPModel, f0: np.ndarray, loud: np.ndarray, **shaping: np.ndarray) -> torch.Tensor:
-    ref = next(model.parameters())
-    as_t = lambda v: torch.as_tensor(v, dtype=ref.dtype)[None]  # noqa: E731
     with torch.no_grad():
-        y = model(as_t(f0), as_t(loud), **{k: as_t(v) for k, v in shaping.items()})
+        y = model(_batch(model, f0), _batch(model, loud), **{k: _batch(model, v) for k, v in shaping.items()})
     return y[0, 0].detach().cpu().float()
 
 
@@ -294,9 +298,8 @@ def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud
     if "brightness" in wanted and np.any(wanted["brightness"] < 1.0):
         raise ValueError("control 'brightness' is a harmonic centroid: 1 (the fundamental alone) or more")
     if "brightness" in wanted:
-        ref = next(model.parameters())
         with torch.no_grad():
-            out, _ = model.decoder(torch.as_tensor(f0, dtype=ref.dtype)[None], torch.as_tensor(loud, dtype=ref.dtype)[None])
+            out, _ = model.decoder(_batch(model, f0), _batch(model, loud))
         w = out["harmonic_distribution"][0].double().numpy()[:, :20]
         k = np.arange(1, w.shape[1] + 1)
         w = np.where(k[None] * f0[:, None] < model.sample_rate / 2.0, w, 0.0)

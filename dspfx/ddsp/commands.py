@@ -7,7 +7,7 @@ train-midi.
                                                         a bundled name, e.g. violin)
     dspfx instruments [--json | --markdown]
     dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] [--brightness H] [--attack DB] ...
-    dspfx train-midi DATA --out RUN [--minutes M]
+    dspfx train-midi DATA --out RUN [--minutes M] [--generators expression synthesis]
 
 Registered on the main parser by :func:`add_commands`; nothing heavy is imported until a command
 runs (the parser of ``dspfx units`` pays for no feature code).
@@ -105,40 +105,93 @@ def _cmd_play(args: argparse.Namespace) -> int:
         from dspfx.ddsp.generators import ExpressionGenerator
 
         expression = None if args.expression == "none" else ExpressionGenerator.load(args.expression)
+    synthesis: Any = None
+    if args.synthesis:
+        from dspfx.ddsp.synthesis import SynthesisGenerator
+
+        synthesis = SynthesisGenerator.load(args.synthesis)
+    elif args.frames == "learned":
+        from dspfx.ddsp.synthesis import bundled_synthesis
+
+        synthesis = bundled_synthesis(args.instrument)
+        if synthesis is None:
+            raise ValueError(f"--frames learned: {args.instrument!r} has no bundled synthesis generator; give one "
+                             "with --synthesis FILE (dspfx train-midi writes it)")
     audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression,
-                       synthesis="auto" if args.frames == "learned" else None)
+                       synthesis=synthesis)
     write_audio(args.output, audio.reshape(1, -1), rate)
     print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
     return 0
 
 
+#: Share of ``dspfx train-midi --minutes`` the expression generator gets (it converges in seconds;
+#: the synthesis generator, over frames, takes the rest).
+EXPRESSION_SHARE = 0.1
+
+
 def _cmd_train_midi(args: argparse.Namespace) -> int:
     import json
+    import time
 
     import numpy as np
 
-    from dspfx.ddsp.generators import train_expression, training_pairs
     from dspfx.cli import _output_folder
+    from dspfx.ddsp.generators import midi_audio_pairs, train_expression, training_pairs
+    from dspfx.ddsp.synthesis import train_synthesis, training_frames
     from dspfx.io import atomic_path
 
     out = _output_folder(args.out)
-    pairs = training_pairs(args.data)
-    if len(pairs) < 2:
-        raise ValueError(f"{args.data!r} holds {len(pairs)} usable MIDI/audio pair; need at least 2 (one held out)")
-    order = np.random.default_rng(args.seed).permutation(len(pairs))
-    n_valid = max(1, int(round(args.valid_fraction * len(pairs))))
-    valid, train = [pairs[i] for i in order[:n_valid]], [pairs[i] for i in order[n_valid:]]
-    result = train_expression(train, valid, steps=args.steps, max_seconds=_seconds(args.minutes), seed=args.seed)
+    files = midi_audio_pairs(args.data)
+    if len(files) < 2:
+        raise ValueError(f"{args.data!r} holds {len(files)} MIDI/audio pair (NNNN.mid beside NNNN.wav); "
+                         "need at least 2 (one held out)")
+    if args.minutes is not None and args.minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {args.minutes}")
+    order = np.random.default_rng(args.seed).permutation(len(files))
+    n_valid = min(len(files) - 1, max(1, int(round(args.valid_fraction * len(files)))))
+    valid, train = [files[i] for i in order[:n_valid]], [files[i] for i in order[n_valid:]]
+    budget = None if args.minutes is None else 60.0 * args.minutes
+    t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    result.generator.save(out / "expression.safetensors")
-    info = {"pairs": len(pairs), "held_out": n_valid, "steps": result.steps, "seconds": round(result.seconds, 1),
-            "held_out_pearson_r": {k: round(v, 3) for k, v in result.pearson_r.items()},
-            "held_out_mse": round(result.mse, 4), "mean_baseline_mse": round(result.mean_baseline_mse, 4)}
-    with atomic_path(out / "expression.json") as tmp:
-        tmp.write_text(json.dumps(info, indent=1) + "\n")
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s on {len(train)} phrases; held-out r: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in result.pearson_r.items()))
-    print(f"wrote {out / 'expression.safetensors'} (dspfx play INSTRUMENT IN.mid OUT.wav --expression it)")
+    written = []
+
+    def write(name: str, generator: Any, info: dict[str, Any]) -> None:
+        generator.save(out / f"{name}.safetensors")
+        with atomic_path(out / f"{name}.json") as tmp:
+            tmp.write_text(json.dumps({"pairs": len(files), "held_out": n_valid, **info}, indent=1) + "\n")
+        written.append(str(out / f"{name}.safetensors"))
+
+    if "expression" in args.generators:
+        print(f"measuring the note controls of {len(files)} pairs ...", flush=True)
+        pairs_train, pairs_valid = training_pairs(train), training_pairs(valid)
+        share = None if budget is None else EXPRESSION_SHARE * budget if "synthesis" in args.generators else budget
+        e = train_expression(pairs_train, pairs_valid, steps=args.steps, max_seconds=share, seed=args.seed,
+                             progress=not args.quiet)
+        write("expression", e.generator, {
+            "steps": e.steps, "seconds": round(e.seconds, 1),
+            "held_out_pearson_r": {k: round(v, 3) for k, v in e.pearson_r.items()},
+            "held_out_mse": round(e.mse, 4), "mean_baseline_mse": round(e.mean_baseline_mse, 4)})
+        print(f"expression generator: {e.steps} steps in {e.seconds:.0f} s; held-out r: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in e.pearson_r.items()), flush=True)
+    if "synthesis" in args.generators:
+        print(f"measuring the frames of {len(files)} pairs ...", flush=True)
+        frames_train, frames_valid = training_frames(train), training_frames(valid)
+        left = None if budget is None else max(1.0, budget - (time.perf_counter() - t0))
+        r = train_synthesis(frames_train, frames_valid, steps=args.synthesis_steps, max_seconds=left, seed=args.seed,
+                            progress=not args.quiet)
+        write("synthesis", r.generator, {
+            "steps": r.steps, "seconds": round(r.seconds, 1),
+            "heldout_loudness_l1_db": round(r.loudness_l1_db, 3),
+            "heldout_deviation_l1_semitones": round(r.deviation_l1_semitones, 4),
+            "mean_baseline": {"loudness_l1_db": round(r.mean_baseline[0], 3),
+                              "deviation_l1_semitones": round(r.mean_baseline[1], 4)}})
+        print(f"synthesis generator: {r.steps} steps in {r.seconds:.0f} s; held-out loudness L1 "
+              f"{r.loudness_l1_db:.2f} dB (the mean: {r.mean_baseline[0]:.2f}), pitch deviation L1 "
+              f"{r.deviation_l1_semitones:.3f} st (the mean: {r.mean_baseline[1]:.3f})", flush=True)
+    print("wrote " + ", ".join(written))
+    flags = {"expression": "--expression", "synthesis": "--synthesis"}
+    print("play with them: dspfx play INSTRUMENT IN.mid OUT.wav "
+          + " ".join(f"{flags[n]} {out / f'{n}.safetensors'}" for n in ("expression", "synthesis") if n in args.generators))
     return 0
 
 
@@ -322,15 +375,26 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--frames", choices=["rules", "learned"], default="rules",
                    help="frames from the notes by rules (default), or by a bundled instrument's learned synthesis "
                         "generator (closer to the recordings; follows volume fluctuation and peak position less)")
+    p.add_argument("--synthesis", default=None,
+                   help="a synthesis generator file (dspfx train-midi) making the frames (implies --frames learned)")
     p.set_defaults(func=_cmd_play)
 
-    p = sub.add_parser("train-midi", help="train an expression generator on MIDI/audio pairs",
-                       description="Train the expression generator (notes in context -> note controls) on a folder of "
-                                   "aligned pairs, NNNN.mid beside NNNN.wav (as scripts/make_instrument_data.py writes).")
+    p = sub.add_parser("train-midi", help="train the expression and synthesis generators on MIDI/audio pairs",
+                       description="Train the two generators dspfx play uses on a folder of aligned pairs, NNNN.mid "
+                                   "beside NNNN.wav (as scripts/make_instrument_data.py writes): the expression "
+                                   "generator (notes in context -> note controls) and the synthesis generator (notes "
+                                   "and controls -> frame loudness and pitch deviation). The same pairs are held out "
+                                   "for both.")
     p.add_argument("data", help="folder of MIDI/audio pairs")
-    p.add_argument("--out", required=True, help="run folder: expression.safetensors and expression.json")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--out", required=True, help="run folder: expression.* and synthesis.* (safetensors + json)")
+    p.add_argument("--generators", nargs="+", choices=["expression", "synthesis"], default=["expression", "synthesis"],
+                   help="which to train (default both)")
+    p.add_argument("--steps", type=int, default=2000, help="most steps of the expression generator")
+    p.add_argument("--synthesis-steps", type=int, default=1500, help="most steps of the synthesis generator")
+    p.add_argument("--minutes", type=float, default=None,
+                   help=f"wall-clock budget of the training (the expression generator gets {EXPRESSION_SHARE:.0%} "
+                        "of it when both train)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--valid-fraction", type=float, default=0.15, help="share of the pairs held out")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_midi)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["note_features", "BiGRUGenerator", "midi_audio_pairs", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
+__all__ = ["note_features", "BiGRUGenerator", "midi_audio_pairs", "step_bar", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
            "N_FEATURES", "TARGETS"]
 
 FORMAT = "dspfx.expression_generator/1"
@@ -119,9 +119,12 @@ class BiGRUGenerator(nn.Module):
         return cls.load(path) if path.is_file() else None
 
 
-def midi_audio_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
+def midi_audio_pairs(folder: str | os.PathLike | list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
     """``(NNNN.mid, its recording)`` for each MIDI file of ``folder`` with a ``.wav`` or ``.flac``
-    of the same name beside it, in name order."""
+    of the same name beside it, in name order (a list of such pairs is returned as it is: a
+    caller that splits a folder's pairs passes each part on)."""
+    if isinstance(folder, list):
+        return folder
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"no folder of MIDI/audio pairs at {str(root)!r}")
@@ -131,6 +134,15 @@ def midi_audio_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
         if audio is not None:
             pairs.append((midi, audio))
     return pairs
+
+
+def step_bar(steps: int, what: str, progress: bool) -> Any:
+    """``range(1, steps + 1)``, behind a progress bar (stderr) when ``progress``."""
+    if not progress:
+        return range(1, steps + 1)
+    from tqdm import tqdm
+
+    return tqdm(range(1, steps + 1), desc=f"training the {what}", unit="step", leave=False)
 
 
 class ExpressionGenerator(BiGRUGenerator):
@@ -165,10 +177,11 @@ def bundled_generator(instrument: str) -> ExpressionGenerator | None:
     return ExpressionGenerator.bundled(GENERATORS_DIR, instrument)
 
 
-def training_pairs(folder: str | os.PathLike, sample_rate: int = 16000, min_notes: int = 2
-                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+def training_pairs(folder: str | os.PathLike | list[tuple[Path, Path]], sample_rate: int = 16000,
+                   min_notes: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(features (notes, 8), controls (notes, 4)), ...]``, one per ``NNNN.mid`` that has a
-    recording beside it (``.wav``/``.flac``), its controls measured from the recording."""
+    recording beside it (``.wav``/``.flac``), its controls measured from the recording; or one
+    per pair of a list from :func:`midi_audio_pairs`."""
     from dspfx.ddsp.expression import CONTROL_NAMES, note_controls
     from dspfx.ddsp.midi import read_midi
     from dspfx.io import read_audio
@@ -211,10 +224,11 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def train_expression(train: list[tuple[np.ndarray, np.ndarray]], valid: list[tuple[np.ndarray, np.ndarray]], *,
                      steps: int = 2000, max_seconds: float | None = None, lr: float = 3e-3, hidden: int = 64,
-                     batch_size: int = 16, seed: int = 0) -> TrainExpressionResult:
+                     batch_size: int = 16, seed: int = 0, progress: bool = False) -> TrainExpressionResult:
     """Fit an :class:`ExpressionGenerator` on ``train`` pairs (from :func:`training_pairs`),
     Adam with a squared error in normalised units, phrases batched with padding masked out;
-    the state with the lowest ``valid`` error (checked every 50 steps) is kept."""
+    the state with the lowest ``valid`` error (checked every 50 steps) is kept. ``progress``:
+    a progress bar of the steps (stderr)."""
     if not train or not valid:
         raise ValueError("need training and validation pairs")
     torch.manual_seed(seed)
@@ -241,7 +255,7 @@ def train_expression(train: list[tuple[np.ndarray, np.ndarray]], valid: list[tup
             return float(((gen(xs) - ys) ** 2 * mask).sum() / (mask.sum() * len(TARGETS)))
 
     t0, best, best_state, step = time.perf_counter(), float("inf"), None, 0
-    for step in range(1, steps + 1):
+    for step in step_bar(steps, "expression generator", progress):
         xs, ys, mask = batch([train[i] for i in rng.integers(0, len(train), batch_size)])
         loss = ((gen(xs) - ys) ** 2 * mask).sum() / (mask.sum() * len(TARGETS))
         opt.zero_grad()

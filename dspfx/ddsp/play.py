@@ -226,6 +226,9 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     if generator is not None:
         controls = {**generator.predict(notes), **dict(controls or {})}
     if voice is not None:
+        if synthesis is not None and not (isinstance(synthesis, str) and synthesis == "auto"):
+            raise ValueError("a synthesis generator makes a DDSP instrument's frames; the subtractive voice plays "
+                             "the notes by its own envelopes")
         if set(controls or {}) & set(TIMBRE_CONTROLS):
             raise ValueError(f"controls {sorted(set(controls or {}) & set(TIMBRE_CONTROLS))} shape a DDSP instrument's "
                              "timbre; the subtractive voice's timbre is its knobs (filter, oscillators)")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dspfx.ddsp.generators import BiGRUGenerator, midi_audio_pairs
+from dspfx.ddsp.generators import BiGRUGenerator, midi_audio_pairs, step_bar
 
 __all__ = ["frame_features", "SynthesisGenerator", "bundled_synthesis", "SYNTHESIS_DIR", "training_frames",
            "train_synthesis", "TrainSynthesisResult", "N_FRAME_FEATURES"]
@@ -117,10 +117,11 @@ def bundled_synthesis(instrument: str) -> SynthesisGenerator | None:
     return SynthesisGenerator.bundled(SYNTHESIS_DIR, instrument)
 
 
-def training_frames(folder: str | os.PathLike, sample_rate: int = 16000, frame_rate: float = 250.0
-                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def training_frames(folder: str | os.PathLike | list[tuple[Path, Path]], sample_rate: int = 16000,
+                    frame_rate: float = 250.0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``[(features (frames, 12), targets (frames, 2), pitch weight (frames,)), ...]``, one per
-    ``NNNN.mid`` with a recording beside it: the recording's loudness and its pitch deviation
+    ``NNNN.mid`` with a recording beside it (or per pair of a list from
+    :func:`~dspfx.ddsp.generators.midi_audio_pairs`): the recording's loudness and its pitch deviation
     from the notes, smoothed over :data:`SMOOTH_FRAMES` and clipped to 2 semitones, weighted 1
     where a note sounds with a confident pitch, else 0."""
     from dspfx.ddsp.expression import CONTROL_NAMES, frame_analysis, note_controls
@@ -173,10 +174,12 @@ def _crop(item: tuple[np.ndarray, np.ndarray, np.ndarray], length: int, rng: np.
 
 
 def train_synthesis(train: list, valid: list, *, steps: int = 1500, max_seconds: float | None = None, lr: float = 3e-3,
-                    hidden: int = 64, batch_size: int = 16, crop_frames: int = 1000, seed: int = 0) -> TrainSynthesisResult:
+                    hidden: int = 64, batch_size: int = 16, crop_frames: int = 1000, seed: int = 0,
+                    progress: bool = False) -> TrainSynthesisResult:
     """Fit a :class:`SynthesisGenerator` on ``train`` (from :func:`training_frames`): Adam on the
     mean absolute error in normalised units (the pitch weighted), random crops of
-    ``crop_frames``; the state with the lowest ``valid`` error (every 50 steps) is kept."""
+    ``crop_frames``; the state with the lowest ``valid`` error (every 50 steps) is kept.
+    ``progress``: a progress bar of the steps (stderr)."""
     if not train or not valid:
         raise ValueError("need training and validation phrases")
     torch.manual_seed(seed)
@@ -194,7 +197,7 @@ def train_synthesis(train: list, valid: list, *, steps: int = 1500, max_seconds:
 
     longest = max(len(x) for x, _, _ in valid)
     t0, best, best_state, step = time.perf_counter(), float("inf"), None, 0
-    for step in range(1, steps + 1):
+    for step in step_bar(steps, "synthesis generator", progress):
         loss, _ = loss_of([train[i] for i in rng.integers(0, len(train), batch_size)], crop_frames, rng)
         opt.zero_grad()
         loss.backward()

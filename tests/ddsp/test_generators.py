@@ -13,6 +13,7 @@ from dspfx.cli import main
 from dspfx.ddsp.generators import TARGETS, ExpressionGenerator, note_features, train_expression, training_pairs
 from dspfx.ddsp.midi import MidiNote
 from dspfx.ddsp.soundfont import can_render, make_phrases
+from dspfx.ddsp.transfer import MODELS_DIR
 
 
 def test_note_features_describe_the_line():
@@ -80,18 +81,30 @@ def test_train_midi_on_rendered_pairs_and_play_with_it(tmp_path, capsys):
     pairs = training_pairs(data)
     assert len(pairs) >= 3 and all(x.shape[0] == y.shape[0] and y.shape[1] == 4 for x, y in pairs)
     assert all(np.isfinite(y).all() for _, y in pairs)
-    assert main(["train-midi", str(data), "--out", str(tmp_path / "run"), "--steps", "100"]) == 0
-    info = json.loads((tmp_path / "run" / "expression.json").read_text())
+    run = tmp_path / "run"
+    assert main(["train-midi", str(data), "--out", str(run), "--steps", "100", "--synthesis-steps", "20", "--quiet"]) == 0
+    info = json.loads((run / "expression.json").read_text())
     assert info["pairs"] == len(pairs) and info["steps"] == 100 and set(info["held_out_pearson_r"]) == set(TARGETS)
+    synth = json.loads((run / "synthesis.json").read_text())
+    # the same pairs held out for both; the frames' errors measured against predicting the mean
+    assert synth["held_out"] == info["held_out"] and synth["steps"] == 20
+    assert 0 < synth["heldout_loudness_l1_db"] < 60 and synth["mean_baseline"]["loudness_l1_db"] > 0
     out = capsys.readouterr().out
-    assert "wrote" in out
+    assert "wrote" in out and "--synthesis" in out
     midi = sorted(data.glob("*.mid"))[0]
     assert main(["play", "flute", str(midi), str(tmp_path / "a.wav"), "--expression",
-                 str(tmp_path / "run" / "expression.safetensors")]) == 0
+                 str(run / "expression.safetensors")]) == 0
     assert main(["play", "flute", str(midi), str(tmp_path / "b.wav"), "--expression", "none"]) == 0
+    assert main(["play", "flute", str(midi), str(tmp_path / "c.wav"), "--expression", "none", "--synthesis",
+                 str(run / "synthesis.safetensors")]) == 0
     import soundfile as sf
 
-    a, b = sf.read(str(tmp_path / "a.wav"))[0], sf.read(str(tmp_path / "b.wav"))[0]
-    assert a.shape == b.shape and not np.allclose(a, b)
+    a, b, c = (sf.read(str(tmp_path / f"{k}.wav"))[0] for k in "abc")
+    assert a.shape == b.shape == c.shape and not np.allclose(a, b) and not np.allclose(b, c)
+    assert np.isfinite(c).all() and np.abs(c).max() > 1e-3
+    # a model file has no bundled synthesis generator: learned frames need one named
+    model = MODELS_DIR / "flute.safetensors"
+    assert main(["play", str(model), str(midi), str(tmp_path / "d.wav"), "--frames", "learned"]) == 2
+    assert "--synthesis FILE" in capsys.readouterr().err
     assert main(["train-midi", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
     assert "no folder" in capsys.readouterr().err

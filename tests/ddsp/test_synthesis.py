@@ -129,3 +129,11 @@ def test_cli_plays_with_the_learned_frames(tmp_path):
     learned, _ = dspfx.play(src, "flute", synthesis="auto")
     rules, _ = dspfx.play(src, "flute")
     assert np.allclose(learned.numpy(), y, atol=1e-6) and not np.allclose(rules.numpy(), y, atol=1e-3)
+
+
+def test_the_subtractive_voice_refuses_a_synthesis_generator():
+    from dspfx.ddsp.play import play
+
+    gen = SynthesisGenerator(hidden=8)
+    with pytest.raises(ValueError, match="subtractive voice plays the notes by its own envelopes"):
+        play([MidiNote(0.0, 0.3, 60, 90)], "subtractive", synthesis=gen)

@@ -10,8 +10,9 @@ For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, se
   within the range of the phrase's recording (its notes' lowest to highest), and attack noise
   also from the render's own level to 25 dB above it ("attack, raised");
 - the frames from the rules (dspfx.ddsp.play.note_frames) or from the instrument's learned
-  synthesis generator (dspfx.ddsp.synthesis, ``--frames learned``; rules by default, as dspfx play):
-  the control effect and the timing are measured with ``--frames``, the realism with both;
+  synthesis generator (dspfx.ddsp.synthesis, ``--frames learned``, the default, as dspfx play;
+  the controls asked for reshape its loudness, dspfx.ddsp.play.conform_swell): the control
+  effect and the timing are measured with ``--frames``, the realism with both;
 - timing and pitch of `dspfx.play` with its defaults (the bundled expression generator): note
   onsets detected in the render (librosa's onset detector, 4 ms hop, backtracked) against the
   MIDI onsets, F-measure within 50 ms and the share within 20 ms, and the same detector's
@@ -163,7 +164,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--phrases", type=int, default=8)
     p.add_argument("--instruments", nargs="*", default=[n for n in INSTRUMENTS if n in bundled_models()])
-    p.add_argument("--frames", choices=["learned", "rules"], default="rules")
+    p.add_argument("--frames", choices=["learned", "rules"], default="learned")
     args = p.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")

@@ -105,7 +105,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
         from dspfx.ddsp.generators import ExpressionGenerator
 
         expression = None if args.expression == "none" else ExpressionGenerator.load(args.expression)
-    synthesis: Any = None
+    synthesis: Any = None if args.frames == "rules" else "auto"
     if args.synthesis:
         from dspfx.ddsp.synthesis import SynthesisGenerator
 
@@ -372,9 +372,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--expression", default=None,
                    help="an expression generator file (dspfx train-midi), or 'none' for the plain defaults "
                         "(default: a bundled instrument's own)")
-    p.add_argument("--frames", choices=["rules", "learned"], default="rules",
-                   help="frames from the notes by rules (default), or by a bundled instrument's learned synthesis "
-                        "generator (closer to the recordings; follows volume fluctuation and peak position less)")
+    p.add_argument("--frames", choices=["auto", "learned", "rules"], default="auto",
+                   help="frames (loudness, pitch) from a bundled instrument's learned synthesis generator ('learned', "
+                        "closer to the recordings) or from the notes by rules ('rules'); 'auto' (default): learned "
+                        "where the instrument has a generator, else rules")
     p.add_argument("--synthesis", default=None,
                    help="a synthesis generator file (dspfx train-midi) making the frames (implies --frames learned)")
     p.set_defaults(func=_cmd_play)

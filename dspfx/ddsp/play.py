@@ -27,11 +27,14 @@ controls from each note's context; a control given here overrides it. The same n
   render's own measurement (:data:`TIMBRE_PASSES` renders). The expression generators do not predict them: without them the
   decoder's timbre plays.
 
-These rules make the frames by default. With ``synthesis`` (``dspfx play --frames learned``) an
-instrument's learned synthesis generator (:mod:`dspfx.ddsp.synthesis`) makes the loudness and
+These rules make the frames of an instrument that has no learned synthesis generator, and any
+instrument's with ``synthesis=None`` (``dspfx play --frames rules``). By default
+(``synthesis="auto"``) a bundled instrument's learned synthesis generator (:mod:`dspfx.ddsp.synthesis`) makes the loudness and
 the pitch's slow deviation instead (:func:`learned_frames`), the vibrato still by the rule:
-closer to the recordings, but following volume fluctuation and peak position less
-(benchmarks/midi.py).
+closer to the recordings (benchmarks/midi.py). The generator takes the volume controls as
+conditions and follows the fluctuation and peak position only loosely, so when a caller gives
+either, each note's learned loudness is reshaped to have them (:func:`conform_swell`); the ones
+an expression generator predicts stay suggestions.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ import torch
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
 
-__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "timbre_shaping"]
+__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
+           "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
 PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
@@ -109,11 +113,7 @@ def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None
         inside = slice(a, b)
         u = (t[inside] - note.start_s) / max(note.duration_s, 1e-9)
         if fluct[k] > 0 and u.size > 2:
-            p = peak[k]
-            shape = np.where(u <= p, u / max(p, 1e-9), (1.0 - u) / max(1.0 - p, 1e-9)) if 0 < p < 1 else (
-                1.0 - u if p == 0 else u)
-            shape = (shape - shape.mean()) / max(shape.std(), 1e-9)
-            loud[inside] = np.clip(loud[inside] + fluct[k] * shape, -80.0, 0.0)
+            loud[inside] = np.clip(loud[inside] + fluct[k] * _swell(u, float(peak[k])), -80.0, 0.0)
         if vib[k] > 0 and note.duration_s > MIN_VIBRATO_NOTE_S:
             tv = t[inside] - note.start_s - VIBRATO_DELAY_S
             fade = np.clip(tv / VIBRATO_FADE_S, 0.0, 1.0)
@@ -161,16 +161,60 @@ def _play_voice(voice: Any, notes: list[MidiNote], controls: Mapping[str, Any] |
     return y[0, 0].detach().cpu().float(), int(voice.sample_rate)
 
 
+def _swell(u: np.ndarray, peak: float) -> np.ndarray:
+    """A triangle over a note's place ``u`` (0 .. 1) peaking at ``peak``, zero mean and unit std."""
+    shape = np.where(u <= peak, u / max(peak, 1e-9), (1.0 - u) / max(1.0 - peak, 1e-9)) if 0 < peak < 1 else (
+        1.0 - u if peak == 0 else u)
+    return (shape - shape.mean()) / max(shape.std(), 1e-9)
+
+
+#: Share of an asked fluctuation that the asked swell carries when a learned curve is conformed
+#: (:func:`conform_swell`); the learned curve's own movement (attack, decay) makes up the rest.
+SWELL_SHARE = 0.8
+
+
+def conform_swell(loud: np.ndarray, notes: list[MidiNote], fluctuation: np.ndarray, peak: np.ndarray,
+                  frame_rate: float = 250.0) -> np.ndarray:
+    """Loudness frames whose notes have the asked ``volume_fluctuation`` (std, dB) and
+    ``volume_peak_position``, keeping each note's mean and as much of its own shape as fits:
+    over a note's frames (as :func:`~dspfx.ddsp.expression.note_controls` reads them),
+    ``mean + b (l - mean) + a s`` with ``s`` the asked swell (:func:`_swell`), ``a`` =
+    :data:`SWELL_SHARE` of the asked std and ``b`` (at most 1) making the std the asked one; a
+    curve too flat for that keeps ``b = 1`` and a larger ``a``."""
+    out = np.array(loud, dtype=np.float64)
+    for k, note in enumerate(notes):
+        s = int(round(note.start_s * frame_rate))
+        e = min(out.size, max(s + 1, int(round(note.end_s * frame_rate))))
+        if e - s < 3:
+            continue
+        seg = out[s:e]
+        r = seg - seg.mean()
+        sw = _swell(np.arange(e - s) / (e - s - 1), float(peak[k]))
+        want, v, c = float(fluctuation[k]), float(np.mean(r * r)), float(np.mean(r * sw))
+        a = SWELL_SHARE * want
+        # std(b r + a s) = want: v b^2 + 2 a c b + a^2 - want^2 = 0, the root b >= 0
+        b = (-a * c + np.sqrt(max(a * a * c * c - v * (a * a - want * want), 0.0))) / v if v > 1e-12 else np.inf
+        if b > 1.0:  # the learned curve is flatter than asked: keep it whole, the swell does the rest
+            b = 1.0
+            a = -c + np.sqrt(max(c * c - v + want * want, 0.0))
+        out[s:e] = np.clip(seg.mean() + b * r + a * sw, -80.0, 0.0)
+    return out
+
+
 def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str, Any] | None,
-                   frame_rate: float = 250.0, tail_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                   frame_rate: float = 250.0, tail_s: float = 0.5, conform: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(f0_hz, loudness_db)`` of ``notes`` from a learned
     :class:`~dspfx.ddsp.synthesis.SynthesisGenerator`: its loudness and its pitch deviation
-    inside the notes, the vibrato added by :func:`note_frames`' rule."""
+    inside the notes, the vibrato added by :func:`note_frames`' rule. ``conform``: each note's
+    loudness is then made to have the asked volume fluctuation and peak position
+    (:func:`conform_swell`; :func:`play` does it for the ones a caller gives)."""
     controls = dict(controls or {})
     f0, _ = note_frames(notes, controls, frame_rate, tail_s)
     conditions = {"volume": _volumes(notes, controls),
                   **{name: _with_default(name, controls, len(notes)) for name in ("volume_fluctuation", "volume_peak_position")}}
     loud, deviation = synthesis.frames(notes, conditions, f0.size, frame_rate)
+    if conform:
+        loud = conform_swell(loud, notes, conditions["volume_fluctuation"], conditions["volume_peak_position"], frame_rate)
     t = np.arange(f0.size) / frame_rate
     inside = np.zeros(f0.size, dtype=bool)
     for note in notes:
@@ -181,7 +225,7 @@ def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str,
 def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str | os.PathLike | DDSPModel, *,
          controls: Mapping[str, Any] | None = None, track: int | None = None,
          playing_range: tuple[int, int] | None = None, expression: Any = "auto",
-         synthesis: Any = None) -> tuple[torch.Tensor, int]:
+         synthesis: Any = "auto") -> tuple[torch.Tensor, int]:
     """Render notes (a MIDI file's track, or :class:`MidiNote` objects) with an instrument: a
     bundled name, a model file, a :class:`DDSPModel`, or the ``subtractive`` synth voice (the
     name, made at 48 kHz with its default knobs, or a
@@ -196,8 +240,9 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
             note's controls from its context; ``"auto"``: the bundled instrument's own (none
             for other models); ``None``: the plain defaults. ``controls`` override it.
         synthesis: a :class:`~dspfx.ddsp.synthesis.SynthesisGenerator` making the frames
-            (loudness and pitch deviation) from the notes and their controls, ``"auto"`` for a
-            bundled instrument's own; ``None`` (default): :func:`note_frames`' rules.
+            (loudness and pitch deviation) from the notes and their controls; ``"auto"``
+            (default): a bundled instrument's own, the rules for other models; ``None``:
+            :func:`note_frames`' rules.
 
     Returns:
         ``(audio (samples,) float32, sample_rate)``: the notes plus half a second of release.
@@ -223,6 +268,7 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     rng = playing_range or rng
     if rng is not None:
         notes = fit_range(notes, *rng)
+    asked = set(controls or {})  # given by the caller, not predicted
     if generator is not None:
         controls = {**generator.predict(notes), **dict(controls or {})}
     if voice is not None:
@@ -238,7 +284,8 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
 
         synthesis = bundled_synthesis(str(instrument)) if isinstance(instrument, str) else None
     if synthesis is not None:
-        f0, loud = learned_frames(synthesis, notes, controls, model.frame_rate)
+        f0, loud = learned_frames(synthesis, notes, controls, model.frame_rate,
+                                  conform=bool(asked & {"volume_fluctuation", "volume_peak_position"}))
     else:
         f0, loud = note_frames(notes, controls, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early

@@ -103,7 +103,7 @@ def test_bundled_generators_play_the_volume_asked(name):
     notes = [MidiNote(0.2 + 0.7 * k, 0.8 + 0.7 * k, int(p), 90) for k, p in enumerate(rng.integers(62, 74, 6))]
     volumes = [-36.0, -16.0, -28.0, -12.0, -32.0, -22.0]
     learned, rate = play(notes, name, synthesis=gen, controls={"volume": volumes, "vibrato": 0.0}, playing_range=None)
-    rules, _ = play(notes, name, controls={"volume": volumes, "vibrato": 0.0}, playing_range=None)
+    rules, _ = play(notes, name, controls={"volume": volumes, "vibrato": 0.0}, playing_range=None, synthesis=None)
     assert learned.shape == rules.shape and not torch.allclose(learned, rules)
     measured = note_controls(learned.numpy(), rate, notes)[:, 0]
     assert np.corrcoef(volumes, measured)[0, 1] > 0.95, measured
@@ -126,9 +126,11 @@ def test_cli_plays_with_the_learned_frames(tmp_path):
     mid.save(str(src))
     assert main(["play", "flute", str(src), str(tmp_path / "a.wav"), "--frames", "learned"]) == 0
     y, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
-    learned, _ = dspfx.play(src, "flute", synthesis="auto")
-    rules, _ = dspfx.play(src, "flute")
+    learned, _ = dspfx.play(src, "flute")  # the default: a bundled instrument's generator
+    rules, _ = dspfx.play(src, "flute", synthesis=None)
     assert np.allclose(learned.numpy(), y, atol=1e-6) and not np.allclose(rules.numpy(), y, atol=1e-3)
+    assert main(["play", "flute", str(src), str(tmp_path / "r.wav"), "--frames", "rules"]) == 0
+    assert np.allclose(rules.numpy(), sf.read(str(tmp_path / "r.wav"), dtype="float32")[0], atol=1e-6)
 
 
 def test_the_subtractive_voice_refuses_a_synthesis_generator():
@@ -137,3 +139,44 @@ def test_the_subtractive_voice_refuses_a_synthesis_generator():
     gen = SynthesisGenerator(hidden=8)
     with pytest.raises(ValueError, match="subtractive voice plays the notes by its own envelopes"):
         play([MidiNote(0.0, 0.3, 60, 90)], "subtractive", synthesis=gen)
+
+
+def test_conform_swell_gives_each_note_the_asked_fluctuation_and_peak():
+    """Analytic: over a note's frames the conformed loudness has the asked std exactly, its
+    mean unchanged and its loudest frame at the asked place; a flat curve becomes the swell."""
+    from dspfx.ddsp.play import conform_swell
+
+    rate = 250.0
+    notes = [MidiNote(0.2, 1.0, 60, 90), MidiNote(1.2, 2.2, 62, 90), MidiNote(2.4, 3.0, 64, 90)]
+    t = np.arange(int(3.4 * rate)) / rate
+    loud = np.full(t.size, -70.0)
+    for k, n in enumerate(notes[:2]):  # a learned-looking note: fast attack, slow decay, ripple
+        inside = (t >= n.start_s) & (t < n.end_s)
+        u = t[inside] - n.start_s
+        loud[inside] = -20.0 - 12.0 * np.exp(-u / 0.02) - 4.0 * u + 0.5 * np.sin(2 * np.pi * 3 * u + k)
+    loud[(t >= 2.4) & (t < 3.0)] = -25.0  # flat
+    fluct, peak = np.array([3.0, 0.5, 4.0]), np.array([0.7, 0.2, 0.4])
+    out = conform_swell(loud, notes, fluct, peak, rate)
+    for k, n in enumerate(notes):
+        s, e = int(round(n.start_s * rate)), int(round(n.end_s * rate))
+        seg, before = out[s:e], loud[s:e]
+        assert abs(seg.std() - fluct[k]) < 1e-9 and abs(seg.mean() - before.mean()) < 1e-9
+        if fluct[k] >= 3.0:  # a swell that carries most of the movement sets the peak
+            assert abs(np.argmax(seg) / (e - s - 1) - peak[k]) < 0.05, (k, np.argmax(seg) / (e - s - 1))
+    assert np.array_equal(out[: int(0.2 * rate)], loud[: int(0.2 * rate)])  # rests untouched
+
+
+def test_asked_swells_are_played_with_the_learned_frames():
+    """Given by the caller, fluctuation and peak position shape the learned loudness (the
+    render's peak lands within 0.15 of the asked place); predicted ones stay suggestions."""
+    from dspfx.ddsp.expression import CONTROL_NAMES, note_controls
+    from dspfx.ddsp.play import play
+
+    notes = [MidiNote(0.1 + 0.9 * k, 0.9 + 0.9 * k, p, 90) for k, p in enumerate((67, 69, 72, 71))]
+    peaks = [0.2, 0.8, 0.5, 0.75]
+    asked = {"volume_fluctuation": 5.0, "volume_peak_position": peaks, "vibrato": 0.0}
+    audio, rate = play(notes, "flute", controls=asked, playing_range=None)
+    got = note_controls(audio.numpy(), rate, notes)[:, CONTROL_NAMES.index("volume_peak_position")]
+    assert np.all(np.abs(got - peaks) < 0.15), got
+    plain, _ = play(notes, "flute", controls={"vibrato": 0.0}, playing_range=None)
+    assert not torch.allclose(plain, audio)

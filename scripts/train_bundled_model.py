@@ -9,7 +9,8 @@ with another soundfont (``--other-soundfont``, timgm6mb) to show the model gener
 another recording of the instrument; prepares them (:func:`dspfx.ddsp.data.prepare`); trains
 the "tiny" DDSP model with the project's trainer (:func:`dspfx.ddsp.trainer.train`) on CPU
 within a wall-time budget (in chunks of ``--chunk`` steps, each resuming from the run's
-checkpoint, so an interrupted run restarts where it stopped); validates on both held-out sets
+checkpoint, so an interrupted run restarts where it stopped, and ``--steps`` above the run's
+step continues it; the minutes of every invocation add up); validates on both held-out sets
 and writes ``dspfx/models/<instrument>.safetensors`` and ``<instrument>.json`` (command, data,
 steps, minutes, playing range, validation figures).
 
@@ -95,11 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {step}  {(time.perf_counter() - t0) / 60:.1f} min  loss {result.history[-1]:.3f}  "
               f"valid mrstft {m.get('mrstft', float('nan')):.3f}  loudness L1 {m.get('loudness_l1_db', 0):.2f} dB  "
               f"f0 L1 {m.get('f0_l1_semitones', 0):.3f} st", flush=True)
-    train_minutes = (time.perf_counter() - t0) / 60.0
+    loop_minutes = (time.perf_counter() - t0) / 60.0
     # the run's model file is written with each checkpoint (the latest one); its step is the
     # last validation's (also after an interrupted run restarted with --max-minutes 0)
     model = DDSPModel.load(run / "model.safetensors")
     step = json.loads((run / "metrics.json").read_text())[-1]["step"]
+    # minutes over every invocation on this run folder (a longer run continues the last one)
+    log_path = run / "train_minutes.json"
+    earlier = json.loads(log_path.read_text()) if log_path.is_file() else []
+    log = [*earlier, {"minutes": round(loop_minutes, 2), "steps_to": step}]
+    log_path.write_text(json.dumps(log) + "\n")
+    train_minutes = sum(x["minutes"] for x in log)
     figures = {}
     for name in ("valid", "valid_other"):
         ds = Dataset(work / name)
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_rate": model.frame_rate,
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_minutes": round(train_minutes, 1),
+        "train_runs": log,
         "device": "cpu, 1 thread",
         "validation": figures["valid"],
         "validation_other_soundfont": figures["valid_other"],

@@ -21,7 +21,8 @@ ICLR 2022, section 3.1) with the amplitude read as loudness:
   64 ms frame averages a 6 Hz vibrato to 78% of its extent; the peak is divided by that
   boxcar's response ``sinc(f T)``); 0 for notes of 50 frames (200 ms) or fewer;
 - ``brightness``: the harmonic centroid ``sum(k * h_k) / sum(h_k)`` averaged over the note's
-  pitched frames;
+  pitched frames (harmonics of the tracked f0, or of the written pitch where the tracker is an
+  octave or a fifth off it);
 - ``attack_noise``: the aperiodic level (dB) averaged over the note's first 10 frames (40 ms).
 """
 
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CONTROL_NAMES", "frame_analysis", "note_controls", "note_pitch_errors", "VIBRATO_BAND_HZ"]
+__all__ = ["CONTROL_NAMES", "OFF_NOTE_SEMITONES", "frame_analysis", "note_controls", "note_pitch_errors", "VIBRATO_BAND_HZ"]
 
 CONTROL_NAMES = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
 #: Band where a pitch modulation counts as vibrato (MIDI-DDSP).
@@ -43,10 +44,19 @@ MIN_VIBRATO_FRAMES = 50
 ATTACK_FRAMES = 10
 
 
-def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_harmonics: int = 20) -> dict[str, np.ndarray]:
+#: A tracked f0 further than this from the written note (semitones) is the tracker's octave (or
+#: fifth) error: the harmonics are read at the note's pitch there (:func:`frame_analysis`).
+OFF_NOTE_SEMITONES = 3.0
+
+
+def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_harmonics: int = 20,
+                   notes: list[Any] | None = None) -> dict[str, np.ndarray]:
     """Per-frame ``f0_hz``, ``confidence``, ``loudness_db``, ``harmonics`` ``(frames, K)``
     (STFT magnitudes at ``k * f0``) and ``noise_db`` of mono ``audio`` (frame ``i`` centred
-    on sample ``i * hop``)."""
+    on sample ``i * hop``). With the ``notes`` played, a frame of a note whose tracked f0 is
+    more than :data:`OFF_NOTE_SEMITONES` from the written pitch (a weak fundamental read an
+    octave off) has its harmonics and its noise read at the written pitch; ``f0_hz`` stays
+    the tracker's."""
     from dspfx.ddsp.features import _frame_length, hop_length, loudness_db, pitch
 
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1)
@@ -60,16 +70,23 @@ def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_ha
     spec = torch.stft(x.double(), n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64), center=True,
                       return_complex=True).abs().numpy()[:, :frames].T  # (frames, bins)
     f0n = f0.numpy()[:frames].astype(np.float64)
+    f0h = f0n.copy()  # the f0 the harmonics are read at
+    for note in notes or ():
+        s = int(round(note.start_s * frame_rate))
+        e = min(frames, max(s + 1, int(round(note.end_s * frame_rate))))
+        written = 440.0 * 2.0 ** ((note.pitch - 69) / 12.0)
+        seg = f0h[s:e]
+        seg[np.abs(12.0 * np.log2(np.maximum(seg, 1e-3) / written)) > OFF_NOTE_SEMITONES] = written
     bin_hz = sample_rate / n_fft
     k = np.arange(1, n_harmonics + 1)
-    fk = f0n[:, None] * k[None, :]
+    fk = f0h[:, None] * k[None, :]
     idx = np.clip(np.round(fk / bin_hz).astype(int), 0, spec.shape[1] - 1)
     harm = np.take_along_axis(spec, idx, axis=1)
     harm[fk >= sample_rate / 2] = 0.0
     bins = np.arange(spec.shape[1]) * bin_hz
     # distance of each bin to the nearest harmonic of the frame's f0
-    ratio = bins[None, :] / np.maximum(f0n[:, None], 1.0)
-    near = np.abs(ratio - np.round(ratio)) * f0n[:, None] < np.maximum(0.25 * f0n[:, None], 2 * bin_hz)
+    ratio = bins[None, :] / np.maximum(f0h[:, None], 1.0)
+    near = np.abs(ratio - np.round(ratio)) * f0h[:, None] < np.maximum(0.25 * f0h[:, None], 2 * bin_hz)
     near &= np.round(ratio) >= 1
     power = spec**2
     noise = np.where(near, 0.0, power).sum(axis=1) / (np.hanning(n_fft).sum() ** 2)
@@ -136,9 +153,10 @@ def note_controls(audio: Any, sample_rate: int, notes: list[Any], frame_rate: fl
         audio: mono audio (ignored when ``analysis`` is given).
         sample_rate: its rate.
         notes: objects with ``start_s``, ``end_s`` and ``pitch`` (MIDI): :class:`dspfx.ddsp.midi.MidiNote`.
-        analysis: a :func:`frame_analysis` of the audio, to measure several note lists at once.
+        analysis: a :func:`frame_analysis` of the audio (made with these notes, so that the
+            harmonics of a note the tracker reads an octave off are read at its pitch).
     """
-    a = analysis if analysis is not None else frame_analysis(audio, sample_rate, frame_rate)
+    a = analysis if analysis is not None else frame_analysis(audio, sample_rate, frame_rate, notes=notes)
     frames = a["loudness_db"].size
     out = np.zeros((len(notes), len(CONTROL_NAMES)))
     for i, note in enumerate(notes):

@@ -337,7 +337,7 @@ def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud
     spans = [_note_span(note, frames, fr) for note in notes]
 
     def measure(audio: torch.Tensor, control: str) -> np.ndarray:
-        analysis = frame_analysis(audio.numpy(), model.sample_rate, fr)
+        analysis = frame_analysis(audio.numpy(), model.sample_rate, fr, notes=notes)
         return note_controls(None, model.sample_rate, notes, fr, analysis=analysis)[:, CONTROL_NAMES.index(control)]
 
     shaping: dict[str, np.ndarray] = {}

@@ -132,7 +132,7 @@ def training_frames(folder: str | os.PathLike | list[tuple[Path, Path]], sample_
     for midi, audio_path in midi_audio_pairs(folder):
         notes = read_midi(midi)
         audio, _ = read_audio(audio_path, sample_rate, mono=True)
-        a = frame_analysis(audio.numpy()[0], sample_rate, frame_rate)
+        a = frame_analysis(audio.numpy()[0], sample_rate, frame_rate, notes=notes)
         measured = note_controls(None, sample_rate, notes, frame_rate, analysis=a)
         controls = {c: np.nan_to_num(measured[:, CONTROL_NAMES.index(c)]) for c in CONDITIONS}
         frames = a["loudness_db"].size

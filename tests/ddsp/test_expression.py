@@ -78,3 +78,15 @@ def test_analysis_shapes_and_reuse():
     assert np.array_equal(note_controls(None, SR, [note], analysis=a), note_controls(y, SR, [note]))
     with pytest.raises(ValueError, match="finite"):
         frame_analysis(np.full(100, np.nan), SR)
+
+
+def test_a_note_the_tracker_reads_an_octave_up_has_its_harmonics_read_at_the_written_pitch():
+    """A written A3 sounding only its harmonics 2 and 4 (equal): the tracker hears A4, whose
+    harmonics 1 and 2 give centroid 1.5; read against the note played, harmonics 2 and 4 give 3."""
+    y, note = tone(harmonics=(0.0, 1.0, 0.0, 1.0), f0=220.0)
+    blind = frame_analysis(y, SR)
+    inside = slice(int((note.start_s + 0.1) * 250), int((note.end_s - 0.1) * 250))
+    assert np.median(blind["f0_hz"][inside]) == pytest.approx(440.0, rel=0.02)  # the premise: an octave error
+    i = CONTROL_NAMES.index("brightness")
+    assert note_controls(None, SR, [note], analysis=blind)[0, i] == pytest.approx(1.5, abs=0.1)
+    assert controls(y, note)["brightness"] == pytest.approx(3.0, abs=0.15)

@@ -57,7 +57,8 @@ def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_ha
     more than :data:`OFF_NOTE_SEMITONES` from the written pitch (a weak fundamental read an
     octave off) has its harmonics and its noise read at the written pitch; ``f0_hz`` stays
     the tracker's."""
-    from dspfx.ddsp.features import _frame_length, hop_length, loudness_db, pitch
+    from dspfx.ddsp.features import hop_length, loudness_db, pitch
+    from dspfx.ddsp.yin import analysis_frame_length
 
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).reshape(-1)
     if x.numel() == 0 or not torch.isfinite(x).all():
@@ -94,7 +95,7 @@ def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_ha
         "f0_hz": f0n, "confidence": conf.numpy()[:frames].astype(np.float64),
         "loudness_db": loud.numpy()[:frames].astype(np.float64), "harmonics": harm,
         "noise_db": 10.0 * np.log10(noise + 1e-10),
-        "pitch_window_s": np.float64(_frame_length(sample_rate, 50.0) / sample_rate),
+        "pitch_window_s": np.float64(analysis_frame_length(sample_rate, 50.0) / sample_rate),
     }
 
 

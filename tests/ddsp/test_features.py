@@ -246,15 +246,3 @@ def test_features_of_dspfx_harmonic_synth_round_trip():
     err = _cents(f0[10:-10].numpy(), f0_frames[0, 10:-10].numpy())
     assert np.abs(err).max() < 10.0, np.abs(err).max()
     assert conf[10:-10].min() > 0.85
-
-
-def test_pitch_viterbi_segments_carry_over(monkeypatch):
-    """Decoding in short Viterbi segments (as for signals over 131 s) gives the same track."""
-    t = np.arange(int(0.5 * SR)) / SR
-    x = torch.tensor(_harmonic(196.0 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 3 * t))))
-    whole, conf_whole = F.pitch(x, SR)
-    monkeypatch.setattr(F, "_VITERBI_SEGMENT", 37)
-    monkeypatch.setattr(F, "_CHUNK_FRAMES", 50)
-    pieces, conf_pieces = F.pitch(x, SR)
-    torch.testing.assert_close(pieces, whole)
-    torch.testing.assert_close(conf_pieces, conf_whole)

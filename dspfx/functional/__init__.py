@@ -19,8 +19,8 @@
 - :mod:`~dspfx.functional.modulation`, :mod:`~dspfx.functional.phaser`: LFOs, the modulated
   fractional delay line, the allpass cascade;
 - :mod:`~dspfx.functional.reverb`, :mod:`~dspfx.functional.fdn`,
-  :mod:`~dspfx.functional.noise_reverb`: Freeverb, feedback delay networks, band-noise impulse
-  responses, RT60 measurement;
+  :mod:`~dspfx.functional.noise_reverb`, :mod:`~dspfx.functional.decay`: Freeverb, feedback
+  delay networks, band-noise impulse responses, RT60 measurement;
 - :mod:`~dspfx.functional.tonestack`, :mod:`~dspfx.functional.tube`,
   :mod:`~dspfx.functional.oversample`: the tone-stack circuit, tube curves, polyphase
   oversampling for the amp blocks.
@@ -65,6 +65,8 @@ from .reverb import *  # noqa: F401,F403
 from .reverb import __all__ as _reverb
 from .fdn import *  # noqa: F401,F403
 from .fdn import __all__ as _fdn
+from .decay import *  # noqa: F401,F403
+from .decay import __all__ as _decay
 from .noise_reverb import *  # noqa: F401,F403
 from .noise_reverb import __all__ as _noise_reverb
 from .waveshaper import *  # noqa: F401,F403
@@ -77,5 +79,5 @@ from .tube import *  # noqa: F401,F403
 from .tube import __all__ as _tube
 
 __all__ = ["CPUKernelError", *_control, *_conversions, *_design, *_recursive, *_sos, *_fir, *_nonlinear, *_dynamics, *_delay, *_convolution,
-    *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
+    *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_decay, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
 ]

@@ -6,7 +6,8 @@ import torch
 import dspfx
 import dspfx.effects.fdn_reverb  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.fdn_reverb import FDNReverb
-from dspfx.functional.fdn import fdn_line_energy, rt60
+from dspfx.functional.decay import rt60
+from dspfx.functional.fdn import fdn_line_energy
 from dspfx.signals import white_noise
 
 F64 = torch.float64

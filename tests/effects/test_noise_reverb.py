@@ -6,7 +6,7 @@ import torch
 import dspfx
 import dspfx.effects.noise_reverb  # noqa: F401  (registers the unit until dspfx.effects imports it)
 from dspfx.effects.noise_reverb import NoiseReverb
-from dspfx.functional.fdn import rt60
+from dspfx.functional.decay import rt60
 from dspfx.signals import white_noise
 
 F64 = torch.float64

@@ -13,7 +13,6 @@ from dspfx.functional.fdn import (
     fdn_line_energy,
     feedback_matrix,
     orthogonal_from_skew,
-    rt60,
 )
 
 F64 = torch.float64
@@ -152,20 +151,6 @@ def test_lossless_network_conserves_line_energy():
     for _ in range(5):
         _, state = fdn(torch.zeros(1, 1, 1000, dtype=F64), one, zero, zero, a, g, c, delays, state)
         assert abs(float(fdn_line_energy(state) / e0) - 1) < 1e-6
-
-
-def test_rt60_of_exponential_decays():
-    sr = 8000
-    rng = np.random.default_rng(0)
-    for t60 in (0.3, 1.0):
-        n = int(1.2 * t60 * sr)
-        h = rng.standard_normal(n) * 10 ** (-3 * np.arange(n) / (sr * t60))
-        assert rt60(h, sr) == pytest.approx(t60, rel=0.03)
-    stacked = rt60(torch.from_numpy(np.stack([h, h])), sr)
-    assert stacked.shape == (2,) and np.allclose(stacked, stacked[0])
-    assert math.isnan(rt60(np.zeros(100), sr))  # no decay to fit
-    with pytest.raises(ValueError, match="fit_db"):
-        rt60(h, sr, fit_db=(-35.0, -5.0))
 
 
 def test_bad_inputs():

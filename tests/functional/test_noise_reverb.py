@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.signal import butter, sosfiltfilt
 
-from dspfx.functional.fdn import rt60
+from dspfx.functional.decay import rt60
 from dspfx.functional.noise_reverb import band_noise, noise_band_edges, noise_impulse_response
 
 F64 = torch.float64

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from dspfx.functional import dynamics as FD
+from dspfx.functional.ballistics import DETECTORS
 from dspfx.registry import register
 from dspfx.unit import Knob, Unit, check_audio
 
@@ -90,8 +91,8 @@ class _KeyedUnit(_Dynamics):
 
 
 def _check_detector(detector: Any, owner: str) -> str:
-    if not isinstance(detector, str) or detector not in FD.DETECTORS:
-        raise ValueError(f"{owner}: detector must be one of {', '.join(map(repr, FD.DETECTORS))}, got {detector!r}")
+    if not isinstance(detector, str) or detector not in DETECTORS:
+        raise ValueError(f"{owner}: detector must be one of {', '.join(map(repr, DETECTORS))}, got {detector!r}")
     return detector
 
 

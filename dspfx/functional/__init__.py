@@ -8,7 +8,8 @@
 - :mod:`~dspfx.functional.sos`: second-order-section cascades;
 - :mod:`~dspfx.functional.fir`: frequency-sampled FIR design and time-varying FIR filtering;
 - :mod:`~dspfx.functional.nonlinear`: clippers, bit crushing, Chebyshev series, curves;
-- :mod:`~dspfx.functional.dynamics`: envelope ballistics, compressor, expander, gate, limiter;
+- :mod:`~dspfx.functional.ballistics`, :mod:`~dspfx.functional.dynamics`: the level detector's
+  envelope ballistics; compressor, expander, gate, limiter;
 - :mod:`~dspfx.functional.delay`: the feedback delay line (echo);
 - :mod:`~dspfx.functional.convolution`: FFT convolution with carried history, IR normalisation;
 - :mod:`~dspfx.functional.oscillators`, :mod:`~dspfx.functional.wavetable`,
@@ -35,6 +36,8 @@ from .convolution import *  # noqa: F401,F403
 from .convolution import __all__ as _convolution
 from .delay import *  # noqa: F401,F403
 from .delay import __all__ as _delay
+from .ballistics import *  # noqa: F401,F403
+from .ballistics import __all__ as _ballistics
 from .dynamics import *  # noqa: F401,F403
 from .dynamics import __all__ as _dynamics
 from .design import *  # noqa: F401,F403
@@ -78,6 +81,6 @@ from .oversample import __all__ as _oversample
 from .tube import *  # noqa: F401,F403
 from .tube import __all__ as _tube
 
-__all__ = ["CPUKernelError", *_control, *_conversions, *_design, *_recursive, *_sos, *_fir, *_nonlinear, *_dynamics, *_delay, *_convolution,
+__all__ = ["CPUKernelError", *_control, *_conversions, *_design, *_recursive, *_sos, *_fir, *_nonlinear, *_ballistics, *_dynamics, *_delay, *_convolution,
     *_oscillators, *_wavetable, *_fm, *_svf, *_ladder, *_modulation, *_phaser, *_reverb, *_fdn, *_decay, *_noise_reverb, *_waveshaper, *_tonestack, *_oversample, *_tube,
 ]

@@ -1,4 +1,4 @@
-"""Tests for dspfx.plot: images written atomically with the expected size; input checks."""
+"""Tests for dspfx.plot's signal plots: images written atomically with the expected size; input checks."""
 
 from __future__ import annotations
 

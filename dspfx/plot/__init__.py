@@ -1,0 +1,37 @@
+"""Plots: spectrograms, loss curves, frequency responses, and fit/comparison reports.
+
+Built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display needed: files
+are rendered by matplotlib's Agg canvas). The axes-level functions draw on an axes you give
+them; :func:`report`, :func:`comparison` and :func:`fit_report` write one image file, atomically
+(:func:`dspfx.io.atomic_write`).
+
+Audio arguments are tensors or ndarrays shaped ``(samples,)``, ``(channels, samples)`` or
+``(batch, channels, samples)``; channel 0 of batch item 0 is plotted.
+"""
+
+from dspfx.plot.capture import average_spectrum, fit_report, harmonics, transfer_curves
+from dspfx.plot.signals import (
+    FIGURE_WIDTH_IN,
+    MAX_FRAMES,
+    PANEL_HEIGHT_IN,
+    comparison,
+    frequency_response,
+    loss_curve,
+    report,
+    spectrogram,
+)
+
+__all__ = [
+    "spectrogram",
+    "loss_curve",
+    "frequency_response",
+    "report",
+    "comparison",
+    "average_spectrum",
+    "harmonics",
+    "transfer_curves",
+    "fit_report",
+    "FIGURE_WIDTH_IN",
+    "PANEL_HEIGHT_IN",
+    "MAX_FRAMES",
+]

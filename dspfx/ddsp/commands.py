@@ -6,7 +6,8 @@ train-midi.
     dspfx transfer MODEL IN OUT [--octave-shift auto|N] [--autotune A] ...   (MODEL: a file or
                                                         a bundled name, e.g. violin)
     dspfx instruments [--json | --markdown]
-    dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] [--brightness H] [--attack DB] ...
+    dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] [--brightness H] [--attack DB]
+                                         [--write-controls F.json] [--controls F.json] ...
     dspfx train-midi DATA --out RUN [--minutes M] [--generators expression synthesis]
 
 Registered on the main parser by :func:`add_commands`; nothing heavy is imported until a command
@@ -117,10 +118,33 @@ def _cmd_play(args: argparse.Namespace) -> int:
         if synthesis is None:
             raise ValueError(f"--frames learned: {args.instrument!r} has no bundled synthesis generator; give one "
                              "with --synthesis FILE (dspfx train-midi writes it)")
+    if args.controls:
+        import numpy as np
+
+        from dspfx.ddsp.controls_file import read_controls
+        from dspfx.ddsp.play import performance
+
+        notes, planned = performance(args.midi, args.instrument, track=args.track, expression=expression)
+        edited = read_controls(args.controls, notes)
+        for name, values in edited.items():  # a value the generator chose anyway is not an edit: it stays its
+            if name in planned:
+                values[np.isclose(values, planned[name], rtol=0.0, atol=1e-5)] = np.nan
+        controls = {**edited, **controls}  # the flags win over the file
+    if args.write_controls:
+        wrote = Path(args.write_controls)
+        if wrote.suffix.lower() != ".json" or not wrote.resolve().parent.is_dir():
+            raise ValueError(f"--write-controls {args.write_controls!r}: a .json file in an existing folder")
     audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression,
                        synthesis=synthesis)
     write_audio(args.output, audio.reshape(1, -1), rate)
     print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
+    if args.write_controls:
+        from dspfx.ddsp.controls_file import write_controls
+        from dspfx.ddsp.play import performance
+
+        notes, played = performance(args.midi, args.instrument, controls=controls, track=args.track, expression=expression)
+        write_controls(args.write_controls, notes, played, instrument=str(args.instrument))
+        print(f"wrote {args.write_controls} (the controls of {len(notes)} notes; edit and play with --controls)")
     return 0
 
 
@@ -376,6 +400,11 @@ def add_commands(sub: Any) -> None:
                    help="frames (loudness, pitch) from a bundled instrument's learned synthesis generator ('learned', "
                         "closer to the recordings) or from the notes by rules ('rules'); 'auto' (default): learned "
                         "where the instrument has a generator, else rules")
+    p.add_argument("--write-controls", default=None, metavar="FILE.json",
+                   help="also write the notes and the controls each was played with, to edit note by note")
+    p.add_argument("--controls", default=None, metavar="FILE.json",
+                   help="play the notes with the controls of a file --write-controls wrote (and you edited); "
+                        "the flags above win over it")
     p.add_argument("--synthesis", default=None,
                    help="a synthesis generator file (dspfx train-midi) making the frames (implies --frames learned)")
     p.set_defaults(func=_cmd_play)

@@ -50,7 +50,7 @@ import torch
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
 
-__all__ = ["play", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
+__all__ = ["play", "performance", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
            "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
@@ -174,15 +174,18 @@ SWELL_SHARE = 0.8
 
 
 def conform_swell(loud: np.ndarray, notes: list[MidiNote], fluctuation: np.ndarray, peak: np.ndarray,
-                  frame_rate: float = 250.0) -> np.ndarray:
+                  frame_rate: float = 250.0, which: np.ndarray | None = None) -> np.ndarray:
     """Loudness frames whose notes have the asked ``volume_fluctuation`` (std, dB) and
     ``volume_peak_position``, keeping each note's mean and as much of its own shape as fits:
     over a note's frames (as :func:`~dspfx.ddsp.expression.note_controls` reads them),
     ``mean + b (l - mean) + a s`` with ``s`` the asked swell (:func:`_swell`), ``a`` =
     :data:`SWELL_SHARE` of the asked std and ``b`` (at most 1) making the std the asked one; a
-    curve too flat for that keeps ``b = 1`` and a larger ``a``."""
+    curve too flat for that keeps ``b = 1`` and a larger ``a``. ``which``: the notes to reshape
+    (a mask; default all)."""
     out = np.array(loud, dtype=np.float64)
     for k, note in enumerate(notes):
+        if which is not None and not which[k]:
+            continue
         s = int(round(note.start_s * frame_rate))
         e = min(out.size, max(s + 1, int(round(note.end_s * frame_rate))))
         if e - s < 3:
@@ -202,24 +205,98 @@ def conform_swell(loud: np.ndarray, notes: list[MidiNote], fluctuation: np.ndarr
 
 
 def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str, Any] | None,
-                   frame_rate: float = 250.0, tail_s: float = 0.5, conform: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   frame_rate: float = 250.0, tail_s: float = 0.5, conform: Any = False) -> tuple[np.ndarray, np.ndarray]:
     """``(f0_hz, loudness_db)`` of ``notes`` from a learned
     :class:`~dspfx.ddsp.synthesis.SynthesisGenerator`: its loudness and its pitch deviation
-    inside the notes, the vibrato added by :func:`note_frames`' rule. ``conform``: each note's
-    loudness is then made to have the asked volume fluctuation and peak position
-    (:func:`conform_swell`; :func:`play` does it for the ones a caller gives)."""
+    inside the notes, the vibrato added by :func:`note_frames`' rule. ``conform`` (True, or a
+    mask of notes): those notes' loudness is then made to have the asked volume fluctuation and
+    peak position (:func:`conform_swell`; :func:`play` does it for the notes a caller gives them)."""
     controls = dict(controls or {})
     f0, _ = note_frames(notes, controls, frame_rate, tail_s)
     conditions = {"volume": _volumes(notes, controls),
                   **{name: _with_default(name, controls, len(notes)) for name in ("volume_fluctuation", "volume_peak_position")}}
     loud, deviation = synthesis.frames(notes, conditions, f0.size, frame_rate)
-    if conform:
-        loud = conform_swell(loud, notes, conditions["volume_fluctuation"], conditions["volume_peak_position"], frame_rate)
+    which = np.broadcast_to(np.asarray(conform, dtype=bool), (len(notes),))
+    if which.any():
+        loud = conform_swell(loud, notes, conditions["volume_fluctuation"], conditions["volume_peak_position"],
+                             frame_rate, which)
     t = np.arange(f0.size) / frame_rate
     inside = np.zeros(f0.size, dtype=bool)
     for note in notes:
         inside |= (t >= note.start_s) & (t < note.end_s)
     return f0 * 2.0 ** (np.where(inside, deviation, 0.0) / 12.0), loud
+
+
+def _resolve(instrument: Any) -> tuple[Any, DDSPModel | None, tuple[int, int] | None, Any]:
+    """(the subtractive voice or None, the model or None, its playing range, its expression generator)."""
+    from dspfx.synths.subtractive import SubtractiveVoice
+
+    if isinstance(instrument, SubtractiveVoice) or (isinstance(instrument, str) and instrument == "subtractive"):
+        import dspfx
+
+        voice = instrument if isinstance(instrument, SubtractiveVoice) else dspfx.make("subtractive", sample_rate=VOICE_RATE)
+        return voice, None, None, None
+    return (None, *_instrument(instrument))
+
+
+def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | None
+           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The controls each note is played with (the generator's, or the defaults, where ``controls``
+    gives none or NaN for a note) and, per control, which notes were given one."""
+    n = len(notes)
+    given: dict[str, np.ndarray] = {}
+    for name, value in (controls or {}).items():
+        if name not in PLAYABLE_CONTROLS:
+            raise ValueError(f"controls [{name!r}]: playable are {list(PLAYABLE_CONTROLS)}")
+        arr = np.asarray(value, dtype=np.float64)
+        arr = np.full(n, float(arr)) if arr.ndim == 0 else arr
+        if arr.shape != (n,) or np.any(np.isinf(arr)):
+            raise ValueError(f"control {name!r}: a finite number or one per note ({n}; NaN leaves a note to the "
+                             f"expression generator or the default), got shape {arr.shape}")
+        given[name] = arr
+    base = generator.predict(notes) if generator is not None else {}
+    merged: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float64) for k, v in base.items()}
+    asked = {}
+    for name, arr in given.items():
+        mask = np.isfinite(arr)
+        if not mask.any():
+            continue
+        asked[name] = mask
+        if name in base:
+            fill = merged[name]
+        elif name == "volume":
+            fill = velocity_db([x.velocity for x in notes])
+        elif name in DEFAULTS:
+            fill = np.full(n, DEFAULTS[name])
+        elif not mask.all():  # a timbre control: the decoder's own timbre has no per-note value to fill in
+            raise ValueError(f"control {name!r} is given for {int(mask.sum())} of {n} notes: give it for every note or none")
+        else:
+            fill = arr
+        merged[name] = np.where(mask, arr, fill)
+    return merged, asked
+
+
+def performance(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: Any, *,
+                controls: Mapping[str, Any] | None = None, track: int | None = None,
+                playing_range: tuple[int, int] | None = None, expression: Any = "auto"
+                ) -> tuple[list[MidiNote], dict[str, np.ndarray]]:
+    """The notes :func:`play` plays (read, sorted, moved into the playing range) and the controls
+    it plays them with: one value per note for each control the expression generator predicts or
+    ``controls`` gives (arguments as :func:`play`); the others take their defaults in the render.
+    ``dspfx play --write-controls`` saves them for editing (:mod:`dspfx.ddsp.controls_file`)."""
+    _, _, rng, generator = _resolve(instrument)
+    notes = _line(notes_or_midi, track, playing_range or rng)
+    return notes, _merge(notes, generator if expression == "auto" else expression, controls)[0]
+
+
+def _line(notes_or_midi: Any, track: int | None, rng: tuple[int, int] | None) -> list[MidiNote]:
+    if isinstance(notes_or_midi, (str, os.PathLike)):
+        notes = read_midi(notes_or_midi, track=track)
+    else:
+        notes = sorted(notes_or_midi, key=lambda x: x.start_s)
+        if not notes or not all(isinstance(x, MidiNote) for x in notes):
+            raise ValueError("play needs a MIDI file or a non-empty list of MidiNote")
+    return fit_range(notes, *rng) if rng is not None else notes
 
 
 def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str | os.PathLike | DDSPModel, *,
@@ -232,7 +309,8 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     :class:`~dspfx.synths.subtractive.SubtractiveVoice` with yours).
 
     Args:
-        controls: ``{name: number or one value per note}`` for :data:`PLAYABLE_CONTROLS`.
+        controls: ``{name: number or one value per note}`` for :data:`PLAYABLE_CONTROLS`; a NaN
+            leaves that note to the expression generator (or the default).
         track: the MIDI track (default: the first melodic one; see :func:`dspfx.ddsp.midi.read_midi`).
         playing_range: MIDI notes the instrument plays (default: a bundled instrument's range;
             none for other models); notes outside it move by octaves, with a warning.
@@ -247,50 +325,32 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     Returns:
         ``(audio (samples,) float32, sample_rate)``: the notes plus half a second of release.
     """
-    from dspfx.synths.subtractive import SubtractiveVoice
-
-    voice = None
-    if isinstance(instrument, SubtractiveVoice) or (isinstance(instrument, str) and instrument == "subtractive"):
-        import dspfx
-
-        voice = instrument if isinstance(instrument, SubtractiveVoice) else dspfx.make("subtractive", sample_rate=VOICE_RATE)
-        model, rng, generator = None, None, None
-    else:
-        model, rng, generator = _instrument(instrument)
+    voice, model, rng, generator = _resolve(instrument)
     if expression != "auto":
         generator = expression
-    if isinstance(notes_or_midi, (str, os.PathLike)):
-        notes = read_midi(notes_or_midi, track=track)
-    else:
-        notes = sorted(notes_or_midi, key=lambda x: x.start_s)
-        if not notes or not all(isinstance(x, MidiNote) for x in notes):
-            raise ValueError("play needs a MIDI file or a non-empty list of MidiNote")
-    rng = playing_range or rng
-    if rng is not None:
-        notes = fit_range(notes, *rng)
-    asked = set(controls or {})  # given by the caller, not predicted
-    if generator is not None:
-        controls = {**generator.predict(notes), **dict(controls or {})}
+    notes = _line(notes_or_midi, track, playing_range or rng)
+    merged, asked = _merge(notes, generator, controls)
     if voice is not None:
         if synthesis is not None and not (isinstance(synthesis, str) and synthesis == "auto"):
             raise ValueError("a synthesis generator makes a DDSP instrument's frames; the subtractive voice plays "
                              "the notes by its own envelopes")
-        if set(controls or {}) & set(TIMBRE_CONTROLS):
-            raise ValueError(f"controls {sorted(set(controls or {}) & set(TIMBRE_CONTROLS))} shape a DDSP instrument's "
+        if set(merged) & set(TIMBRE_CONTROLS):
+            raise ValueError(f"controls {sorted(set(merged) & set(TIMBRE_CONTROLS))} shape a DDSP instrument's "
                              "timbre; the subtractive voice's timbre is its knobs (filter, oscillators)")
-        return _play_voice(voice, notes, controls)
+        return _play_voice(voice, notes, merged)
     if isinstance(synthesis, str) and synthesis == "auto":
         from dspfx.ddsp.synthesis import bundled_synthesis
 
         synthesis = bundled_synthesis(str(instrument)) if isinstance(instrument, str) else None
     if synthesis is not None:
-        f0, loud = learned_frames(synthesis, notes, controls, model.frame_rate,
-                                  conform=bool(asked & {"volume_fluctuation", "volume_peak_position"}))
+        swell = [asked[k] for k in ("volume_fluctuation", "volume_peak_position") if k in asked]
+        f0, loud = learned_frames(synthesis, notes, merged, model.frame_rate,
+                                  conform=np.logical_or.reduce(swell) if swell else False)
     else:
-        f0, loud = note_frames(notes, controls, model.frame_rate)
+        f0, loud = note_frames(notes, merged, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early
     f0, loud = np.append(f0[1:], f0[-1]), np.append(loud[1:], loud[-1])
-    timbre = {k: v for k, v in (controls or {}).items() if k in TIMBRE_CONTROLS}
+    timbre = {k: v for k, v in merged.items() if k in TIMBRE_CONTROLS}
     if timbre:
         return timbre_shaping(model, notes, f0, loud, timbre)[0], model.sample_rate
     return _render(model, f0, loud), model.sample_rate

@@ -248,7 +248,10 @@ def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | 
     for name, value in (controls or {}).items():
         if name not in PLAYABLE_CONTROLS:
             raise ValueError(f"controls [{name!r}]: playable are {list(PLAYABLE_CONTROLS)}")
-        arr = np.asarray(value, dtype=np.float64)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"control {name!r}: a number or one per note ({n}), got {value!r}") from None
         arr = np.full(n, float(arr)) if arr.ndim == 0 else arr
         if arr.shape != (n,) or np.any(np.isinf(arr)):
             raise ValueError(f"control {name!r}: a finite number or one per note ({n}; NaN leaves a note to the "

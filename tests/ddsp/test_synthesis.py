@@ -180,3 +180,36 @@ def test_asked_swells_are_played_with_the_learned_frames():
     assert np.all(np.abs(got - peaks) < 0.15), got
     plain, _ = play(notes, "flute", controls={"vibrato": 0.0}, playing_range=None)
     assert not torch.allclose(plain, audio)
+
+
+def test_a_long_line_runs_in_windows_with_every_frame_kept_once():
+    """A memoryless GRU (update gate shut, no recurrent weights): the windowed run equals the
+    whole-line run exactly, so the windows' offsets and the frames kept from each are right."""
+    from dspfx.ddsp.synthesis import CONTEXT_FRAMES, WINDOW_FRAMES
+
+    gen = SynthesisGenerator(hidden=8, mean=[-30.0, 0.0], std=[10.0, 0.2])
+    h = gen.hidden
+    with torch.no_grad():
+        for name, p in gen.gru.named_parameters():
+            p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(len(name)))
+            if name.startswith("weight_hh"):
+                p.zero_()
+            if name.startswith("bias_ih"):
+                p[h : 2 * h] = -100.0  # the update gate z = 0: h_t depends on x_t alone
+            if name.startswith("bias_hh"):
+                p.zero_()
+    rng = np.random.default_rng(1)
+    notes, t = [], 0.1
+    while t < 16.0:  # 4000 frames and more: four or five windows
+        length = rng.uniform(0.2, 0.8)
+        notes.append(MidiNote(t, t + length, int(rng.integers(55, 80)), 90))
+        t += length + rng.uniform(0.0, 0.3)
+    frames = int((t + 0.3) * 250)
+    assert frames > 3 * WINDOW_FRAMES + 2 * CONTEXT_FRAMES
+    controls = _controls(len(notes))
+    windowed = gen.frames(notes, controls, frames)
+    with torch.no_grad():
+        z = gen(torch.from_numpy(frame_features(notes, controls, frames))[None])[0] * gen.std + gen.mean
+    whole = np.clip(z[:, 0].double().numpy(), -80.0, 0.0), np.clip(z[:, 1].double().numpy(), -2.0, 2.0)
+    for a, b in zip(windowed, whole):
+        assert a.shape == (frames,) and np.allclose(a, b, atol=1e-5)

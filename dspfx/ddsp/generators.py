@@ -28,13 +28,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Self
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["note_features", "BiGRUGenerator", "midi_audio_pairs", "step_bar", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
+__all__ = ["note_features", "BiGRUGenerator", "midi_audio_pairs", "fit_keeping_best", "ExpressionGenerator", "bundled_generator", "GENERATORS_DIR", "training_pairs", "train_expression", "TrainExpressionResult",
            "N_FEATURES", "TARGETS"]
 
 FORMAT = "dspfx.expression_generator/1"
@@ -136,13 +137,37 @@ def midi_audio_pairs(folder: str | os.PathLike | list[tuple[Path, Path]]) -> lis
     return pairs
 
 
-def step_bar(steps: int, what: str, progress: bool) -> Any:
-    """``range(1, steps + 1)``, behind a progress bar (stderr) when ``progress``."""
-    if not progress:
-        return range(1, steps + 1)
-    from tqdm import tqdm
+def fit_keeping_best(gen: nn.Module, opt: torch.optim.Optimizer, steps: int, batch_loss: Callable[[], Tensor],
+                     valid_error: Callable[[], float], *, what: str, progress: bool = False,
+                     max_seconds: float | None = None, clip_norm: float | None = None) -> int:
+    """The generators' training loop: ``steps`` optimiser steps on ``batch_loss()`` (gradient
+    norm clipped to ``clip_norm`` if given); every 50 steps and at the last, ``valid_error()``,
+    the state with the lowest kept; stops after the check that crosses ``max_seconds``. The
+    kept state is restored and ``gen`` left in eval mode. ``progress``: a bar of the steps
+    (stderr) named by ``what``. Returns the steps taken."""
+    bar = range(1, steps + 1)
+    if progress:
+        from tqdm import tqdm
 
-    return tqdm(range(1, steps + 1), desc=f"training the {what}", unit="step", leave=False)
+        bar = tqdm(bar, desc=f"training the {what}", unit="step", leave=False)
+    t0, best, best_state, step = time.perf_counter(), float("inf"), None, 0
+    for step in bar:
+        loss = batch_loss()
+        opt.zero_grad()
+        loss.backward()
+        if clip_norm is not None:
+            nn.utils.clip_grad_norm_(gen.parameters(), clip_norm)
+        opt.step()
+        if step % 50 == 0 or step == steps:
+            e = valid_error()
+            if e < best:
+                best, best_state = e, {k: v.clone() for k, v in gen.state_dict().items()}
+            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                break
+    if best_state is not None:
+        gen.load_state_dict(best_state)
+    gen.eval()
+    return step
 
 
 class ExpressionGenerator(BiGRUGenerator):
@@ -254,22 +279,13 @@ def train_expression(train: list[tuple[np.ndarray, np.ndarray]], valid: list[tup
         with torch.no_grad():
             return float(((gen(xs) - ys) ** 2 * mask).sum() / (mask.sum() * len(TARGETS)))
 
-    t0, best, best_state, step = time.perf_counter(), float("inf"), None, 0
-    for step in step_bar(steps, "expression generator", progress):
+    def batch_loss() -> Tensor:
         xs, ys, mask = batch([train[i] for i in rng.integers(0, len(train), batch_size)])
-        loss = ((gen(xs) - ys) ** 2 * mask).sum() / (mask.sum() * len(TARGETS))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == steps:
-            e = error(valid)
-            if e < best:
-                best, best_state = e, {k: v.clone() for k, v in gen.state_dict().items()}
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                break
-    if best_state is not None:
-        gen.load_state_dict(best_state)
-    gen.eval()
+        return ((gen(xs) - ys) ** 2 * mask).sum() / (mask.sum() * len(TARGETS))
+
+    t0 = time.perf_counter()
+    step = fit_keeping_best(gen, opt, steps, batch_loss, lambda: error(valid), what="expression generator",
+                            progress=progress, max_seconds=max_seconds)
     xs, ys, mask = batch(valid)
     with torch.no_grad():
         pred = gen(xs)

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from dspfx.ddsp.generators import BiGRUGenerator, midi_audio_pairs, step_bar
+from dspfx.ddsp.generators import BiGRUGenerator, fit_keeping_best, midi_audio_pairs
 
 __all__ = ["frame_features", "SynthesisGenerator", "bundled_synthesis", "SYNTHESIS_DIR", "training_frames",
            "train_synthesis", "TrainSynthesisResult", "N_FRAME_FEATURES"]
@@ -213,23 +213,15 @@ def train_synthesis(train: list, valid: list, *, steps: int = 1500, max_seconds:
         return ((err[..., 0] * m).sum() / m.sum() + (err[..., 1] * w).sum() / w.sum().clamp(min=1.0)), err
 
     longest = max(len(x) for x, _, _ in valid)
-    t0, best, best_state, step = time.perf_counter(), float("inf"), None, 0
-    for step in step_bar(steps, "synthesis generator", progress):
-        loss, _ = loss_of([train[i] for i in rng.integers(0, len(train), batch_size)], crop_frames, rng)
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(gen.parameters(), 3.0)
-        opt.step()
-        if step % 50 == 0 or step == steps:
-            with torch.no_grad():
-                e = float(loss_of(valid, longest, rng)[0])
-            if e < best:
-                best, best_state = e, {k: v.clone() for k, v in gen.state_dict().items()}
-            if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                break
-    if best_state is not None:
-        gen.load_state_dict(best_state)
-    gen.eval()
+    def valid_error() -> float:
+        with torch.no_grad():
+            return float(loss_of(valid, longest, rng)[0])
+
+    t0 = time.perf_counter()
+    step = fit_keeping_best(
+        gen, opt, steps,
+        lambda: loss_of([train[i] for i in rng.integers(0, len(train), batch_size)], crop_frames, rng)[0],
+        valid_error, what="synthesis generator", progress=progress, max_seconds=max_seconds, clip_norm=3.0)
     errors, baseline = [], []
     with torch.no_grad():
         for x, y, w in valid:

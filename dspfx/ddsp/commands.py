@@ -118,33 +118,37 @@ def _cmd_play(args: argparse.Namespace) -> int:
         if synthesis is None:
             raise ValueError(f"--frames learned: {args.instrument!r} has no bundled synthesis generator; give one "
                              "with --synthesis FILE (dspfx train-midi writes it)")
-    if args.controls:
-        import numpy as np
-
-        from dspfx.ddsp.controls_file import read_controls
-        from dspfx.ddsp.play import performance
-
-        notes, planned = performance(args.midi, args.instrument, track=args.track, expression=expression)
-        edited = read_controls(args.controls, notes)
-        for name, values in edited.items():  # a value the generator chose anyway is not an edit: it stays its
-            if name in planned:
-                values[np.isclose(values, planned[name], rtol=0.0, atol=1e-5)] = np.nan
-        controls = {**edited, **controls}  # the flags win over the file
     if args.write_controls:
         wrote = Path(args.write_controls)
         if wrote.suffix.lower() != ".json" or not wrote.resolve().parent.is_dir():
             raise ValueError(f"--write-controls {args.write_controls!r}: a .json file in an existing folder")
-    audio, rate = play(args.midi, args.instrument, controls=controls, track=args.track, expression=expression,
+    line: Any = args.midi
+    if args.controls or args.write_controls:
+        from dspfx.ddsp.play import performance
+
+        # the track read once (and moved into range once): the file, the render and the written
+        # controls all see these notes
+        line, planned = performance(args.midi, args.instrument, track=args.track, expression=expression)
+    if args.controls:
+        import numpy as np
+
+        from dspfx.ddsp.controls_file import read_controls
+
+        edited = read_controls(args.controls, line)
+        for name, values in edited.items():  # a value the generator chose anyway is not an edit: it stays a suggestion
+            if name in planned:
+                values[np.isclose(values, planned[name], rtol=0.0, atol=1e-5)] = np.nan
+        controls = {**edited, **controls}  # the flags win over the file
+    audio, rate = play(line, args.instrument, controls=controls, track=args.track, expression=expression,
                        synthesis=synthesis)
     write_audio(args.output, audio.reshape(1, -1), rate)
     print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
     if args.write_controls:
         from dspfx.ddsp.controls_file import write_controls
-        from dspfx.ddsp.play import performance
 
-        notes, played = performance(args.midi, args.instrument, controls=controls, track=args.track, expression=expression)
-        write_controls(args.write_controls, notes, played, instrument=str(args.instrument))
-        print(f"wrote {args.write_controls} (the controls of {len(notes)} notes; edit and play with --controls)")
+        _, played = performance(line, args.instrument, controls=controls, expression=expression)
+        write_controls(args.write_controls, line, played, instrument=str(args.instrument))
+        print(f"wrote {args.write_controls} (the controls of {len(line)} notes; edit and play with --controls)")
     return 0
 
 

@@ -8,6 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT ?= demo-out
+# pytest workers (pytest-xdist): one per core, at most this many; each file runs whole in one
+# worker, so its module fixtures (a rendered capture, a trained model) are built once
+TEST_WORKERS ?= 4
 
 .PHONY: demo test bench install install-test clean
 
@@ -35,7 +38,7 @@ demo: install
 	$(VENV)/bin/dspfx demo --out $(OUT)
 
 test: install-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) --dist loadfile
 
 bench: install-test
 	$(PY) benchmarks/units.py

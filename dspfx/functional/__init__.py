@@ -13,7 +13,8 @@
 - :mod:`~dspfx.functional.delay`: the feedback delay line (echo);
 - :mod:`~dspfx.functional.convolution`: FFT convolution with carried history, IR normalisation;
 - :mod:`~dspfx.functional.oscillators`, :mod:`~dspfx.functional.wavetable`,
-  :mod:`~dspfx.functional.fm`, :mod:`~dspfx.functional.waveshaper` (and
+  :mod:`~dspfx.functional.fm` (its operator feedback in :mod:`~dspfx.functional.fm_feedback`),
+  :mod:`~dspfx.functional.waveshaper` (and
   :mod:`~dspfx.functional.blep`, imported by name): the synths' oscillators and shapers;
 - :mod:`~dspfx.functional.svf`, :mod:`~dspfx.functional.ladder`: the TPT state-variable and
   Moog ladder filters (compiled loops with exact adjoints);

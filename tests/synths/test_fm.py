@@ -1,4 +1,4 @@
-"""Tests of the FM synth (dspfx.synths.fm) and dspfx.functional.fm."""
+"""Tests of the FM synth (dspfx.synths.fm), dspfx.functional.fm and its operator feedback (dspfx.functional.fm_feedback)."""
 
 import numpy as np
 import pytest
@@ -379,7 +379,7 @@ def test_feedback_errors():
 
 # --- zero feedback: the vectorised path; the returning clamp (session 3) ------------------------
 
-from dspfx.functional import fm as fm_functional  # noqa: E402
+from dspfx.functional import fm_feedback as fm_functional  # noqa: E402
 from dspfx.functional.fm import returning_clamp  # noqa: E402
 
 

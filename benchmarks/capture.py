@@ -22,6 +22,10 @@ are listed as such.
 
     OMP_NUM_THREADS=1 python benchmarks/capture.py [--minutes 5] [--devices scream,muff]
         [--models wavenet,lstm,graybox,hybrid,auto,nam] [--threads 1] [--json PATH]
+
+``--table ROWS [ROWS ...]`` trains nothing: it prints the table (and each model's median) from
+the rows of earlier runs, files written by ``--json`` or the JSON lines this script prints; a
+device and model found in several files takes the last file's row.
 """
 
 from __future__ import annotations
@@ -102,6 +106,52 @@ def nam_trainer(x: np.ndarray, y: np.ndarray, layout, latency: int, seconds: flo
             "realtime": _speed(lambda a: net(a, pad_start=True), layout.sample_rate)}
 
 
+def print_table(rows: list[dict], devices: list[str], models: list[str]) -> None:
+    """The markdown table (held-out ESR, steps, render speed per device and model; a trainer's
+    refusal as its error) and each model's median over the devices it captured."""
+    print("\n| device | " + " | ".join(models) + " |\n|---|" + "---|" * len(models))
+    for name in devices:
+        cells = {r["model"]: r for r in rows if r.get("device") == name and "model" in r}
+        if not cells:
+            print(f"| {name} | " + " | ".join("n/a" for _ in models) + " |")
+            continue
+        print(f"| {name} | " + " | ".join(_cell(cells.get(m)) for m in models) + " |")
+    nam = {r["device"]: r["heldout_esr"] for r in rows if r.get("model") == "nam" and "heldout_esr" in r}
+    for model in models:
+        values = {r["device"]: r["heldout_esr"] for r in rows if r.get("model") == model and "heldout_esr" in r}
+        if not values:
+            continue
+        line = f"median held-out ESR, {model}: {statistics.median(values.values()):.4f} over {len(values)} devices"
+        both = [d for d in values if d in nam]
+        if model != "nam" and both:
+            line += f"; lower than NAM's trainer on {sum(values[d] < nam[d] for d in both)} of the {len(both)} it trains on"
+        print(line)
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    if "error" in row:
+        return row["error"]
+    return f"{row['heldout_esr']:.4f} ({row['steps']} st, {row['realtime']:.0f}x)"
+
+
+def read_rows(paths: list[Path]) -> list[dict]:
+    """Rows from ``--json`` files or this script's printed JSON lines; a device and model seen
+    again replaces the earlier row."""
+    rows: dict[tuple[str, str], dict] = {}
+    for path in paths:
+        text = path.read_text()
+        try:
+            found = json.loads(text)["rows"]
+        except (ValueError, KeyError, TypeError):
+            found = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        for row in found:
+            if "model" in row:
+                rows[(row["device"], row["model"])] = row
+    return list(rows.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -109,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--table", type=Path, nargs="+", metavar="ROWS", help="print the table of earlier runs' rows")
     args = parser.parse_args(argv)
+    if args.table:
+        rows = read_rows(args.table)
+        seen = {r["device"] for r in rows}
+        print_table(rows, [d for d in DEVICES if d in seen], [m for m in MODELS if any(r["model"] == m for r in rows)])
+        return 0
     torch.set_num_threads(args.threads)
     import dspfx
     from dspfx.fitting.capture_model import pair_latency
@@ -152,19 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             row.update(device=name, model=model, latency=latency)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| device | " + " | ".join(models) + " |\n|---|" + "---|" * len(models))
-    for name in devices:
-        cells = {r["model"]: r for r in rows if r.get("device") == name and "model" in r}
-        if not cells:
-            print(f"| {name} | " + " | ".join("n/a" for _ in models) + " |")
-            continue
-        print(f"| {name} | " + " | ".join(
-            cells[m]["error"] if "error" in cells[m] else
-            f"{cells[m]['heldout_esr']:.4f} ({cells[m]['steps']} st, {cells[m]['realtime']:.0f}x)" for m in models) + " |")
-    for model in models:
-        values = [r["heldout_esr"] for r in rows if r.get("model") == model and "heldout_esr" in r]
-        if values:
-            print(f"median held-out ESR, {model}: {statistics.median(values):.4f} over {len(values)} devices")
+    print_table(rows, devices, models)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "threads": args.threads, "rows": rows}, indent=1))
     return 0

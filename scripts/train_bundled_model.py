@@ -62,10 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--decay", type=float, default=0.98, help="the rate is lr * decay ** (step / decay_steps)")
     p.add_argument("--decay-steps", type=int, default=10000)
+    p.add_argument("--cooldown-from", type=int, default=None,
+                   help="from this step the rate falls linearly to 1%% at --steps (a cool-down; default none)")
     p.add_argument("--reverb-s", type=float, default=0.25)
     p.add_argument("--preset", default="tiny", choices=["tiny", "full"])
     p.add_argument("--out", default=None, help="model file (default dspfx/models/<instrument>.safetensors)")
     args = p.parse_args(argv)
+    cooldown = None
+    if args.cooldown_from is not None:
+        if not 0 <= args.cooldown_from < args.steps:
+            p.error(f"--cooldown-from must be in [0, --steps={args.steps}), got {args.cooldown_from}")
+        cooldown = (args.cooldown_from, args.steps)
     torch.set_num_threads(1)
     inst = INSTRUMENTS[args.instrument]
     work = Path(args.work or f"/tmp/dspfx-{inst.name}-run")
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps and (time.perf_counter() - t0) / 60.0 < args.max_minutes:
         target = min(args.steps, step + args.chunk)
         result = train(data, run, steps=target, batch_size=args.batch_size, lr=args.lr, decay=args.decay,
-                       decay_steps=args.decay_steps, preset=args.preset,
+                       decay_steps=args.decay_steps, preset=args.preset, cooldown=cooldown,
                        checkpoint_every=args.chunk, reverb_s=args.reverb_s, valid_data=valid, valid_windows=8,
                        device="cpu", progress=False, seed=args.seed)
         step = result.step
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "window_s": args.window_s,
         "lr": args.lr,
         "decay": [args.decay, args.decay_steps],
+        "cooldown": list(cooldown) if cooldown else None,
         "reverb_s": args.reverb_s,
         "range_midi": [inst.low_midi, inst.high_midi],
         "gm_program": inst.program,

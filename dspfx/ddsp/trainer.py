@@ -2,7 +2,8 @@
 :func:`dspfx.fitting.optimise`, the core every training job in dspfx shares.
 
 Adam (learning rate ``lr``, decayed continuously by ``decay`` every ``decay_steps`` steps, as
-``tf.keras.optimizers.schedules.ExponentialDecay``), global gradient-norm clipping, the
+``tf.keras.optimizers.schedules.ExponentialDecay``; optionally a linear ``cooldown`` at the
+end), global gradient-norm clipping, the
 multi-scale spectral loss (:func:`dspfx.ddsp.model.spectral_loss`), the core's NaN policy and
 best state on validation (the spectral loss of the validation windows, every
 ``checkpoint_every`` steps), a wall-clock budget (``max_seconds``), safetensors checkpoints
@@ -151,6 +152,7 @@ def train(
     max_seconds: float | None = None,
     keep_best: bool = True,
     harmonic_prior: bool = True,
+    cooldown: tuple[int, int] | None = None,
 ) -> TrainResult:
     """Train a DDSP model on a dataset (see the module docstring for the recipe and the files).
 
@@ -183,6 +185,8 @@ def train(
         keep_best: end at the state with the lowest validation spectral loss (else the last).
         harmonic_prior: start a new model's harmonic distribution at a sawtooth spectrum
             (:meth:`dspfx.ddsp.model.Decoder.harmonic_prior`); a given ``model`` is left as is.
+        cooldown: ``(start, end)`` steps over which the rate falls linearly to 1% of the
+            schedule's (:func:`dspfx.fitting.optimise`); a resumed run may be given one.
 
     Returns:
         :class:`TrainResult`.
@@ -282,7 +286,7 @@ def train(
     model.train()
     run = optimise(
         model, loss_fn, steps=steps, lr=lr, weights_lr=weights_lr, schedule="exponential", decay=decay,
-        decay_steps=decay_steps, grad_clip=grad_clip, validate=validation_loss, validate_every=checkpoint_every,
+        decay_steps=decay_steps, cooldown=cooldown, grad_clip=grad_clip, validate=validation_loss, validate_every=checkpoint_every,
         restore_best=keep_best, max_seconds=max_seconds, progress=progress, desc="train", callback=on_step,
         checkpoint=out / "checkpoint.safetensors", checkpoint_every=checkpoint_every,
         checkpoint_config={"model": model.config(), "batch_size": batch_size, "seed": seed},

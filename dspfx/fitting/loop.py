@@ -10,6 +10,9 @@ that sets an amp's knobs from front-panel settings) and the DDSP trainer all cal
 - a schedule: ``"cosine"`` (down to 1% of each group's rate), ``"exponential"`` (``decay **
   (step / decay_steps)``, DDSP's) or ``"constant"``; with a time budget the schedule follows
   whichever of steps or time is further along, so a run cut by the clock still anneals;
+  an optional linear ``cooldown`` (start, end) over any of them takes the rate down to 1% of its
+  scheduled value (the last phase of a warmup-stable-decay run: it brings a run that has been
+  training at a steady rate down to its floor in a few thousand steps);
 - one NaN/Inf policy: a step whose loss or gradient is not finite is not taken; the module
   goes back to its best state so far, every rate is halved, and the step is counted
   (``skipped_steps``);
@@ -125,6 +128,13 @@ def _schedule_factor(schedule: str, fraction: float, step: int, decay: float, de
     return 1.0
 
 
+def _cooldown_factor(cooldown: tuple[int, int] | None, step: int) -> float:
+    if cooldown is None or step < cooldown[0]:
+        return 1.0
+    start, end = cooldown
+    return 1.0 - (1.0 - COSINE_FLOOR) * min(1.0, (step - start) / (end - start))
+
+
 def snapshot(module: nn.Module) -> dict[str, Tensor]:
     """A detached copy of ``module``'s state (parameters and buffers)."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
@@ -216,6 +226,7 @@ def optimise(
     schedule: str = "cosine",
     decay: float = 0.98,
     decay_steps: int = 10000,
+    cooldown: tuple[int, int] | None = None,
     grad_clip: float | None = None,
     validate: Callable[[], float] | None = None,
     validate_every: int | None = None,
@@ -242,6 +253,9 @@ def optimise(
         groups: explicit Adam parameter groups instead of ``lr`` / ``weights_lr``.
         schedule: ``"cosine"``, ``"exponential"`` (with ``decay``, ``decay_steps``) or
             ``"constant"``.
+        cooldown: ``(start, end)`` steps: from ``start`` the scheduled rate is scaled down
+            linearly, reaching 1% of it at ``end`` and staying there (None: no cool-down).
+            Steps count from the run's first, so a resumed run can be given a cool-down.
         grad_clip: clip the global gradient norm to this (None: no clipping).
         validate: ``validate() -> float``, lower is better, run without gradients; None scores
             the parameters by the training loss of the step that used them.
@@ -274,6 +288,12 @@ def optimise(
     decay_steps = positive_int(decay_steps, "decay_steps")
     if grad_clip is not None:
         grad_clip = positive_number(grad_clip, "grad_clip")
+    if cooldown is not None:
+        if not (isinstance(cooldown, (tuple, list)) and len(cooldown) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in cooldown)
+                and 0 <= cooldown[0] < cooldown[1]):
+            raise ValueError(f"cooldown must be (start, end) steps with 0 <= start < end, got {cooldown!r}")
+        cooldown = (int(cooldown[0]), int(cooldown[1]))
     if max_seconds is not None:
         max_seconds = positive_number(max_seconds, "max_seconds")
     for name, value in (("validate_every", validate_every), ("patience", patience)):
@@ -336,7 +356,8 @@ def optimise(
             step = result.steps
             elapsed = time.perf_counter() - t0
             fraction = step / steps if max_seconds is None else max(step / steps, elapsed / max_seconds)
-            factor = _schedule_factor(schedule, fraction, step, decay, decay_steps) * result.lr_scale
+            factor = (_schedule_factor(schedule, fraction, step, decay, decay_steps) * _cooldown_factor(cooldown, step)
+                      * result.lr_scale)
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = base * factor
             optimizer.zero_grad(set_to_none=True)

@@ -48,6 +48,24 @@ def test_schedules_end_where_they_say():
     assert _schedule_factor("constant", 0.7, 7, 0.98, 10000) == 1.0
 
 
+def test_a_cooldown_scales_the_rate_down_linearly_to_one_percent():
+    """With a constant gradient each Adam step moves a weight by its rate, so the steps taken
+    read the schedule back: full rate before the cool-down, a linear fall, 1% after it."""
+
+    class Slope(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    model = Slope()
+    seen = []
+    optimise(model, lambda step: model.w.sum(), steps=20, lr=0.1, schedule="constant", cooldown=(5, 15),
+             restore_best=False, progress=False, callback=lambda step, loss, m: seen.append(m.w.item()))
+    moves = -torch.diff(torch.tensor([0.0, *seen], dtype=torch.float64)) / 0.1
+    expected = [1.0 if s < 5 else 1.0 - 0.99 * min(1.0, (s - 5) / 10) for s in range(20)]
+    assert moves.tolist() == pytest.approx(expected, rel=1e-6)
+
+
 def test_optimise_converges_and_keeps_the_best_training_state():
     model = Quadratic()
     result = optimise(model, lambda step: model.loss(), steps=200, lr=0.1, schedule="constant", progress=False)
@@ -169,7 +187,8 @@ def test_bad_settings_are_named():
     model = Quadratic()
     for kwargs, match in ((dict(steps=0), "steps"), (dict(steps=5, schedule="linear"), "schedule"),
                           (dict(steps=5, max_seconds=-1.0), "max_seconds"), (dict(steps=5, lr=0.0), "lr"),
-                          (dict(steps=5, grad_clip=0.0), "grad_clip")):
+                          (dict(steps=5, grad_clip=0.0), "grad_clip"), (dict(steps=5, cooldown=(4, 2)), "cooldown"),
+                          (dict(steps=5, cooldown=(1.5, 3)), "cooldown")):
         with pytest.raises((ValueError, TypeError), match=match):
             optimise(model, lambda s: model.loss(), progress=False, **kwargs)
     with pytest.raises(FloatingPointError, match="finite"):

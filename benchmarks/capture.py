@@ -162,7 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, nargs="+", metavar="ROWS", help="print the table of earlier runs' rows")
     args = parser.parse_args(argv)
     if args.table:
-        rows = read_rows(args.table)
+        missing = [str(p) for p in args.table if not p.is_file()]
+        if missing:
+            parser.error(f"--table: no such rows file: {', '.join(missing)}")
+        try:
+            rows = read_rows(args.table)
+        except (OSError, ValueError) as err:
+            parser.error(f"--table: cannot read the rows ({err})")
+        if not rows:
+            parser.error(f"--table: no capture rows (JSON with a 'model') in {', '.join(map(str, args.table))}")
         seen = {r["device"] for r in rows}
         print_table(rows, [d for d in DEVICES if d in seen], [m for m in MODELS if any(r["model"] == m for r in rows)])
         return 0

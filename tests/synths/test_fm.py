@@ -169,7 +169,7 @@ def test_errors():
 
 # -- operator feedback (DX7) ------------------------------------------------------------------
 
-from dspfx.functional.fm import feedback_harmonics, fm_render_feedback, max_feedback, operator_feedback  # noqa: E402
+from dspfx.functional.fm import feedback_harmonics, max_feedback, operator_feedback  # noqa: E402
 
 
 def _reference_feedback(arg, beta, hist):

@@ -34,7 +34,8 @@ the pitch's slow deviation instead (:func:`learned_frames`), the vibrato still b
 closer to the recordings (benchmarks/midi.py). The generator takes the volume controls as
 conditions and follows the fluctuation and peak position only loosely, so when a caller gives
 either, each note's learned loudness is reshaped to have them (:func:`conform_swell`); the ones
-an expression generator predicts stay suggestions.
+an expression generator predicts stay suggestions. A volume a caller gives is played as asked:
+the render's own measurement corrects each such note's loudness (:func:`conform_volume`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, vel
 from dspfx.ddsp.model import DDSPModel
 
 __all__ = ["play", "performance", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
-           "timbre_shaping"]
+           "conform_volume", "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
 PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
@@ -62,6 +63,8 @@ TILT_RANGE = (-4.0, 8.0)
 NOISE_GAIN_RANGE_DB = (-40.0, 40.0)
 #: Renders that correct the timbre controls by the render's own measurement.
 TIMBRE_PASSES = 3
+#: Renders that correct an asked volume by the render's own measurement (:func:`conform_volume`).
+VOLUME_PASSES = 2
 DEFAULTS = {"volume_fluctuation": 0.0, "volume_peak_position": 0.3, "vibrato": 0.15}
 VIBRATO_HZ = 5.5
 VIBRATO_DELAY_S = 0.25
@@ -353,6 +356,8 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
         f0, loud = note_frames(notes, merged, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early
     f0, loud = np.append(f0[1:], f0[-1]), np.append(loud[1:], loud[-1])
+    if "volume" in asked:
+        loud = conform_volume(model, notes, f0, loud, merged["volume"], asked["volume"])
     timbre = {k: v for k, v in merged.items() if k in TIMBRE_CONTROLS}
     if timbre:
         return timbre_shaping(model, notes, f0, loud, timbre)[0], model.sample_rate
@@ -374,6 +379,30 @@ def _note_span(note: MidiNote, frames: int, frame_rate: float) -> tuple[int, int
     """The note's frames in the frames given to the model (a frame early, as :func:`play` sends them)."""
     a = max(0, int(round(note.start_s * frame_rate)) - 1)
     return a, min(frames, max(a + 1, int(round(note.end_s * frame_rate)) - 1))
+
+
+def conform_volume(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud: np.ndarray,
+                   volume: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """Loudness frames (as :func:`play` sends them) in which the notes of ``which`` (a mask)
+    play their asked ``volume``: the decoder's output level is not its input loudness, and the
+    reverb and the neighbouring notes add to a note's level, so each such note's frames move by
+    the difference between the asked mean loudness and the render's, as
+    :func:`~dspfx.ddsp.expression.note_controls` measures it (:data:`VOLUME_PASSES` renders)."""
+    from dspfx.ddsp.features import loudness_db
+
+    out = np.array(loud, dtype=np.float64)
+    fr = model.frame_rate
+    spans = [_note_span(note, out.size, fr) for note in notes]
+    for _ in range(VOLUME_PASSES):
+        level = loudness_db(_render(model, f0, out), model.sample_rate, fr).numpy()
+        for j, note in enumerate(notes):
+            s = int(round(note.start_s * fr))
+            e = min(level.size, max(s + 1, int(round(note.end_s * fr))))
+            if not which[j] or s >= level.size or not np.isfinite(volume[j]):
+                continue
+            a, b = spans[j]
+            out[a:b] = np.clip(out[a:b] + (volume[j] - level[s:e].mean()), -80.0, 0.0)
+    return out
 
 
 def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud: np.ndarray,

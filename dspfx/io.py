@@ -6,7 +6,9 @@ Sections:
 * atomic writes: :func:`atomic_path`, :func:`atomic_write` (any writer: audio, chain files, plots);
 * audio files (over ``soundfile``): :func:`read_audio`, :func:`open_audio`, :func:`write_audio`, :func:`resample` (from
   :mod:`dspfx.resampling`);
-* chain files (safetensors + JSON spec, never pickle): :func:`save`, :func:`load`.
+* chain files (safetensors + JSON spec, never pickle): :func:`save`, :func:`load`;
+* JSON documents (specs, manifests, statistics, controls): :func:`read_json`, bounded in size and
+  checked for their format before use.
 
 Audio is ``(channels, samples)`` in files and ``(batch, channels, samples)`` inside the
 library; the public edges here also accept ``(samples,)`` and say what they did.
@@ -51,10 +53,44 @@ __all__ = [
     "load",
     "write_safetensors",
     "read_safetensors",
+    "read_json",
+    "MAX_JSON_BYTES",
 ]
 
 PathLike = Union[str, os.PathLike]
 ArrayLike = Union[torch.Tensor, np.ndarray]
+
+# --- JSON documents ---
+
+#: Largest JSON document :func:`read_json` reads unless told otherwise.
+MAX_JSON_BYTES = 32 * 2**20
+
+
+def read_json(path: PathLike, what: str, *, max_bytes: int = MAX_JSON_BYTES, format: str | None = None,
+              hint: str = "") -> Any:
+    """The JSON document at ``path``, parsed only after its size is checked. ``what`` names it in
+    the errors ("controls file", "chain spec"); with ``format``, the document must be an object
+    whose ``"format"`` is that string (``hint`` is added to that error: what writes the file).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: more than ``max_bytes``, not JSON (or nested
+        beyond the parser's depth), another format.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {what} at {str(p)!r}")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{what} {str(p)!r}: {size} bytes, more than the limit of {max_bytes}")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{what} {str(p)!r} is not JSON: {err}") from None
+    if format is not None and (not isinstance(doc, dict) or doc.get("format") != format):
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{what} {str(p)!r}: format {found!r}, expected {format!r}{hint}")
+    return doc
+
 
 # --- atomic writes ---
 
@@ -498,10 +534,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None, l
         raise FileNotFoundError(f"no chain file at {path}")
     folder = path.resolve().parent
     if path.suffix == ".json":
-        try:
-            spec = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-            raise ValueError(f"{path} is not a JSON spec: {err}") from None
+        spec = read_json(path, "chain spec")
         unit = build(spec, limits=limits, base_dir=folder)
         return unit.to(device) if device is not None else unit
     tensors, metadata = read_safetensors(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -350,3 +351,26 @@ def test_a_killed_saves_temporary_is_removed_by_the_next_save(tmp_path):
         tmp.write_bytes(b"z")
     assert not left.exists() and (tmp_path / "big.bin").read_bytes() == b"z"  # ... until the next save
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]
+
+
+def test_read_json_bounds_parses_and_checks_the_format(tmp_path):
+    from dspfx.io import read_json
+
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps({"format": "x/1", "a": [1, 2]}))
+    assert read_json(path, "doc", format="x/1") == {"format": "x/1", "a": [1, 2]}
+    with pytest.raises(ValueError, match=r"doc '.*doc.json': format 'x/1', expected 'y/1' \(hint\)"):
+        read_json(path, "doc", format="y/1", hint=" (hint)")
+    with pytest.raises(ValueError, match="more than the limit of 10"):
+        read_json(path, "doc", max_bytes=10)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="is not JSON"):
+        read_json(path, "doc")
+    path.write_bytes(b"\xff\xfe{")
+    with pytest.raises(ValueError, match="is not JSON"):
+        read_json(path, "doc")
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="format 'list'"):
+        read_json(path, "doc", format="x/1")
+    with pytest.raises(FileNotFoundError, match="no doc at"):
+        read_json(tmp_path / "missing.json", "doc")

@@ -62,7 +62,7 @@ def test_a_deep_spec_file_is_refused_not_a_recursion_error(tmp_path):
     with pytest.raises(LimitError, match="deeper"):
         dspfx.load(path)
     (tmp_path / "deeper.json").write_text("[" * 100_000 + "]" * 100_000)  # beyond the JSON parser's own depth
-    with pytest.raises(ValueError, match="not a JSON spec"):
+    with pytest.raises(ValueError, match="chain spec .* is not JSON"):
         dspfx.load(tmp_path / "deeper.json")
 
 

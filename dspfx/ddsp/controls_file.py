@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from dspfx.io import atomic_path, read_json
+
 __all__ = ["write_controls", "read_controls", "FORMAT", "MAX_BYTES"]
 
 FORMAT = "dspfx.note_controls/1"
@@ -38,8 +40,6 @@ def write_controls(path: str | os.PathLike, notes: list[Any], controls: Mapping[
                    instrument: str | None = None) -> Path:
     """Write ``notes`` (:class:`~dspfx.ddsp.midi.MidiNote`) and their ``controls`` (``{name:
     one value per note}``) to ``path`` atomically."""
-    from dspfx.io import atomic_path
-
     n = len(notes)
     columns = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in controls.items()}
     for name, col in columns.items():
@@ -66,20 +66,9 @@ def read_controls(path: str | os.PathLike, notes: list[Any]) -> dict[str, np.nda
     """
     from dspfx.ddsp.play import PLAYABLE_CONTROLS
 
-    p = Path(path)
-    where = f"controls file {str(p)!r}"
-    if not p.is_file():
-        raise FileNotFoundError(f"no {where}")
-    size = p.stat().st_size
-    if size > MAX_BYTES:
-        raise ValueError(f"{where}: {size} bytes, more than the limit of {MAX_BYTES}")
-    try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ValueError(f"{where} is not JSON: {err}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(f"{where}: format {found!r}, expected {FORMAT!r} (dspfx play --write-controls writes it)")
+    where = f"controls file {str(Path(path))!r}"
+    doc = read_json(path, "controls file", max_bytes=MAX_BYTES, format=FORMAT,
+                    hint=" (dspfx play --write-controls writes it)")
     rows = doc.get("notes")
     if not isinstance(rows, list) or len(rows) != len(notes):
         count = len(rows) if isinstance(rows, list) else "no"

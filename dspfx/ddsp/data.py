@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dspfx.io import atomic_path, read_audio, read_safetensors, write_safetensors
+from dspfx.io import atomic_path, read_audio, read_json, read_safetensors, write_safetensors
 from dspfx.limits import DEFAULT_LIMITS, OPTION_LIMITS
 from dspfx.ddsp.features import PITCH_METHODS, detect_notes, hop_length, loudness_db, pitch
 from dspfx.functional.conversions import hz_to_midi
@@ -223,11 +223,9 @@ def prepare(
     manifest: dict[str, Any] = {"format": DATASET_FORMAT, "settings": settings, "files": {}}
     if manifest_path.exists():
         try:
-            old = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            old = read_json(manifest_path, "manifest", format=DATASET_FORMAT)
+        except ValueError as err:
             raise ValueError(f"{manifest_path} is not a dspfx dataset manifest ({err}); use another out_dir") from None
-        if old.get("format") != DATASET_FORMAT:
-            raise ValueError(f"{manifest_path} is not a dspfx dataset manifest (format {old.get('format')!r})")
         if old.get("settings") != settings and not overwrite:
             raise ValueError(
                 f"{str(out)!r} holds a dataset prepared with other settings ({old.get('settings')}); "
@@ -406,14 +404,7 @@ STATS_SCHEMA = {"mean_pitch_midi": (int, float), "loudness_quantiles_db": list, 
 def read_stats(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``stats.json`` file (``dspfx transfer --stats``): its format and the types of the
     statistics transfer uses are checked (a file of another schema was silently ignored)."""
-    path = Path(path)
-    try:
-        stats = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ValueError(f"{path} is not JSON: {err}") from None
-    if not isinstance(stats, dict) or stats.get("format") != STATS_FORMAT:
-        got = stats.get("format") if isinstance(stats, dict) else type(stats).__name__
-        raise ValueError(f"{path} is not dspfx dataset statistics (format {got!r}, expected {STATS_FORMAT!r})")
+    stats = read_json(path, "dataset statistics", format=STATS_FORMAT, hint=" (dspfx.ddsp.data.prepare writes it)")
     for key, kind in STATS_SCHEMA.items():
         if key in stats and stats[key] is not None and not isinstance(stats[key], kind):
             raise ValueError(f"{path}: {key} must be {getattr(kind, '__name__', 'a number')}, got {stats[key]!r}")
@@ -448,9 +439,7 @@ class Dataset(torch.utils.data.Dataset):
                 f"{str(self.root)!r} is not a prepared dataset (no manifest.json); run dspfx.ddsp.data.prepare first"
             )
         try:
-            manifest = json.loads(manifest_path.read_text())
-            if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
-                raise ValueError(f"format {manifest.get('format') if isinstance(manifest, dict) else manifest!r}")
+            manifest = read_json(manifest_path, "manifest", format=DATASET_FORMAT)
             settings = manifest["settings"]
             self.sample_rate: int = _bounded_int(settings["sample_rate"], "sample_rate",
                                                  int(DEFAULT_LIMITS.min_sample_rate), int(DEFAULT_LIMITS.max_sample_rate))

@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["note_onsets", "onset_scores"]
+__all__ = ["note_onsets", "onset_scores", "SILENCE_DB"]
+
+#: Loudness (dB) at or below which a frame is silent, whatever the recording's level.
+SILENCE_DB = -75.0
 
 
 def _semitones(f0_hz: np.ndarray) -> np.ndarray:
@@ -136,7 +139,8 @@ def note_onsets(audio: Any = None, sample_rate: int | None = None, frame_rate: f
     conf = np.asarray(analysis["confidence"], dtype=np.float64)[:n]
     if n == 0:
         return np.zeros(0)
-    sounding = loud >= loud.max() - floor_db
+    # within floor_db of the loudest frame, and above the loudness floor (silence reads -80 dB)
+    sounding = (loud >= loud.max() - floor_db) & (loud > SILENCE_DB)
     # a sound shorter than 20 ms is a click, not a note
     hold = max(2, int(round(hold_s * frame_rate)))
     edges = np.flatnonzero(np.diff(np.r_[0, sounding.astype(int), 0]))

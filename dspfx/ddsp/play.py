@@ -420,8 +420,10 @@ def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud
       tracker's octave error, is ignored), :data:`TIMBRE_PASSES` times in all;
     - attack_noise: a gain on the noise of the note's first 40 ms, moved by the difference between
       the asked level and the render's measured one, :data:`TIMBRE_PASSES` times (within
-      :data:`NOISE_GAIN_RANGE_DB`; the level also holds the harmonics' leakage, so a level far
-      below it is out of reach).
+      :data:`NOISE_GAIN_RANGE_DB`). The level also holds what the noise gain cannot move: the
+      model's learned reverb (the previous note's tail and the attack's own spread; 8-15 dB of
+      the attack's aperiodic level on trumpet and tenor sax phrases) and, below it, the
+      harmonics' leakage, so a level far below the instrument's own is out of reach.
     """
     from dspfx.ddsp.expression import ATTACK_FRAMES, CONTROL_NAMES, frame_analysis, note_controls
 

@@ -102,7 +102,8 @@ def test_timbre_controls_come_back_out_of_the_render(violin, control, values):
     """Brightness (a tilt on the decoder's harmonics) and attack noise (a noise gain on the first
     40 ms) reach the values asked, measured on the render as on a recording; measured here:
     within 0.01 harmonic and 0.04 dB, r 1.00 (the attack asked at or above the instrument's
-    own level, -41 to -47 dB on these notes: far below it the harmonics' leakage sets the floor)."""
+    own level, -41 to -47 dB on these notes: far below it the model's reverb and the harmonics'
+    leakage set the floor)."""
     from dspfx.ddsp.expression import CONTROL_NAMES
 
     notes = _line(6, length=0.8, gap=0.15, low=60)  # C4..B4: a bright note of F#5 reads an octave low

@@ -22,7 +22,7 @@ batch 8, Adam 1e-3 (decayed x0.98 every 10k steps, ddsp_pytorch's rate), reverb 
 most 5000 steps or 25 minutes of training. Rendering the phrases takes about a minute,
 preparing them (f0 and loudness) two to three. ``--cooldown-from S`` ends the run with a linear
 cool-down of the rate from step S to 1% at ``--steps`` (the bundled models: ``--steps 18000
---cooldown-from 15000``, continuing their 15000-step runs).
+--cooldown-from 15000``, the trumpet ``--steps 16500``, continuing their 15000-step runs).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CONTROL_NAMES", "OFF_NOTE_SEMITONES", "frame_analysis", "note_controls", "note_pitch_errors", "VIBRATO_BAND_HZ"]
+__all__ = ["CONTROL_NAMES", "OFF_NOTE_SEMITONES", "frame_analysis", "note_controls", "note_pitch_errors", "note_span",
+           "VIBRATO_BAND_HZ"]
 
 CONTROL_NAMES = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
 #: Band where a pitch modulation counts as vibrato (MIDI-DDSP).
@@ -47,6 +48,14 @@ ATTACK_FRAMES = 10
 #: A tracked f0 further than this from the written note (semitones) is the tracker's octave (or
 #: fifth) error: the harmonics are read at the note's pitch there (:func:`frame_analysis`).
 OFF_NOTE_SEMITONES = 3.0
+
+
+def note_span(note: Any, frames: int, frame_rate: float) -> tuple[int, int]:
+    """The frames ``[s, e)`` of a note (``start_s``, ``end_s``) as the controls are read over
+    them: from its onset's frame to its offset's, at least one, cut at ``frames`` (``s`` may be
+    past the end)."""
+    s = int(round(note.start_s * frame_rate))
+    return s, min(frames, max(s + 1, int(round(note.end_s * frame_rate))))
 
 
 def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_harmonics: int = 20,
@@ -73,8 +82,7 @@ def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_ha
     f0n = f0.numpy()[:frames].astype(np.float64)
     f0h = f0n.copy()  # the f0 the harmonics are read at
     for note in notes or ():
-        s = int(round(note.start_s * frame_rate))
-        e = min(frames, max(s + 1, int(round(note.end_s * frame_rate))))
+        s, e = note_span(note, frames, frame_rate)
         written = 440.0 * 2.0 ** ((note.pitch - 69) / 12.0)
         seg = f0h[s:e]
         seg[np.abs(12.0 * np.log2(np.maximum(seg, 1e-3) / written)) > OFF_NOTE_SEMITONES] = written
@@ -161,8 +169,7 @@ def note_controls(audio: Any, sample_rate: int, notes: list[Any], frame_rate: fl
     frames = a["loudness_db"].size
     out = np.zeros((len(notes), len(CONTROL_NAMES)))
     for i, note in enumerate(notes):
-        s = int(round(note.start_s * frame_rate))
-        e = min(frames, max(s + 1, int(round(note.end_s * frame_rate))))
+        s, e = note_span(note, frames, frame_rate)
         if s >= frames:
             out[i] = np.nan
             continue

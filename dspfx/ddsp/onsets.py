@@ -26,23 +26,20 @@ from typing import Any
 
 import numpy as np
 
+from dspfx.functional.conversions import hz_to_midi
+
 __all__ = ["note_onsets", "onset_scores", "SILENCE_DB"]
 
 #: Loudness (dB) at or below which a frame is silent, whatever the recording's level.
 SILENCE_DB = -75.0
 
 
-def _semitones(f0_hz: np.ndarray) -> np.ndarray:
-    return 12.0 * np.log2(np.maximum(f0_hz, 1e-3) / 440.0) + 69.0
-
-
-def _attacks(loud: np.ndarray, sounding: np.ndarray, dip_db: float, reach: int, memory: int) -> list[int]:
-    """Frames where sound begins after silence, or rises by ``dip_db`` within ``reach`` frames
-    out of a dip ``dip_db`` below the level of the ``memory`` frames before it, dated at the
-    dip's lowest frame."""
-    out = []
-    start = np.flatnonzero(sounding & ~np.r_[False, sounding[:-1]])
-    out += [int(s) for s in start]
+def _attacks(loud: np.ndarray, sounding: np.ndarray, starts: list[int], dip_db: float, reach: int,
+             memory: int) -> list[int]:
+    """The sound ``starts`` (frames where sound begins after silence), and the frames where the
+    level rises by ``dip_db`` within ``reach`` frames out of a dip ``dip_db`` below the level of
+    the ``memory`` frames before it, dated at the dip's lowest frame."""
+    out = list(starts)
     n = loud.size
     for t in range(1, n - 1):
         if not sounding[t] or not (loud[t] <= loud[t - 1] and loud[t] < loud[t + 1]):
@@ -147,10 +144,10 @@ def note_onsets(audio: Any = None, sample_rate: int | None = None, frame_rate: f
     for s, e in zip(edges[::2], edges[1::2]):
         if e - s < max(2, int(0.02 * frame_rate)):
             sounding[s:e] = False
-    attacks = _attacks(loud, sounding, dip_db, hold, int(round(0.15 * frame_rate)))
     starts = [int(s) for s in np.flatnonzero(sounding & ~np.r_[False, sounding[:-1]])]
+    attacks = _attacks(loud, sounding, starts, dip_db, hold, int(round(0.15 * frame_rate)))
     voiced = sounding & (conf >= confidence) & (f0 > 0)
-    changes = _pitch_changes(_semitones(f0), voiced, sounding, conf, starts, change_semitones, hold,
+    changes = _pitch_changes(hz_to_midi(f0), voiced, sounding, conf, starts, change_semitones, hold,
                              int(round(0.25 * frame_rate)), int(round(0.2 * frame_rate)), sure_confidence)
     # a slurred change sounds where the level moves (the old note's release, the new one's attack)
     # before the tracker reads the new pitch

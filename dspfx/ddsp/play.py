@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dspfx.ddsp.expression import note_span
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
 
@@ -189,8 +190,7 @@ def conform_swell(loud: np.ndarray, notes: list[MidiNote], fluctuation: np.ndarr
     for k, note in enumerate(notes):
         if which is not None and not which[k]:
             continue
-        s = int(round(note.start_s * frame_rate))
-        e = min(out.size, max(s + 1, int(round(note.end_s * frame_rate))))
+        s, e = note_span(note, out.size, frame_rate)
         if e - s < 3:
             continue
         seg = out[s:e]
@@ -396,8 +396,7 @@ def conform_volume(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud
     for _ in range(VOLUME_PASSES):
         level = loudness_db(_render(model, f0, out), model.sample_rate, fr).numpy()
         for j, note in enumerate(notes):
-            s = int(round(note.start_s * fr))
-            e = min(level.size, max(s + 1, int(round(note.end_s * fr))))
+            s, e = note_span(note, level.size, fr)
             if not which[j] or s >= level.size or not np.isfinite(volume[j]):
                 continue
             a, b = spans[j]

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CONTROL_NAMES", "OFF_NOTE_SEMITONES", "frame_analysis", "note_controls", "note_pitch_errors", "note_span",
+__all__ = ["CONTROL_NAMES", "analysis_fft_size", "OFF_NOTE_SEMITONES", "frame_analysis", "note_controls", "note_pitch_errors", "note_span",
            "VIBRATO_BAND_HZ"]
 
 CONTROL_NAMES = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
@@ -58,6 +58,12 @@ def note_span(note: Any, frames: int, frame_rate: float) -> tuple[int, int]:
     return s, min(frames, max(s + 1, int(round(note.end_s * frame_rate))))
 
 
+def analysis_fft_size(sample_rate: float) -> int:
+    """Length of :func:`frame_analysis`'s STFT frame: the power of two at or above 64 ms (1024
+    samples at 16 kHz: 15.6 Hz bins, fine enough to part the harmonics of a 60 Hz note)."""
+    return 1 << int(np.ceil(np.log2(0.064 * sample_rate)))
+
+
 def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_harmonics: int = 20,
                    notes: list[Any] | None = None) -> dict[str, np.ndarray]:
     """Per-frame ``f0_hz``, ``confidence``, ``loudness_db``, ``harmonics`` ``(frames, K)``
@@ -76,7 +82,7 @@ def frame_analysis(audio: Any, sample_rate: int, frame_rate: float = 250.0, n_ha
     f0, conf = pitch(x, sample_rate, frame_rate)
     loud = loudness_db(x, sample_rate, frame_rate)
     frames = min(f0.numel(), loud.numel())
-    n_fft = 1 << int(np.ceil(np.log2(0.064 * sample_rate)))  # 1024 at 16 kHz: 15.6 Hz bins
+    n_fft = analysis_fft_size(sample_rate)
     spec = torch.stft(x.double(), n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64), center=True,
                       return_complex=True).abs().numpy()[:, :frames].T  # (frames, bins)
     f0n = f0.numpy()[:frames].astype(np.float64)

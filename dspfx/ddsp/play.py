@@ -21,11 +21,12 @@ controls from each note's context; a control given here overrides it. The same n
 (:class:`~dspfx.synths.subtractive.SubtractiveVoice`: gate from the notes, its own envelopes).
 - ``brightness`` (the harmonic centroid, in harmonics) and ``attack_noise`` (the aperiodic level of
   the first 40 ms, dB), when given: the instrument's decoder sets the timbre from pitch and
-  loudness, and these shape what it sets (:func:`timbre_shaping`): a spectral tilt per note,
-  ``k ** -t`` on harmonic ``k``, with ``t`` solved so that the note's decoded harmonic centroid
-  is the one asked for, and a noise gain on the note's first 40 ms, both corrected by the
-  render's own measurement (:data:`TIMBRE_PASSES` renders). The expression generators do not predict them: without them the
-  decoder's timbre plays.
+  loudness, and these shape what it sets (:func:`dspfx.ddsp.shaping.timbre_shaping`): a
+  spectral tilt per note, ``k ** -t`` on harmonic ``k``, with ``t`` solved so that the note's
+  decoded harmonic centroid is the one asked for, and a noise gain on the note's attack, with
+  the onset softened where the level asked is below what the noise alone can reach, all
+  corrected by the render's own measurement. The expression generators do not predict them:
+  without them the decoder's timbre plays.
 
 These rules make the frames of an instrument that has no learned synthesis generator, and any
 instrument's with ``synthesis=None`` (``dspfx play --frames rules``). By default
@@ -35,7 +36,8 @@ closer to the recordings (benchmarks/midi.py). The generator takes the volume co
 conditions and follows the fluctuation and peak position only loosely, so when a caller gives
 either, each note's learned loudness is reshaped to have them (:func:`conform_swell`); the ones
 an expression generator predicts stay suggestions. A volume a caller gives is played as asked:
-the render's own measurement corrects each such note's loudness (:func:`conform_volume`).
+the render's own measurement corrects each such note's loudness (:func:`conform_volume`). The
+corrections by the render's measurement live in :mod:`dspfx.ddsp.shaping`.
 """
 
 from __future__ import annotations
@@ -48,24 +50,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from dspfx.ddsp.expression import note_span
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
+from dspfx.ddsp.shaping import (TIMBRE_CONTROLS, conform_swell, conform_volume, per_note, render_frames, swell,
+                                timbre_shaping)
 
 __all__ = ["play", "performance", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
            "conform_volume", "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
 PLAYABLE_CONTROLS = ("volume", "volume_fluctuation", "volume_peak_position", "vibrato", "brightness", "attack_noise")
-#: The two that shape the decoder's timbre (only when given; :func:`timbre_shaping`).
-TIMBRE_CONTROLS = ("brightness", "attack_noise")
-#: Bounds of the spectral tilt exponent and of the attack's noise gain (dB).
-TILT_RANGE = (-4.0, 8.0)
-NOISE_GAIN_RANGE_DB = (-40.0, 40.0)
-#: Renders that correct the timbre controls by the render's own measurement.
-TIMBRE_PASSES = 3
-#: Renders that correct an asked volume by the render's own measurement (:func:`conform_volume`).
-VOLUME_PASSES = 2
 DEFAULTS = {"volume_fluctuation": 0.0, "volume_peak_position": 0.3, "vibrato": 0.15}
 VIBRATO_HZ = 5.5
 VIBRATO_DELAY_S = 0.25
@@ -73,23 +67,14 @@ VIBRATO_FADE_S = 0.2
 MIN_VIBRATO_NOTE_S = 0.35
 
 
-def _per_note(name: str, value: Any, n: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"control {name!r}: a finite number or one per note ({n}), got shape {arr.shape}")
-    return arr
-
-
 def _with_default(name: str, controls: Mapping[str, Any], n: int) -> np.ndarray:
     """One value per note of a control with a default (:data:`DEFAULTS`): the one given, else it."""
-    return _per_note(name, controls.get(name, DEFAULTS[name]), n)
+    return per_note(name, controls.get(name, DEFAULTS[name]), n)
 
 
 def _volumes(notes: list[MidiNote], controls: Mapping[str, Any]) -> np.ndarray:
     """Each note's ``volume`` control: the one given, else its velocity's level."""
-    return _per_note("volume", controls.get("volume", velocity_db([x.velocity for x in notes])), len(notes))
+    return per_note("volume", controls.get("volume", velocity_db([x.velocity for x in notes])), len(notes))
 
 
 def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None, frame_rate: float = 250.0,
@@ -117,7 +102,7 @@ def note_frames(notes: list[MidiNote], controls: Mapping[str, Any] | None = None
         inside = slice(a, b)
         u = (t[inside] - note.start_s) / max(note.duration_s, 1e-9)
         if fluct[k] > 0 and u.size > 2:
-            loud[inside] = np.clip(loud[inside] + fluct[k] * _swell(u, float(peak[k])), -80.0, 0.0)
+            loud[inside] = np.clip(loud[inside] + fluct[k] * swell(u, float(peak[k])), -80.0, 0.0)
         if vib[k] > 0 and note.duration_s > MIN_VIBRATO_NOTE_S:
             tv = t[inside] - note.start_s - VIBRATO_DELAY_S
             fade = np.clip(tv / VIBRATO_FADE_S, 0.0, 1.0)
@@ -163,48 +148,6 @@ def _play_voice(voice: Any, notes: list[MidiNote], controls: Mapping[str, Any] |
     with torch.no_grad():
         y = voice(f0_hz=as_t(f0), amplitude=as_t(amp), gate=as_t(gate))
     return y[0, 0].detach().cpu().float(), int(voice.sample_rate)
-
-
-def _swell(u: np.ndarray, peak: float) -> np.ndarray:
-    """A triangle over a note's place ``u`` (0 .. 1) peaking at ``peak``, zero mean and unit std."""
-    shape = np.where(u <= peak, u / max(peak, 1e-9), (1.0 - u) / max(1.0 - peak, 1e-9)) if 0 < peak < 1 else (
-        1.0 - u if peak == 0 else u)
-    return (shape - shape.mean()) / max(shape.std(), 1e-9)
-
-
-#: Share of an asked fluctuation that the asked swell carries when a learned curve is conformed
-#: (:func:`conform_swell`); the learned curve's own movement (attack, decay) makes up the rest.
-SWELL_SHARE = 0.8
-
-
-def conform_swell(loud: np.ndarray, notes: list[MidiNote], fluctuation: np.ndarray, peak: np.ndarray,
-                  frame_rate: float = 250.0, which: np.ndarray | None = None) -> np.ndarray:
-    """Loudness frames whose notes have the asked ``volume_fluctuation`` (std, dB) and
-    ``volume_peak_position``, keeping each note's mean and as much of its own shape as fits:
-    over a note's frames (as :func:`~dspfx.ddsp.expression.note_controls` reads them),
-    ``mean + b (l - mean) + a s`` with ``s`` the asked swell (:func:`_swell`), ``a`` =
-    :data:`SWELL_SHARE` of the asked std and ``b`` (at most 1) making the std the asked one; a
-    curve too flat for that keeps ``b = 1`` and a larger ``a``. ``which``: the notes to reshape
-    (a mask; default all)."""
-    out = np.array(loud, dtype=np.float64)
-    for k, note in enumerate(notes):
-        if which is not None and not which[k]:
-            continue
-        s, e = note_span(note, out.size, frame_rate)
-        if e - s < 3:
-            continue
-        seg = out[s:e]
-        r = seg - seg.mean()
-        sw = _swell(np.arange(e - s) / (e - s - 1), float(peak[k]))
-        want, v, c = float(fluctuation[k]), float(np.mean(r * r)), float(np.mean(r * sw))
-        a = SWELL_SHARE * want
-        # std(b r + a s) = want: v b^2 + 2 a c b + a^2 - want^2 = 0, the root b >= 0
-        b = (-a * c + np.sqrt(max(a * a * c * c - v * (a * a - want * want), 0.0))) / v if v > 1e-12 else np.inf
-        if b > 1.0:  # the learned curve is flatter than asked: keep it whole, the swell does the rest
-            b = 1.0
-            a = -c + np.sqrt(max(c * c - v + want * want, 0.0))
-        out[s:e] = np.clip(seg.mean() + b * r + a * sw, -80.0, 0.0)
-    return out
 
 
 def learned_frames(synthesis: Any, notes: list[MidiNote], controls: Mapping[str, Any] | None,
@@ -349,9 +292,9 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
 
         synthesis = bundled_synthesis(str(instrument)) if isinstance(instrument, str) else None
     if synthesis is not None:
-        swell = [asked[k] for k in ("volume_fluctuation", "volume_peak_position") if k in asked]
+        swells = [asked[k] for k in ("volume_fluctuation", "volume_peak_position") if k in asked]
         f0, loud = learned_frames(synthesis, notes, merged, model.frame_rate,
-                                  conform=np.logical_or.reduce(swell) if swell else False)
+                                  conform=np.logical_or.reduce(swells) if swells else False)
     else:
         f0, loud = note_frames(notes, merged, model.frame_rate)
     # the model reaches frame i's controls one hop late (dspfx.ddsp.model): give them a frame early
@@ -361,117 +304,6 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     timbre = {k: v for k, v in merged.items() if k in TIMBRE_CONTROLS}
     if timbre:
         return timbre_shaping(model, notes, f0, loud, timbre)[0], model.sample_rate
-    return _render(model, f0, loud), model.sample_rate
+    return render_frames(model, f0, loud), model.sample_rate
 
 
-def _batch(model: DDSPModel, frames: np.ndarray) -> torch.Tensor:
-    """Frames as a ``(1, frames)`` tensor in the model's dtype."""
-    return torch.as_tensor(frames, dtype=next(model.parameters()).dtype)[None]
-
-
-def _render(model: DDSPModel, f0: np.ndarray, loud: np.ndarray, **shaping: np.ndarray) -> torch.Tensor:
-    with torch.no_grad():
-        y = model(_batch(model, f0), _batch(model, loud), **{k: _batch(model, v) for k, v in shaping.items()})
-    return y[0, 0].detach().cpu().float()
-
-
-def _note_span(note: MidiNote, frames: int, frame_rate: float) -> tuple[int, int]:
-    """The note's frames in the frames given to the model (a frame early, as :func:`play` sends them)."""
-    a = max(0, int(round(note.start_s * frame_rate)) - 1)
-    return a, min(frames, max(a + 1, int(round(note.end_s * frame_rate)) - 1))
-
-
-def conform_volume(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud: np.ndarray,
-                   volume: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """Loudness frames (as :func:`play` sends them) in which the notes of ``which`` (a mask)
-    play their asked ``volume``: the decoder's output level is not its input loudness, and the
-    reverb and the neighbouring notes add to a note's level, so each such note's frames move by
-    the difference between the asked mean loudness and the render's, as
-    :func:`~dspfx.ddsp.expression.note_controls` measures it (:data:`VOLUME_PASSES` renders)."""
-    from dspfx.ddsp.features import loudness_db
-
-    out = np.array(loud, dtype=np.float64)
-    fr = model.frame_rate
-    spans = [_note_span(note, out.size, fr) for note in notes]
-    for _ in range(VOLUME_PASSES):
-        level = loudness_db(_render(model, f0, out), model.sample_rate, fr).numpy()
-        for j, note in enumerate(notes):
-            s, e = note_span(note, level.size, fr)
-            if not which[j] or s >= level.size or not np.isfinite(volume[j]):
-                continue
-            a, b = spans[j]
-            out[a:b] = np.clip(out[a:b] + (volume[j] - level[s:e].mean()), -80.0, 0.0)
-    return out
-
-
-def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud: np.ndarray,
-                   timbre: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """Render ``(f0, loud)`` frames (as :func:`play` sends them) with the notes' ``brightness``
-    and ``attack_noise`` (:data:`TIMBRE_CONTROLS`, a number or one per note). Returns the audio
-    and the shaping frames (``harmonic_tilt``, ``noise_gain_db``; see :class:`DDSPModel`).
-
-    - brightness: per note, the tilt ``t`` (within :data:`TILT_RANGE`) whose harmonic centroid,
-      ``sum(k w_k k^-t) / sum(w_k k^-t)`` over the harmonics :func:`~dspfx.ddsp.expression.note_controls`
-      reads (below Nyquist, at most 20) averaged over the note's frames of the decoder's weights
-      ``w``, is the goal (bisection; a centroid out of reach gets the bound's); the goal starts
-      at the asked centroid and moves by the difference between it and the render's measured
-      one (the reverb and the noise move it; a reading more than 1.5 times off, a pitch
-      tracker's octave error, is ignored), :data:`TIMBRE_PASSES` times in all;
-    - attack_noise: a gain on the noise of the note's first 40 ms, moved by the difference between
-      the asked level and the render's measured one, :data:`TIMBRE_PASSES` times (within
-      :data:`NOISE_GAIN_RANGE_DB`). The level also holds what the noise gain cannot move: the
-      model's learned reverb (the previous note's tail and the attack's own spread; 8-15 dB of
-      the attack's aperiodic level on trumpet and tenor sax phrases) and, below it, the
-      harmonics' leakage, so a level far below the instrument's own is out of reach.
-    """
-    from dspfx.ddsp.expression import ATTACK_FRAMES, CONTROL_NAMES, frame_analysis, note_controls
-
-    n, frames, fr = len(notes), f0.size, model.frame_rate
-    spans = [_note_span(note, frames, fr) for note in notes]
-
-    def measure(audio: torch.Tensor, control: str) -> np.ndarray:
-        analysis = frame_analysis(audio.numpy(), model.sample_rate, fr, notes=notes)
-        return note_controls(None, model.sample_rate, notes, fr, analysis=analysis)[:, CONTROL_NAMES.index(control)]
-
-    shaping: dict[str, np.ndarray] = {}
-    wanted = {}
-    for name in TIMBRE_CONTROLS:
-        if name in timbre:
-            wanted[name] = _per_note(name, timbre[name], n)
-    if "brightness" in wanted and np.any(wanted["brightness"] < 1.0):
-        raise ValueError("control 'brightness' is a harmonic centroid: 1 (the fundamental alone) or more")
-    if "brightness" in wanted:
-        with torch.no_grad():
-            out, _ = model.decoder(_batch(model, f0), _batch(model, loud))
-        w = out["harmonic_distribution"][0].double().numpy()[:, :20]
-        k = np.arange(1, w.shape[1] + 1)
-        w = np.where(k[None] * f0[:, None] < model.sample_rate / 2.0, w, 0.0)
-        tilt = np.zeros(frames)
-        goal = wanted["brightness"].copy()  # in the decoder's centroid, corrected by what the render shows
-        for rep in range(TIMBRE_PASSES):
-            for j, (a, b) in enumerate(spans):
-                lo, hi = TILT_RANGE
-                for _ in range(40):  # the centroid falls as the tilt rises
-                    mid = 0.5 * (lo + hi)
-                    v = w[a:b] * k[None] ** -mid
-                    centroid = float(np.mean((v * k).sum(1) / np.maximum(v.sum(1), 1e-30)))
-                    lo, hi = (mid, hi) if centroid > goal[j] else (lo, mid)
-                tilt[a:b] = 0.5 * (lo + hi)
-            shaping["harmonic_tilt"] = tilt
-            if rep < TIMBRE_PASSES - 1:
-                seen = measure(_render(model, f0, loud, **shaping), "brightness")
-                # a small bias (reverb, noise) is corrected; a reading far off is the pitch
-                # tracker's octave error on a weak fundamental (twice the centroid), not the timbre
-                plausible = np.isfinite(seen) & (np.abs(np.log(np.maximum(seen, 1e-9) / wanted["brightness"])) < np.log(1.5))
-                goal = np.where(plausible, np.maximum(goal + wanted["brightness"] - np.nan_to_num(seen), 1.0), goal)
-    audio = _render(model, f0, loud, **shaping)
-    if "attack_noise" in wanted:
-        gains, gain = np.zeros(n), np.zeros(frames)
-        for _ in range(TIMBRE_PASSES):
-            gains = np.clip(gains + np.nan_to_num(wanted["attack_noise"] - measure(audio, "attack_noise")),
-                            *NOISE_GAIN_RANGE_DB)
-            for j, (a, _) in enumerate(spans):  # a frame more: the gain ramps in between frames
-                gain[a : a + ATTACK_FRAMES + 1] = gains[j]
-            shaping["noise_gain_db"] = gain
-            audio = _render(model, f0, loud, **shaping)
-    return audio, shaping

@@ -18,6 +18,10 @@ frames/s):
 Onsets closer than ``min_gap_s`` merge into the earlier one. :func:`onset_scores` matches found
 onsets to written ones one to one within a tolerance (the F-measure of MIREX onset detection, as
 ``mir_eval.onset.f_measure``).
+
+A slurred change has no attack to date, and a detector dates it by convention (here: where the
+level moved before the tracker read the new pitch). :func:`pitch_change_delays` times it by the
+pitch itself: when the tracked pitch passes halfway between the two notes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from dspfx.functional.conversions import hz_to_midi
 
-__all__ = ["note_onsets", "onset_scores", "SILENCE_DB"]
+__all__ = ["note_onsets", "onset_scores", "pitch_change_delays", "SILENCE_DB"]
 
 #: Loudness (dB) at or below which a frame is silent, whatever the recording's level.
 SILENCE_DB = -75.0
@@ -193,3 +197,33 @@ def onset_scores(found: Any, reference: Any, tolerance_s: float = 0.05) -> dict[
     f = 2 * precision * recall / (precision + recall) if hits else 0.0
     return {"precision": precision, "recall": recall, "f_measure": f,
             "mean_abs_error_s": float(np.mean(errors)) if errors else float("nan")}
+
+
+def pitch_change_delays(f0_hz: Any, notes: list[Any], frame_rate: float = 250.0, window_s: float = 0.1,
+                        legato_s: float = 0.01) -> np.ndarray:
+    """For each slurred note (its predecessor, of another pitch, sounds until at most ``legato_s``
+    before its onset): the time from its onset to the first frame, within ``window_s`` either
+    side, at which the pitch ``f0_hz`` (frame ``i`` at ``i / frame_rate`` s; 0 where unpitched)
+    is past the midpoint between the two notes' pitches, in seconds (negative: before the
+    onset). NaN for the other notes and where the pitch does not pass it. ``(notes,)``."""
+    f0 = np.asarray(f0_hz, dtype=np.float64)
+    if f0.ndim != 1 or not np.all(np.isfinite(f0)):
+        raise ValueError(f"f0_hz must be a finite 1-D frame track, got shape {f0.shape}")
+    for name, value in (("frame_rate", frame_rate), ("window_s", window_s), ("legato_s", legato_s)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    out = np.full(len(notes), np.nan)
+    st = np.where(f0 > 0, hz_to_midi(np.maximum(f0, 1e-3)), np.nan)
+    reach = int(round(window_s * frame_rate))
+    for i in range(1, len(notes)):
+        before, note = notes[i - 1], notes[i]
+        if before.end_s < note.start_s - legato_s or before.pitch == note.pitch:
+            continue
+        on = int(round(note.start_s * frame_rate))
+        lo, hi = max(0, on - reach), min(f0.size, on + reach + 1)
+        mid = 0.5 * (before.pitch + note.pitch)
+        seg = st[lo:hi]
+        past = (seg > mid) if note.pitch > before.pitch else (seg < mid)  # NaN compares False
+        if past.any():
+            out[i] = (lo + int(np.argmax(past))) / frame_rate - note.start_s
+    return out

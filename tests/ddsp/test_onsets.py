@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dspfx.ddsp.onsets import note_onsets, onset_scores
+from dspfx.ddsp.midi import MidiNote
+from dspfx.ddsp.onsets import note_onsets, onset_scores, pitch_change_delays
 
 SR = 16000
 
@@ -89,6 +90,32 @@ def test_onset_scores_edges():
     assert onset_scores([1.0, 1.04], [1.02])["precision"] == 0.5  # one to one
     with pytest.raises(ValueError, match="tolerance_s"):
         onset_scores([1.0], [1.0], 0.0)
+
+
+def test_pitch_change_delays_time_a_slur_by_its_pitch():
+    """Frames made in code: a step at a known frame, a glide through the midpoint, a detached
+    note and a repeated pitch (neither is timed), and a change that never comes."""
+    fr = 250.0
+    f0 = np.full(1000, 440.0 * 2 ** ((60 - 69) / 12))
+    notes = [MidiNote(0.2, 1.0, 60, 90), MidiNote(1.0, 1.6, 64, 90), MidiNote(1.6, 2.2, 62, 90),
+             MidiNote(2.5, 3.0, 67, 90), MidiNote(3.0, 3.4, 67, 90), MidiNote(3.4, 3.9, 55, 90)]
+    hz = lambda m: 440.0 * 2 ** ((np.asarray(m, dtype=float) - 69) / 12)  # noqa: E731
+    f0[258:] = hz(64)  # 12 ms after the onset at frame 250
+    f0[395:406] = hz(np.linspace(64, 62, 11))  # a glide centred on the onset at frame 400
+    f0[406:] = hz(62)
+    f0[600:] = hz(67)  # the detached note, and its repeat
+    f0[820:] = 0.0  # the last change is unpitched throughout the window
+    d = pitch_change_delays(f0, notes, fr)
+    assert d[1] == pytest.approx(0.032) and d[2] == pytest.approx(0.004)  # frame 401 is past 63
+    assert np.isnan(d[[0, 3, 4, 5]]).all()
+    f0[820:] = hz(65)  # two semitones down from 67: not halfway to 55
+    assert np.isnan(pitch_change_delays(f0, notes, fr)[5])
+    f0[860:] = hz(55)  # ... until 10 frames after the onset
+    assert pitch_change_delays(f0, notes, fr)[5] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="1-D frame track"):
+        pitch_change_delays(f0[None], notes)
+    with pytest.raises(ValueError, match="window_s"):
+        pitch_change_delays(f0, notes, window_s=0.0)
 
 
 def test_bad_input():

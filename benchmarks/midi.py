@@ -4,8 +4,8 @@ phrases (seeds no training used) of each instrument.
 For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, seed 900000 + k):
 
 - control effect: each playable control set to seeded random values per note, the others as
-  the instrument's expression generator predicts them (as MIDI-DDSP measures it: one control of
-  the generator's output changed), the render's controls re-extracted with the same definitions
+  the instrument's expression generator predicts them (one control of a generated performance
+  edited, as a MIDI-DDSP user does), the render's controls re-extracted with the same definitions
   (dspfx.ddsp.expression.note_controls), Pearson r between requested and measured (MIDI-DDSP's
   table: violin volume .99, fluctuation .84, peak position .80, vibrato .86, brightness .96,
   attack .97). Brightness and attack noise are drawn within the range of the phrase's

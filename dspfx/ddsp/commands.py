@@ -7,7 +7,7 @@ train-midi.
                                                         a bundled name, e.g. violin)
     dspfx instruments [--json | --markdown]
     dspfx play INSTRUMENT IN.mid OUT.wav [--track N] [--volume DB] [--vibrato ST] [--brightness H] [--attack DB]
-                                         [--write-controls F.json] [--controls F.json] ...
+                                         [--write-controls F.json] [--controls F.json] [--plot F.png] ...
     dspfx train-midi DATA --out RUN [--minutes M] [--generators expression synthesis]
 
 Registered on the main parser by :func:`add_commands`; nothing heavy is imported until a command
@@ -122,8 +122,12 @@ def _cmd_play(args: argparse.Namespace) -> int:
         wrote = Path(args.write_controls)
         if wrote.suffix.lower() != ".json" or not wrote.resolve().parent.is_dir():
             raise ValueError(f"--write-controls {args.write_controls!r}: a .json file in an existing folder")
+    if args.plot:
+        from dspfx.plot.performance import check_image_path
+
+        check_image_path(args.plot)
     line: Any = args.midi
-    if args.controls or args.write_controls:
+    if args.controls or args.write_controls or args.plot:
         from dspfx.ddsp.play import performance
 
         # the track read once (and moved into range once): the file, the render and the written
@@ -143,12 +147,18 @@ def _cmd_play(args: argparse.Namespace) -> int:
                        synthesis=synthesis)
     write_audio(args.output, audio.reshape(1, -1), rate)
     print(f"wrote {args.output} ({audio.numel() / rate:.2f} s at {rate} Hz)")
+    if args.write_controls or args.plot:
+        _, played = performance(line, args.instrument, controls=controls, expression=expression)
     if args.write_controls:
         from dspfx.ddsp.controls_file import write_controls
 
-        _, played = performance(line, args.instrument, controls=controls, expression=expression)
         write_controls(args.write_controls, line, played, instrument=str(args.instrument))
         print(f"wrote {args.write_controls} (the controls of {len(line)} notes; edit and play with --controls)")
+    if args.plot:
+        from dspfx.plot.performance import performance_report
+
+        performance_report(args.plot, audio, rate, line, played, title=f"{args.instrument}: {Path(args.midi).name}")
+        print(f"wrote {args.plot} (the notes, and each note's controls as played and as heard)")
     return 0
 
 
@@ -397,6 +407,9 @@ def add_commands(sub: Any) -> None:
                    help="harmonic centroid of every note, in harmonics (>= 1; default: the instrument's own timbre)")
     p.add_argument("--attack", type=float, default=None,
                    help="noise level of every note's first 40 ms, dB (default: the instrument's own)")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="write a picture of the performance: the spectrogram with the notes, the loudness, and "
+                        "each note's controls as played and as measured on the render")
     p.add_argument("--expression", default=None,
                    help="an expression generator file (dspfx train-midi), or 'none' for the plain defaults "
                         "(default: a bundled instrument's own)")

@@ -1,8 +1,9 @@
-"""Plots: spectrograms, loss curves, frequency responses, and fit/comparison reports.
+"""Plots: spectrograms, loss curves, frequency responses, fit/comparison reports, and the
+picture of a played performance (:func:`performance_report`).
 
 Built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display needed: files
 are rendered by matplotlib's Agg canvas). The axes-level functions draw on an axes you give
-them; :func:`report`, :func:`comparison` and :func:`fit_report` write one image file, atomically
+them; :func:`report`, :func:`comparison`, :func:`fit_report` and :func:`performance_report` write one image file, atomically
 (:func:`dspfx.io.atomic_write`).
 
 Audio arguments are tensors or ndarrays shaped ``(samples,)``, ``(channels, samples)`` or
@@ -10,6 +11,7 @@ Audio arguments are tensors or ndarrays shaped ``(samples,)``, ``(channels, samp
 """
 
 from dspfx.plot.capture import average_spectrum, fit_report, harmonics, transfer_curves
+from dspfx.plot.performance import performance_report
 from dspfx.plot.signals import (
     FIGURE_WIDTH_IN,
     MAX_FRAMES,
@@ -31,6 +33,7 @@ __all__ = [
     "harmonics",
     "transfer_curves",
     "fit_report",
+    "performance_report",
     "FIGURE_WIDTH_IN",
     "PANEL_HEIGHT_IN",
     "MAX_FRAMES",

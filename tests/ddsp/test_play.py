@@ -183,6 +183,22 @@ def test_cli_play_end_to_end_and_bad_midi(tmp_path, capsys):
     assert not (tmp_path / "x.wav").exists()
 
 
+def test_cli_play_draws_the_performance(tmp_path, capsys):
+    """--plot: a picture of the render beside it; a picture path it cannot write is refused
+    before the render (one line, exit 2, nothing written)."""
+    from matplotlib.image import imread
+
+    src = _midi(tmp_path / "tune.mid", [(0.0, 0.5, 69), (0.5, 1.0, 72), (1.25, 2.0, 76)])
+    out, picture = tmp_path / "tune.wav", tmp_path / "tune.png"
+    assert main(["play", "flute", str(src), str(out), "--plot", str(picture), "--attack", "-45"]) == 0
+    assert imread(picture).ndim == 3 and "wrote " + str(picture) in capsys.readouterr().out
+    for bad, match in ((tmp_path / "tune.txt", "unknown image extension"), (tmp_path / "no" / "p.png", "does not exist")):
+        assert main(["play", "flute", str(src), str(tmp_path / "x.wav"), "--plot", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err
+    assert not (tmp_path / "x.wav").exists()
+
+
 def test_the_same_notes_play_the_subtractive_voice(tmp_path, capsys):
     from dspfx.ddsp.features import pitch
 

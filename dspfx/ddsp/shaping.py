@@ -166,9 +166,10 @@ def timbre_shaping(model: DDSPModel, notes: list[MidiNote], f0: np.ndarray, loud
       :data:`SOFTENING_MARGIN_DB` below; each note keeps its mean loudness). The longest is the
       most a note gets: a quiet note just after a loud one keeps some of the loud one in its
       attack (on a legato violin line, -70 and -75 dB asked on notes 16 and 15 dB quieter than
-      the one before read -62 and -52). Then a gain on the noise of each note's attack (its first 40 ms, and the 32 ms that their analysis windows
-      reach past them) is solved in power, ``floor + g * noise = asked``, from the render's
-      measured level, :data:`TIMBRE_PASSES` times.
+      the one before read -62 and -52). Then a gain on the noise of each note's attack (its
+      first 40 ms, and the 32 ms that their analysis windows reach past them) is solved in
+      power, ``floor + g * noise = asked``, from the render's measured level,
+      :data:`TIMBRE_PASSES` times.
     """
     n, frames, fr = len(notes), f0.size, model.frame_rate
     spans = [sent_span(note, frames, fr) for note in notes]

@@ -52,8 +52,15 @@ import torch
 
 from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
 from dspfx.ddsp.model import DDSPModel
-from dspfx.ddsp.shaping import (TIMBRE_CONTROLS, conform_swell, conform_volume, per_note, render_frames, swell,
-                                timbre_shaping)
+from dspfx.ddsp.shaping import (
+    TIMBRE_CONTROLS,
+    conform_swell,
+    conform_volume,
+    per_note,
+    render_frames,
+    swell,
+    timbre_shaping,
+)
 
 __all__ = ["play", "performance", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
            "conform_volume", "timbre_shaping"]

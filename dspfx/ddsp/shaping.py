@@ -11,8 +11,8 @@ corrected:
 - :func:`conform_volume`: each asked note's loudness moved until the render's mean is the one
   asked (:data:`VOLUME_PASSES` renders);
 - :func:`timbre_shaping`: ``brightness`` by a spectral tilt on the decoder's harmonics, and
-  ``attack_noise`` by a gain on the noise of the note's first 40 ms, with the note's onset
-  softened where the asked level is below what the noise gain alone can reach.
+  ``attack_noise`` by a gain on the noise of the note's attack, with the note's onset softened
+  where the asked level is below what the noise gain alone can reach.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dspfx.ddsp.expression import ATTACK_FRAMES, CONTROL_NAMES, analysis_fft_size, frame_analysis, note_controls, note_span
+from dspfx.ddsp.expression import (
+    ATTACK_FRAMES,
+    CONTROL_NAMES,
+    analysis_fft_size,
+    frame_analysis,
+    note_controls,
+    note_span,
+)
 from dspfx.ddsp.midi import MidiNote
 from dspfx.ddsp.model import DDSPModel
 

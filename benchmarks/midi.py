@@ -12,7 +12,7 @@ For each instrument, on ``--phrases`` held-out phrases (dspfx.ddsp.soundfont, se
   recording (its notes' lowest to highest), and attack noise also from the render's own level
   to 25 dB above it ("attack, raised"). Attack noise is an absolute level, so the range it is
   drawn from goes with the recording's volumes, which the generator plays (session 11 played
-  the velocities' levels, up to 15 dB louder, and measured r 0.44-0.82);
+  the velocities' levels, a median 9-12 dB louder, and measured r 0.44-0.82);
 - the frames from the rules (dspfx.ddsp.play.note_frames) or from the instrument's learned
   synthesis generator (dspfx.ddsp.synthesis, ``--frames learned``, the default, as dspfx play;
   the controls asked for reshape its loudness, dspfx.ddsp.shaping.conform_swell): the control

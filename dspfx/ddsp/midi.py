@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "MidiNote", "MidiError", "MidiWarning", "read_midi", "fit_range", "notes_to_frames",
-    "MAX_MIDI_BYTES", "MAX_NOTES", "MAX_SECONDS", "DRUM_CHANNEL",
+    "MidiNote", "MidiError", "MidiWarning", "read_midi", "fit_range", "notes_to_frames", "velocity_db",
+    "velocity_loudness", "MAX_MIDI_BYTES", "MAX_NOTES", "MAX_SECONDS", "DRUM_CHANNEL", "VELOCITY_QUANTILES",
 ]
 
 #: Largest MIDI file read (bytes): a long orchestral file is well under 1 MB.
@@ -204,6 +204,29 @@ def velocity_db(velocity: Any, top_db: float = -16.0, range_db: float = 30.0) ->
     square-law curve in between (as General MIDI's default velocity-to-gain mapping)."""
     v = np.clip(np.asarray(velocity, dtype=np.float64), 0.0, 127.0) / 127.0
     return top_db + 20.0 * np.log10(np.maximum(v, 1e-3) ** 2) * range_db / 60.0
+
+
+#: The quantiles of an instrument's note loudness that velocities 0 and 127 play at
+#: (:func:`velocity_loudness`): its extremes are left to outliers.
+VELOCITY_QUANTILES = (0.01, 0.99)
+
+
+def velocity_loudness(velocity: Any, quantile_levels: Any, loudness_quantiles: Any) -> np.ndarray:
+    """Loudness (dB) of a velocity on an instrument's own dynamics: the quantile ``v / 127``
+    (within :data:`VELOCITY_QUANTILES`) of the loudness its training notes played at, given as
+    ``loudness_quantiles`` at ``quantile_levels`` (the dataset statistics a model keeps,
+    :func:`dspfx.ddsp.data.load_stats`). Velocity 64 plays the instrument's median note level,
+    127 its loudest but 1%; General MIDI's curve (:func:`velocity_db`) plays the bundled
+    instruments a median 9-12 dB above what they learned from."""
+    levels = np.asarray(quantile_levels, dtype=np.float64).reshape(-1)
+    loud = np.asarray(loudness_quantiles, dtype=np.float64).reshape(-1)
+    if (levels.size < 2 or levels.size != loud.size or not np.all(np.isfinite(levels)) or not np.all(np.isfinite(loud))
+            or np.any(np.diff(levels) <= 0) or np.any(np.diff(loud) < 0)):
+        raise ValueError(f"quantile_levels and loudness_quantiles must be two finite, increasing sequences of one "
+                         f"length (at least 2), got {levels.size} and {loud.size} values")
+    lo, hi = VELOCITY_QUANTILES
+    q = np.clip(np.clip(np.asarray(velocity, dtype=np.float64), 0.0, 127.0) / 127.0, lo, hi)
+    return np.interp(q, levels, loud)
 
 
 def notes_to_frames(notes: list[MidiNote], frame_rate: float = 250.0, *, seconds: float | None = None,

@@ -4,8 +4,8 @@
 notes outside the instrument's playing range by octaves, turns each note's controls into frame
 features and renders them with the instrument's DDSP model:
 
-- ``volume`` (mean loudness, dB; default: the note's velocity through
-  :func:`~dspfx.ddsp.midi.velocity_db`), ``volume_fluctuation`` (dB, default 0) and
+- ``volume`` (mean loudness, dB; default: the note's velocity on the instrument's own dynamics,
+  :func:`velocity_volumes`), ``volume_fluctuation`` (dB, default 0) and
   ``volume_peak_position`` (0..1, default 0.3) shape the note's loudness: a triangle from its
   onset to its peak and back down to its offset, scaled to that standard deviation around that
   mean, on top of short attack (15 ms) and release (60 ms) ramps; the frames go to the model
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db
+from dspfx.ddsp.midi import MidiNote, fit_range, notes_to_frames, read_midi, velocity_db, velocity_loudness
 from dspfx.ddsp.model import DDSPModel
 from dspfx.ddsp.shaping import (
     TIMBRE_CONTROLS,
@@ -62,7 +62,7 @@ from dspfx.ddsp.shaping import (
     timbre_shaping,
 )
 
-__all__ = ["play", "performance", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
+__all__ = ["play", "performance", "velocity_volumes", "PLAYABLE_CONTROLS", "TIMBRE_CONTROLS", "DEFAULTS", "note_frames", "learned_frames", "conform_swell",
            "conform_volume", "timbre_shaping"]
 
 #: Controls :func:`play` renders: all six of :data:`dspfx.ddsp.expression.CONTROL_NAMES`.
@@ -77,6 +77,20 @@ MIN_VIBRATO_NOTE_S = 0.35
 def _with_default(name: str, controls: Mapping[str, Any], n: int) -> np.ndarray:
     """One value per note of a control with a default (:data:`DEFAULTS`): the one given, else it."""
     return per_note(name, controls.get(name, DEFAULTS[name]), n)
+
+
+def velocity_volumes(notes: list[MidiNote], model: DDSPModel | None = None) -> np.ndarray:
+    """Each note's ``volume`` from its velocity: on the instrument's own dynamics when its model
+    keeps its dataset's loudness quantiles (:func:`~dspfx.ddsp.midi.velocity_loudness`: velocity
+    64 at its median note level), else General MIDI's curve (:func:`~dspfx.ddsp.midi.velocity_db`)."""
+    velocities = [x.velocity for x in notes]
+    stats = getattr(model, "stats", None) or {}
+    if stats.get("loudness_quantiles_db") is None or stats.get("quantile_levels") is None:
+        return velocity_db(velocities)
+    try:
+        return velocity_loudness(velocities, stats["quantile_levels"], stats["loudness_quantiles_db"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the model's dataset statistics: {exc}") from None
 
 
 def _volumes(notes: list[MidiNote], controls: Mapping[str, Any]) -> np.ndarray:
@@ -192,10 +206,11 @@ def _resolve(instrument: Any) -> tuple[Any, DDSPModel | None, tuple[int, int] | 
     return (None, *_instrument(instrument))
 
 
-def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | None
+def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | None, volumes: np.ndarray
            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The controls each note is played with (the generator's, or the defaults, where ``controls``
-    gives none or NaN for a note) and, per control, which notes were given one."""
+    gives none or NaN for a note; ``volumes``: the velocities' levels) and, per control, which
+    notes were given one."""
     n = len(notes)
     given: dict[str, np.ndarray] = {}
     for name, value in (controls or {}).items():
@@ -221,7 +236,7 @@ def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | 
         if name in base:
             fill = merged[name]
         elif name == "volume":
-            fill = velocity_db([x.velocity for x in notes])
+            fill = volumes
         elif name in DEFAULTS:
             fill = np.full(n, DEFAULTS[name])
         elif not mask.all():  # a timbre control: the decoder's own timbre has no per-note value to fill in
@@ -229,6 +244,7 @@ def _merge(notes: list[MidiNote], generator: Any, controls: Mapping[str, Any] | 
         else:
             fill = arr
         merged[name] = np.where(mask, arr, fill)
+    merged.setdefault("volume", np.asarray(volumes, dtype=np.float64))
     return merged, asked
 
 
@@ -240,9 +256,10 @@ def performance(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrumen
     it plays them with: one value per note for each control the expression generator predicts or
     ``controls`` gives (arguments as :func:`play`); the others take their defaults in the render.
     ``dspfx play --write-controls`` saves them for editing (:mod:`dspfx.ddsp.controls_file`)."""
-    _, _, rng, generator = _resolve(instrument)
+    _, model, rng, generator = _resolve(instrument)
     notes = _line(notes_or_midi, track, playing_range or rng)
-    return notes, _merge(notes, generator if expression == "auto" else expression, controls)[0]
+    return notes, _merge(notes, generator if expression == "auto" else expression, controls,
+                         velocity_volumes(notes, model))[0]
 
 
 def _line(notes_or_midi: Any, track: int | None, rng: tuple[int, int] | None) -> list[MidiNote]:
@@ -285,7 +302,7 @@ def play(notes_or_midi: str | os.PathLike | Sequence[MidiNote], instrument: str 
     if expression != "auto":
         generator = expression
     notes = _line(notes_or_midi, track, playing_range or rng)
-    merged, asked = _merge(notes, generator, controls)
+    merged, asked = _merge(notes, generator, controls, velocity_volumes(notes, model))
     if voice is not None:
         if synthesis is not None and not (isinstance(synthesis, str) and synthesis == "auto"):
             raise ValueError("a synthesis generator makes a DDSP instrument's frames; the subtractive voice plays "

@@ -18,6 +18,7 @@ from dspfx.ddsp.midi import (
     notes_to_frames,
     read_midi,
     velocity_db,
+    velocity_loudness,
 )
 
 
@@ -138,3 +139,18 @@ def test_notes_to_frames_pitch_levels_ramps_and_legato():
     assert np.all(np.diff(ramp) > 0) and ramp[0] < SILENCE_DB + 1  # the attack rises from silence
     assert np.all(np.diff(loud[(t >= 2.0) & (t < 2.08)]) < 0)  # the release falls
     assert top > mid and velocity_db(127) == pytest.approx(-16.0)
+
+
+def test_velocity_loudness_plays_the_instruments_own_dynamics():
+    """A velocity is a rank in the instrument's note loudness: 0 and 127 at its 1% and 99%
+    quantiles, in between linearly in the quantile."""
+    levels = np.linspace(0.0, 1.0, 101)
+    quantiles = -60.0 + 40.0 * levels**2  # an instrument mostly quiet
+    got = velocity_loudness([0, 32, 64, 127, 200], levels, quantiles)
+    expected = -60.0 + 40.0 * np.array([0.01, 32 / 127, 64 / 127, 0.99, 0.99]) ** 2
+    assert np.allclose(got, expected, atol=0.02)  # the quantiles interpolated between their 1% steps
+    assert np.all(np.diff(got[:4]) > 0)
+    for bad_levels, bad_quantiles in (([0.0], [-30.0]), (levels, quantiles[:-1]), (levels[::-1], quantiles),
+                                      (levels, quantiles[::-1]), (levels, np.where(levels > 0.5, np.nan, quantiles))):
+        with pytest.raises(ValueError, match="two finite, increasing sequences"):
+            velocity_loudness(64, bad_levels, bad_quantiles)

@@ -123,11 +123,11 @@ def test_an_attack_quieter_than_the_instruments_own_softens_the_onset(violin, mo
     """An attack asked below what the noise gain alone reaches (the harmonics' spread by a fast
     onset, the previous note carried into a legato change) is reached by softening the onset
     (shaping.soften_onsets); measured: within 1 dB, where without the softening the quiet ones
-    miss by 5 to 18 dB; each note's volume stays within 1 dB of the plain render's."""
+    miss by 7 to 18 dB; each note's volume stays within 1 dB of the plain render's."""
     import dspfx.ddsp.shaping as shaping
 
     notes = _line(6, length=0.8, gap=0.0, low=60)  # legato, the first out of silence
-    values = np.array([-62.0, -20.0, -60.0, -30.0, -55.0, -50.0])
+    values = np.array([-70.0, -28.0, -68.0, -38.0, -62.0, -58.0])
     plain, rate = play(notes, violin, controls={"vibrato": 0.0}, playing_range=(55, 93))
     own = note_controls(plain.numpy(), rate, notes)
     assert np.all(own[[0, 2, 4], 5] > values[[0, 2, 4]] + 4.0)  # below the instrument's own attacks
@@ -138,6 +138,31 @@ def test_an_attack_quieter_than_the_instruments_own_softens_the_onset(violin, mo
     monkeypatch.setattr(shaping, "ONSET_SOFTENING_FRAMES", ())
     audio, _ = play(notes, violin, controls={"attack_noise": values, "vibrato": 0.0}, playing_range=(55, 93))
     assert (note_controls(audio.numpy(), rate, notes)[:, 5] - values).max() > 5.0
+
+
+def test_velocities_play_the_instruments_own_dynamics(violin):
+    """Without an expression generator, a note's volume is its velocity's rank in the loudness
+    the instrument learned from (the model's dataset statistics); a model without them plays
+    General MIDI's curve. The bundled violin's median note is 9 dB below General MIDI's
+    velocity 64."""
+    import copy
+
+    from dspfx.ddsp.midi import velocity_loudness
+    from dspfx.ddsp.play import performance
+
+    notes = [MidiNote(0.1 + 0.5 * k, 0.5 + 0.5 * k, 69, v) for k, v in enumerate((40, 64, 100, 127))]
+    stats = violin.stats
+    _, played = performance(notes, violin, expression=None)
+    own = velocity_loudness([40, 64, 100, 127], stats["quantile_levels"], stats["loudness_quantiles_db"])
+    assert np.allclose(played["volume"], own)
+    median = np.interp(0.5, stats["quantile_levels"], stats["loudness_quantiles_db"])
+    assert played["volume"][1] == pytest.approx(median, abs=0.5) and velocity_db(64) - median > 8.0
+    bare = copy.deepcopy(violin)
+    bare.stats = None
+    assert np.allclose(performance(notes, bare, expression=None)[1]["volume"], velocity_db([40, 64, 100, 127]))
+    # an asked volume still wins, and a NaN leaves the note to its velocity
+    _, played = performance(notes, violin, expression=None, controls={"volume": [-20.0, np.nan, -30.0, np.nan]})
+    assert np.allclose(played["volume"], [-20.0, own[1], -30.0, own[3]])
 
 
 def test_notes_out_of_range_move_by_octaves(violin):
